@@ -1,0 +1,130 @@
+"""One lockstep training: a Trainer with a TensorBoard logger per run -> per-run artifacts on disk."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from fmnist_pl import metrics, plots, results
+from fmnist_pl.data import FashionMNISTDataModule
+from fmnist_pl.idx import CLASS_NAMES
+from fmnist_pl.model import LitLockstep
+
+GRID_IMAGES = 40  # the reference showed the first 40 test images
+
+
+def make_trainer(out_dir: Path, runs: Sequence[str], epochs: int, accelerator: str, group_dir: Path,
+                 progress: bool = True, limit_train_batches: int | None = None) -> pl.Trainer:
+    """A Trainer whose ``loggers[k]`` is run k's TensorBoard run (``tensorboard/<run>``)."""
+    loggers = [TensorBoardLogger(save_dir=str(out_dir / "tensorboard"), name=run, version="",
+                                 default_hp_metric=False) for run in runs]
+    callbacks: list[pl.Callback] = [
+        # The whole group's state after every epoch: what --resume continues from.
+        ModelCheckpoint(dirpath=str(group_dir), filename="last", save_top_k=0, save_last=True,
+                        save_on_train_epoch_end=True, enable_version_counter=False),
+    ]
+    if progress:
+        # Redrawing the bar every step costs more than a step; 20 is still smooth.
+        callbacks.append(TQDMProgressBar(refresh_rate=20))
+    return pl.Trainer(
+        max_epochs=epochs, accelerator=accelerator, devices=1, logger=loggers, callbacks=callbacks,
+        enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
+        log_every_n_steps=10**9,  # we log per epoch, per run, ourselves
+        limit_train_batches=limit_train_batches, deterministic=False, default_root_dir=str(group_dir),
+    )
+
+
+def group_checkpoint(out_dir: Path, members: list[dict[str, Any]]) -> Path:
+    """Where a lockstep group keeps its last-epoch Trainer checkpoint (what resume continues)."""
+    return out_dir / "checkpoints" / f"group-{members[0]['run'].replace('/', '_')}" / "last.ckpt"
+
+
+def train_group(members: list[dict[str, Any]], hidden: Sequence[int], datamodule: FashionMNISTDataModule,
+                out_dir: Path, epochs: int, accelerator: str = "auto", progress: bool = True,
+                limit_train_batches: int | None = None, resume: Path | None = None) -> list[dict[str, Any]]:
+    """Train ``members`` (dicts of run, optimizer, seed) in lockstep; write and return each run's metrics."""
+    group_dir = group_checkpoint(out_dir, members).parent
+    model = LitLockstep(members, hidden=hidden)
+    trainer = make_trainer(out_dir, [m["run"] for m in members], epochs, accelerator, group_dir,
+                           progress, limit_train_batches)
+    started = time.perf_counter()
+    trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+    fit_seconds = time.perf_counter() - started
+    interrupted = trainer.interrupted
+    if interrupted:
+        return []
+    trainer.test(model, datamodule=datamodule, verbose=False)
+    return [write_run(model, trainer, k, out_dir, fit_seconds) for k in range(len(members))]
+
+
+def _state_bytes(state: dict[str, Any]) -> int:
+    return sum(t.numel() * t.element_size() for s in state["state"] for t in s.values()
+               if torch.is_tensor(t) and t.dim() > 0)
+
+
+def write_run(model: LitLockstep, trainer: pl.Trainer, k: int, out_dir: Path, fit_seconds: float) -> dict[str, Any]:
+    """Every artifact of run ``k``: history, metrics, report text, plots, checkpoints, TensorBoard hparams."""
+    member, hist = model.members[k], model.histories[k]
+    run_dir = out_dir / "runs" / member.run
+    run_dir.mkdir(parents=True, exist_ok=True)
+    targets = model.test_targets
+    test = {which: {key: v for key, v in hist.test[which].items() if key != "predictions"}
+            for which in ("last", "best")}
+    for which in ("last", "best"):
+        test[which]["report"] = metrics.classification_report_dict(test[which], CLASS_NAMES)
+    predictions = {which: hist.test[which]["predictions"] for which in ("last", "best")}
+    opt_state = model.member_optimizer_state(k)
+    epochs_run = len(hist.epochs)
+    epoch_seconds = [row["seconds"] for row in hist.epochs]
+    summary = {
+        "run": member.run, "optimizer": member.optimizer.to_dict(), "seed": member.seed,
+        "hidden": list(model.net.hidden), "status": hist.status, "diverged_epoch": hist.diverged_epoch,
+        "epochs": epochs_run, "best_epoch": hist.best_epoch,
+        "best_val_loss": hist.best_val_loss if math.isfinite(hist.best_val_loss) else None,
+        "test": test,
+        "timing": {
+            "seconds_per_epoch": (sum(epoch_seconds) / len(epoch_seconds)) if epoch_seconds else None,
+            "fit_seconds": fit_seconds, "lockstep_runs": len(model.members),
+            "note": "wall time of the lockstep group, shared by all its runs",
+        },
+        "optimizer_state_bytes": _state_bytes(opt_state),
+        "device": str(model.device),
+    }
+    results.write_history(run_dir, hist.epochs)
+    results.write_json(run_dir / results.PREDICTIONS_FILE, {"targets": targets, **predictions})
+    results.atomic_write_text(run_dir / "classification_report.txt",
+                              metrics.classification_report_text(test["last"]["report"]))
+    plots.save(plots.learning_curves(hist.epochs, title=member.run), run_dir / "learning_curves.png")
+    plots.save(plots.confusion_matrix(test["last"]["confusion_matrix"], CLASS_NAMES, title=member.run),
+               run_dir / "confusion_matrix.png")
+    images = trainer.datamodule.splits["test"][0][:GRID_IMAGES].cpu()
+    plots.save(plots.image_grid(images, targets[:GRID_IMAGES], predictions["last"][:GRID_IMAGES], CLASS_NAMES,
+                                title=f"{member.run}: first {GRID_IMAGES} test images"),
+               run_dir / "predictions.png")
+    ckpt_dir = run_dir / "checkpoints"
+    common = {"hidden": list(model.net.hidden), "optimizer": member.optimizer.to_dict(), "seed": member.seed}
+    results.atomic_torch_save(ckpt_dir / "last.pt", common | {
+        "epoch": epochs_run, "state_dict": model.net.member_state_dict(k), "optimizer_state": opt_state})
+    results.atomic_torch_save(ckpt_dir / "best.pt", common | {
+        "epoch": hist.best_epoch, "val_loss": summary["best_val_loss"],
+        "state_dict": model.net.member_state_dict(k, model._best_params())})
+    logger = trainer.loggers[k]
+    last = test["last"]
+    logger.log_metrics({"test/loss": last["loss"], "test/acc": last["accuracy"], "test/f1": last["macro_f1"]},
+                       step=epochs_run)
+    logger.log_hyperparams(
+        {"optimizer": member.optimizer.name, "seed": member.seed, "hidden": ",".join(map(str, model.net.hidden)),
+         **{f"opt/{k2}": (str(v) if isinstance(v, (tuple, list)) else v) for k2, v in member.optimizer.hparams.items()}},
+        metrics={"hparams/test_acc": last["accuracy"], "hparams/test_f1": last["macro_f1"],
+                 "hparams/best_val_loss": summary["best_val_loss"] or math.nan})
+    logger.finalize("success")
+    # metrics.json last: its presence marks the run finished (resume skips it).
+    results.write_json(run_dir / results.METRICS_FILE, summary)
+    return summary
