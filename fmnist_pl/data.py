@@ -73,15 +73,16 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         eval_batch_size: validation/test batch size; evaluation needs no small batches.
         limit_train_batches: stop each epoch after this many batches (quick smoke runs).
         arrays: already-loaded arrays (tests, benchmarks), instead of reading ``folder``.
+        val_size: the first ``val_size`` training images are the validation set (reference: 5,000).
     """
 
     def __init__(self, folder: Path | None = None, batch_size: int = 32, seeds: Sequence[int] = (42,),
                  eval_batch_size: int = 5_000, limit_train_batches: int | None = None,
-                 arrays: FashionMNISTArrays | None = None) -> None:
+                 arrays: FashionMNISTArrays | None = None, val_size: int = VAL_SIZE) -> None:
         super().__init__()
         self.folder, self.batch_size, self.seeds = folder, batch_size, list(seeds)
         self.eval_batch_size, self.limit_train_batches = eval_batch_size, limit_train_batches
-        self._arrays = arrays
+        self._arrays, self.val_size = arrays, val_size
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._train_stream: BatchStream | None = None
         self._pending_state: dict | None = None
@@ -95,8 +96,8 @@ class FashionMNISTDataModule(pl.LightningDataModule):
         test_x = arrays.test_images.reshape(len(arrays.test_images), -1).float().div_(255.0)
         train_y, test_y = arrays.train_labels.long(), arrays.test_labels.long()
         self.splits = {
-            "train": (train_x[VAL_SIZE:], train_y[VAL_SIZE:]),
-            "val": (train_x[:VAL_SIZE], train_y[:VAL_SIZE]),
+            "train": (train_x[self.val_size:], train_y[self.val_size:]),
+            "val": (train_x[:self.val_size], train_y[:self.val_size]),
             "test": (test_x, test_y),
         }
 

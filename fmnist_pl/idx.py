@@ -80,11 +80,11 @@ def read_idx(path: Path, magic: int, count: int | None = None) -> "torch.Tensor"
         raise DataError(f"cannot read {path}: {exc} (corrupt or truncated?); re-install or re-download it") from None
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
+    found = struct.unpack(">I", raw[:4])[0] if len(raw) >= 4 else None
+    if found is not None and found != magic:
+        raise DataError(f"{path} has IDX magic {found}, expected {magic}: wrong or corrupt file; re-install it")
     if len(raw) < header:
         raise DataError(f"{path} is truncated ({len(raw)} bytes, no IDX header); re-install or re-download it")
-    found = struct.unpack(">I", raw[:4])[0]
-    if found != magic:
-        raise DataError(f"{path} has IDX magic {found}, expected {magic}: wrong or corrupt file; re-install it")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
     if count is not None and dims[0] != count:
         raise DataError(f"{path} holds {dims[0]} items, expected {count}: wrong file; re-install it")
@@ -108,8 +108,12 @@ class FashionMNISTArrays:
     test_labels: "torch.Tensor"
 
 
-def load_arrays(folder: Path) -> FashionMNISTArrays:
-    """Read and validate the four files in ``folder``."""
+def load_arrays(folder: Path, counts: dict[str, int] | None = EXPECTED_COUNT) -> FashionMNISTArrays:
+    """Read and validate the four files in ``folder``.
+
+    ``counts`` are the expected numbers of items per split (Fashion-MNIST's 60,000/10,000);
+    ``None`` accepts any, for small generated test data.
+    """
     arrays = {}
     for key, stem in FILES.items():
         path = _find_file(folder, stem)
@@ -117,11 +121,14 @@ def load_arrays(folder: Path) -> FashionMNISTArrays:
             raise DataError(f"{folder} lacks {stem}.gz; {HOW_TO_GET}")
         split = key.split("_")[0]
         is_images = key.endswith("images")
-        arrays[key] = read_idx(path, IMAGE_MAGIC if is_images else LABEL_MAGIC, EXPECTED_COUNT[split])
+        arrays[key] = read_idx(path, IMAGE_MAGIC if is_images else LABEL_MAGIC, counts[split] if counts else None)
         if is_images and tuple(arrays[key].shape[1:]) != (28, 28):
             raise DataError(f"{path} holds {tuple(arrays[key].shape[1:])} images, expected 28x28: wrong file")
     for split in ("train", "test"):
         labels = arrays[f"{split}_labels"]
+        if len(labels) != len(arrays[f"{split}_images"]):
+            raise DataError(f"{folder}: {len(arrays[split + '_images'])} {split} images but {len(labels)} labels; "
+                            "mismatched files, re-install them")
         if int(labels.max()) >= len(CLASS_NAMES):
             raise DataError(f"{folder / FILES[split + '_labels']} has label {int(labels.max())} outside 0..9: corrupt")
     return FashionMNISTArrays(**arrays)

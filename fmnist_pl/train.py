@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,6 +17,11 @@ from fmnist_pl import metrics, plots, results
 from fmnist_pl.data import FashionMNISTDataModule
 from fmnist_pl.idx import CLASS_NAMES
 from fmnist_pl.model import LitLockstep
+
+# Lightning warns that epochs shorter than log_every_n_steps log nothing per step: we log per
+# epoch on purpose. The pytree notice is Lightning's own use of a deprecated torch API.
+warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
 
 GRID_IMAGES = 40  # the reference showed the first 40 test images
 

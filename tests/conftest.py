@@ -1,0 +1,49 @@
+"""Shared fixtures: small generated IDX files, so unit tests need no download and run in seconds."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fmnist_pl.idx import DEBIAN_DIR, FILES, IMAGE_MAGIC, LABEL_MAGIC
+
+
+def write_idx(path: Path, array: np.ndarray, magic: int, compress: bool = True) -> Path:
+    header = struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    if compress:
+        path = path.with_name(path.name + ".gz")
+        path.write_bytes(gzip.compress(data))
+    else:
+        path.write_bytes(data)
+    return path
+
+
+def make_dataset(folder: Path, n_train: int = 600, n_test: int = 200, seed: int = 0) -> Path:
+    """A learnable fake Fashion-MNIST: each class is a noisy bright band at its own rows."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("test", n_test)):
+        labels = rng.integers(0, 10, n)
+        images = rng.integers(0, 60, (n, 28, 28))
+        for i, y in enumerate(labels):
+            images[i, 2 + 2 * y: 4 + 2 * y, :] += 180
+        write_idx(folder / FILES[f"{split}_images"], images.clip(0, 255), IMAGE_MAGIC)
+        write_idx(folder / FILES[f"{split}_labels"], labels, LABEL_MAGIC)
+    return folder
+
+
+@pytest.fixture
+def fake_data(tmp_path: Path) -> Path:
+    return make_dataset(tmp_path / "fmnist")
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    if not all((DEBIAN_DIR / f"{stem}.gz").is_file() for stem in FILES.values()):
+        pytest.skip("real Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+    return DEBIAN_DIR

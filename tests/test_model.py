@@ -1,0 +1,95 @@
+import math
+
+import lightning.pytorch as pl
+import pytest
+import torch
+
+from fmnist_pl.data import FashionMNISTDataModule
+from fmnist_pl.idx import load_arrays
+from fmnist_pl.model import MLP, EnsembleMLP, LitClassifier, LitLockstep, parameter_count, seeded_mlp
+from fmnist_pl.optimizers import resolve
+
+
+def test_parameter_count_is_the_references():
+    assert parameter_count((300, 100)) == 266_610
+    assert sum(p.numel() for p in MLP((300, 100)).parameters()) == 266_610
+
+
+def test_glorot_uniform_weights_and_zero_biases():
+    net = seeded_mlp((300, 100), seed=3)
+    for layer in net.linears():
+        fan_out, fan_in = layer.weight.shape
+        limit = math.sqrt(6 / (fan_in + fan_out))
+        assert layer.weight.abs().max() <= limit
+        assert layer.weight.abs().max() > 0.9 * limit  # uniform over the whole range, not Kaiming's
+        assert torch.count_nonzero(layer.bias) == 0
+    assert torch.equal(seeded_mlp((300, 100), 3).linears()[0].weight, net.linears()[0].weight)
+    assert not torch.equal(seeded_mlp((300, 100), 4).linears()[0].weight, net.linears()[0].weight)
+
+
+def test_ensemble_forward_and_gradients_equal_separate_models():
+    torch.manual_seed(0)
+    members = [seeded_mlp((30, 20), s) for s in (1, 2, 1, 2)]  # 2 seed groups x 2 members
+    for m in members:  # non-zero biases so that their layout is exercised too
+        for layer in m.linears():
+            torch.nn.init.uniform_(layer.bias, -0.1, 0.1)
+    net = EnsembleMLP(members, groups=2)
+    x = torch.rand(2, 7, 784)
+    logits = net(x)  # [K, C, B]
+    assert logits.shape == (4, 10, 7)
+    group_of = [0, 0, 1, 1]
+    for k, m in enumerate(members):
+        torch.testing.assert_close(logits[k].T, m(x[group_of[k]]), rtol=1e-5, atol=1e-5)
+    y = torch.randint(0, 10, (7,))
+    torch.nn.functional.cross_entropy(logits, y.expand(4, 7), reduction="none").mean(1).sum().backward()
+    for k, m in enumerate(members):
+        torch.nn.functional.cross_entropy(m(x[group_of[k]]), y).backward()
+        torch.testing.assert_close(net.weights[0].grad[k], m.linears()[0].weight.grad, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(net.biases[2].grad[k], m.linears()[2].bias.grad, rtol=1e-4, atol=1e-6)
+        assert net.member_state_dict(k).keys() == m.state_dict().keys()
+
+
+class EpochMetrics(pl.Callback):
+    def __init__(self):
+        self.rows = []
+
+    def on_train_epoch_end(self, trainer, module):
+        m = trainer.callback_metrics
+        self.rows.append({k: float(m[f"{k.split('_')[0]}/{k.split('_')[1]}"])
+                          for k in ("train_loss", "train_acc", "val_loss", "val_acc")})
+
+
+def _trainer(**kw):
+    return pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, **kw)
+
+
+def test_lockstep_matches_the_straightforward_lightning_path(fake_data):
+    """The fast engine's per-epoch metrics equal one LitClassifier per optimizer, same seed."""
+    arrays = load_arrays(fake_data, counts=None)
+    specs = resolve(["sgd", "momentum", "rmsprop", "adam"])
+    seed, hidden = 7, (32, 16)
+    members = [{"run": s.name, "optimizer": s.to_dict(), "seed": seed} for s in specs]
+    lock = LitLockstep(members, hidden=hidden)
+    _trainer().fit(lock, FashionMNISTDataModule(arrays=arrays, val_size=100, seeds=[seed]))
+    for k, spec in enumerate(specs):
+        single = LitClassifier(spec.to_dict(), hidden=hidden, seed=seed)
+        cb = EpochMetrics()
+        _trainer(callbacks=[cb]).fit(single, FashionMNISTDataModule(arrays=arrays, val_size=100, seeds=[seed]))
+        fast = lock.histories[k].epochs
+        assert len(fast) == len(cb.rows) == 2
+        for a, b in zip(fast, cb.rows):
+            for key in b:
+                assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), (spec.name, key)
+    assert lock.histories[3].epochs[-1]["val_acc"] > 0.5  # it learned the fake data
+
+
+def test_divergence_stops_only_that_run(fake_data):
+    arrays = load_arrays(fake_data, counts=None)
+    specs = resolve(["sgd", "adam"], overrides={"sgd": {"lr": "1e6"}})
+    members = [{"run": s.name, "optimizer": s.to_dict(), "seed": 1} for s in specs]
+    lock = LitLockstep(members, hidden=(32,))
+    _trainer().fit(lock, FashionMNISTDataModule(arrays=arrays, val_size=100, seeds=[1]))
+    sgd, adam = lock.histories
+    assert sgd.status == "diverged" and sgd.diverged_epoch == 1
+    assert adam.status == "ok" and len(adam.epochs) == 2 and math.isfinite(adam.epochs[-1]["val_loss"])
