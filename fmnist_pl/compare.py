@@ -38,8 +38,18 @@ def output_folder(config: CompareConfig) -> Path:
     return Path(config.output_dir) / name
 
 
-def check_writable(folder: Path) -> None:
-    """Fail before training, not after 30 epochs, when results could not be written."""
+def check_writable(folder: Path, create: bool = True) -> None:
+    """Fail before training, not after 30 epochs, when results could not be written.
+
+    With ``create=False`` it only looks (the nearest existing ancestor must be a writable
+    folder), so that a run refused for another reason leaves nothing behind.
+    """
+    if not create:
+        existing = next(p for p in [folder, *folder.absolute().parents] if p.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise ConfigError(f"cannot write to output folder {folder} ({existing} is not a writable folder); "
+                              "pass a writable --output-dir")
+        return
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / ".write-test"
@@ -68,6 +78,7 @@ def prepare(config: CompareConfig, resume: bool = False) -> tuple[Path, Path, li
     data_folder = idx.locate(config.data_dir, allow_download=config.download)
     idx.check_data_dir(data_folder)
     out = output_folder(config)
+    check_writable(out, create=False)
     if (out / results.CONFIG_FILE).exists() and not resume:
         raise ConfigError(f"{out} already holds a compare; continue it with `fmnist-pl compare --resume {out}` "
                           "or choose another --name")
@@ -77,7 +88,6 @@ def prepare(config: CompareConfig, resume: bool = False) -> tuple[Path, Path, li
 def compare(config: CompareConfig, resume: bool = False, echo: Callable[[str], None] = print) -> Path:
     """Run the comparison described by ``config``; return the output folder (report.html inside)."""
     out, data_folder, runs = prepare(config, resume)
-    check_writable(out)
     import torch
 
     from fmnist_pl import plots, report
@@ -87,6 +97,7 @@ def compare(config: CompareConfig, resume: bool = False, echo: Callable[[str], N
 
     # Data errors (corrupt/truncated files) surface here, before anything is trained.
     arrays = idx.load_arrays(data_folder)
+    check_writable(out)
     datamodule = FashionMNISTDataModule(arrays=arrays, batch_size=config.batch_size, seeds=config.seed_list,
                                         limit_train_batches=config.limit_train_batches)
     datamodule.prepare()

@@ -1,0 +1,70 @@
+"""Bad input through the real CLI: one line on stderr, exit code 2, nothing written."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_dataset
+
+
+def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fmnist_pl", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), **(env or {})},
+                          timeout=120)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["compare", "--optimizers", "sgd,adamm"], "unknown optimizer 'adamm'; choose from: sgd, momentum, rmsprop, adam"),
+    (["compare", "--set", "adam.foo=1"], "unknown hyperparameter adam.foo"),
+    (["compare", "--set", "adam.lr=fast"], "bad value 'fast' for adam.lr"),
+    (["compare", "--set", "adamlr"], "write OPTIMIZER.PARAM=VALUE"),
+    (["compare", "--epochs", "0"], "--epochs must be a whole number >= 1"),
+    (["compare", "--epochs", "ten"], "Invalid value for '--epochs'"),
+    (["compare", "--batch-size", "-3"], "--batch-size must be a whole number >= 1"),
+    (["compare", "--lr", "0"], "must be > 0"),
+    (["compare", "--seeds", "0"], "--seeds must be a whole number >= 1"),
+    (["compare", "--hidden", "300,x"], "--hidden must be comma-separated"),
+    (["compare", "--data-dir", "/no/such/dir"], "does not exist"),
+    (["compare", "--accelerator", "tpu9"], "--accelerator must be one of"),
+    (["report", "."], "holds no fmnist-pl results"),
+    (["compare", "--bogus"], "No such option"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
+    proc = run_cli(*args, "--output-dir", str(tmp_path / "out"), cwd=tmp_path) if args[0] == "compare" \
+        else run_cli(*args, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_data_folder_problems_name_the_file(tmp_path):
+    folder = make_dataset(tmp_path / "d", n_train=20, n_test=10)
+    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+    proc = run_cli("compare", "--data-dir", str(folder), "--output-dir", str(tmp_path / "out"), cwd=tmp_path)
+    assert proc.returncode == 2 and "lacks t10k-labels-idx1-ubyte.gz" in proc.stderr
+    folder = make_dataset(tmp_path / "e", n_train=20, n_test=10)
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
+    proc = run_cli("compare", "--data-dir", str(folder), "--output-dir", str(tmp_path / "out"), cwd=tmp_path)
+    assert proc.returncode == 2 and "train-images-idx3-ubyte.gz" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_unwritable_output_folder_fails_before_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    folder = make_dataset(tmp_path / "d", n_train=20, n_test=10)
+    proc = run_cli("compare", "--data-dir", str(folder), "--output-dir", str(blocker), cwd=tmp_path)
+    assert proc.returncode == 2 and "cannot write to output folder" in proc.stderr, proc.stderr
+
+
+def test_help_and_list_optimizers(tmp_path):
+    proc = run_cli("--help", cwd=tmp_path)
+    assert proc.returncode == 0 and "compare" in proc.stdout and "report" in proc.stdout
+    proc = run_cli("list-optimizers", cwd=tmp_path)
+    assert proc.returncode == 0 and "rmsprop        KerasRMSprop" in proc.stdout and "eps=1e-07" in proc.stdout
