@@ -1,4 +1,5 @@
 import math
+import os
 
 import lightning.pytorch as pl
 import pytest
@@ -60,7 +61,8 @@ class EpochMetrics(pl.Callback):
 
 
 def _trainer(**kw):
-    return pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+    # CPU in CI; the GPU check script sets FMNIST_TEST_ACCELERATOR=gpu to run the same test there.
+    return pl.Trainer(max_epochs=2, accelerator=os.environ.get("FMNIST_TEST_ACCELERATOR", "cpu"), logger=False, enable_checkpointing=False,
                       enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, **kw)
 
 

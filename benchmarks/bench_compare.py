@@ -1,0 +1,241 @@
+"""Seconds per epoch: fmnist-pl's compare path vs a textbook Lightning and a hand-tuned loop.
+
+Everything runs in this one process, on the same data, side by side, so the ratios are
+meaningful on a noisy machine. Each implementation trains ``--batches`` steady-state steps
+(after ``--warmup`` steps) at batch 32; seconds per epoch = step time × 1,719 steps (55,000
+images) + one timed validation pass over the 5,000 validation images.
+
+    python benchmarks/bench_compare.py                 # CPU, or the GPU when present
+    python benchmarks/bench_compare.py --batches 1000 --seeds 5
+
+Implementations:
+  textbook-lightning  torchvision FashionMNIST + ToTensor + DataLoader(shuffle) + a LightningModule
+                      logging loss/accuracy every step with torchmetrics (the tutorial way)
+  hand-tuned          plain PyTorch: the whole split as one tensor, index-slice batches, fused or
+                      foreach optimizers, no per-step host sync; one model at a time
+  fmnist-pl           the project's compare path: LitLockstep + FashionMNISTDataModule + the
+                      same Trainer/loggers/checkpointing as `fmnist-pl compare`
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+import torchmetrics
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fmnist_pl.data import FashionMNISTDataModule  # noqa: E402
+from fmnist_pl.idx import FILES, load_arrays, locate  # noqa: E402
+from fmnist_pl.model import LitLockstep, seeded_mlp  # noqa: E402
+from fmnist_pl.optimizers import REFERENCE_OPTIMIZERS, resolve  # noqa: E402
+from fmnist_pl.train import make_trainer  # noqa: E402
+
+STEPS_PER_EPOCH = 1719  # ceil(55,000 / 32)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class StepTimer(pl.Callback):
+    """Times training steps after a warm-up, and the validation pass, inside a Lightning fit."""
+
+    def __init__(self, warmup: int, device: torch.device) -> None:
+        self.warmup, self.device = warmup, device
+        self.train_seconds = self.val_seconds = 0.0
+        self.steps = 0
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if batch_idx == self.warmup:
+            sync(self.device)
+            self._t = time.perf_counter()
+
+    def on_validation_start(self, trainer, module):
+        sync(self.device)
+        now = time.perf_counter()
+        self.steps = trainer.fit_loop.epoch_loop.batch_progress.current.completed - self.warmup
+        self.train_seconds = now - self._t
+        self._v = now
+
+    def on_validation_end(self, trainer, module):
+        sync(self.device)
+        self.val_seconds = time.perf_counter() - self._v
+
+    def per_epoch(self) -> float:
+        return self.train_seconds / self.steps * STEPS_PER_EPOCH + self.val_seconds
+
+
+# --------------------------------------------------------------------------- textbook Lightning
+class TextbookModule(pl.LightningModule):
+    def __init__(self, spec):
+        super().__init__()
+        self.spec = spec
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(),
+                                 nn.Linear(100, 10))
+        self.train_acc = torchmetrics.classification.MulticlassAccuracy(10, average="micro")
+        self.val_acc = torchmetrics.classification.MulticlassAccuracy(10, average="micro")
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self.net(x)
+        loss = F.cross_entropy(logits, y)
+        self.train_acc(logits, y)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/acc", self.train_acc, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self.net(x)
+        self.log("val/loss", F.cross_entropy(logits, y))
+        self.val_acc(logits, y)
+        self.log("val/acc", self.val_acc)
+
+    def configure_optimizers(self):
+        return self.spec.info.cls(self.parameters(), **self.spec.kwargs())
+
+
+def textbook(spec, raw_root: Path, args, device) -> float:
+    from torch.utils.data import DataLoader, Subset
+    from torchvision import transforms
+    from torchvision.datasets import FashionMNIST
+
+    full = FashionMNIST(str(raw_root), train=True, transform=transforms.ToTensor())
+    train, val = Subset(full, range(5000, 60000)), Subset(full, range(5000))
+    timer = StepTimer(args.warmup, device)
+    trainer = pl.Trainer(max_epochs=1, limit_train_batches=args.warmup + args.batches, accelerator=args.accelerator,
+                         devices=1, callbacks=[timer], enable_progress_bar=False, enable_model_summary=False,
+                         num_sanity_val_steps=0, default_root_dir=args.tmp, enable_checkpointing=False,
+                         logger=pl.loggers.TensorBoardLogger(args.tmp, name="textbook"))
+    trainer.fit(TextbookModule(spec), DataLoader(train, batch_size=32, shuffle=True),
+                DataLoader(val, batch_size=32))
+    return timer.per_epoch()
+
+
+# --------------------------------------------------------------------------- hand-tuned loop
+def hand_tuned(spec, data, args, device) -> float:
+    x, y = (t.to(device) for t in data.splits["train"])
+    xv, yv = (t.to(device) for t in data.splits["val"])
+    model = seeded_mlp((300, 100), 42).to(device)
+    opt = spec.build(model.parameters())
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(42)).to(device)
+    loss_sum = torch.zeros((), device=device)
+
+    def step(i: int) -> None:
+        nonlocal loss_sum
+        idx = perm[(i * 32) % (len(y) - 32):][:32]
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum = loss_sum + loss.detach()
+
+    for i in range(args.warmup):
+        step(i)
+    sync(device)
+    t = time.perf_counter()
+    for i in range(args.batches):
+        step(i)
+    sync(device)
+    train = (time.perf_counter() - t) / args.batches * STEPS_PER_EPOCH
+    t = time.perf_counter()
+    with torch.no_grad():
+        (model(xv).argmax(1) == yv).float().mean().item()
+    return train + time.perf_counter() - t
+
+
+# --------------------------------------------------------------------------- fmnist-pl
+def lockstep(names, seeds, arrays, args, device) -> float:
+    specs = resolve(names)
+    members = [{"run": f"{s.name}-{seed}", "optimizer": s.to_dict(), "seed": seed} for seed in seeds for s in specs]
+    dm = FashionMNISTDataModule(arrays=arrays, seeds=seeds)
+    timer = StepTimer(args.warmup, device)
+    out = Path(tempfile.mkdtemp(dir=args.tmp))
+    trainer = make_trainer(out, [m["run"] for m in members], 1, args.accelerator, out / "ckpt", progress=False,
+                           limit_train_batches=args.warmup + args.batches)
+    trainer.callbacks.append(timer)
+    trainer.fit(LitLockstep(members), datamodule=dm)
+    return timer.per_epoch()
+
+
+def raw_folder(folder: Path, tmp: str) -> Path:
+    """torchvision's FashionMNIST wants root/FashionMNIST/raw/<uncompressed files>."""
+    root = Path(tmp) / "tv"
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for stem in FILES.values():
+        with gzip.open(folder / f"{stem}.gz") as src, open(raw / stem, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    return root
+
+
+def help_seconds() -> float:
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "fmnist_pl", "--help"], capture_output=True, check=True,
+                   cwd=Path(__file__).resolve().parents[1])
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=400, help="timed steps per implementation")
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--seeds", type=int, default=5, help="also time the lockstep path with this many seeds")
+    parser.add_argument("--accelerator", default="auto")
+    parser.add_argument("--skip-textbook", action="store_true")
+    args = parser.parse_args()
+    device = torch.device("cuda" if args.accelerator != "cpu" and torch.cuda.is_available() else "cpu")
+    args.accelerator = "gpu" if device.type == "cuda" else "cpu"
+    args.tmp = tempfile.mkdtemp(prefix="fmnist-bench-")
+    folder = locate()
+    arrays = load_arrays(folder)
+    data = FashionMNISTDataModule(arrays=arrays)
+    data.prepare()
+    names = list(REFERENCE_OPTIMIZERS)
+    where = torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device: {where}; torch {torch.__version__}; {args.batches} timed steps (+{args.warmup} warm-up) each")
+    table: dict[str, dict[str, float]] = {}
+    if not args.skip_textbook:
+        root = raw_folder(folder, args.tmp)
+        table["textbook-lightning"] = {n: textbook(s, root, args, device) for n, s in zip(names, resolve(names))}
+    table["hand-tuned"] = {n: hand_tuned(s, data, args, device) for n, s in zip(names, resolve(names))}
+    lock1 = lockstep(names, [42], arrays, args, device)
+    lockn = lockstep(names, list(range(42, 42 + args.seeds)), arrays, args, device) if args.seeds > 1 else None
+
+    print(f"\nseconds per epoch (55,000 training images at batch 32, + validation)")
+    print(f"{'implementation':20}" + "".join(f"{n:>10}" for n in names) + f"{'all four':>11}")
+    for impl, row in table.items():
+        print(f"{impl:20}" + "".join(f"{row[n]:10.2f}" for n in names) + f"{sum(row.values()):11.2f}")
+    print(f"{'fmnist-pl lockstep':20}" + " " * 10 * len(names) + f"{lock1:11.2f}")
+    hand = sum(table["hand-tuned"].values())
+    print("\nratios (lower is faster)")
+    print(f"  fmnist-pl / hand-tuned (4 optimizers, 1 seed):   {lock1 / hand:.2f}   (goal <= 0.75)")
+    if "textbook-lightning" in table:
+        tb = sum(table["textbook-lightning"].values())
+        print(f"  fmnist-pl / textbook Lightning:                  {lock1 / tb:.3f}  (speed-up {tb / lock1:.1f}x)")
+        print(f"  hand-tuned / textbook Lightning:                 {hand / tb:.2f}")
+    if lockn is not None:
+        print(f"  fmnist-pl {args.seeds} seeds / 1 seed:                    {lockn / lock1:.2f}   (goal <= 3)")
+        print(f"  ({args.seeds} seeds: {lockn:.2f} s per epoch for {4 * args.seeds} models)")
+    print(f"\nprojected 30-epoch compare (4 optimizers): fmnist-pl {30 * lock1:.0f} s, "
+          f"hand-tuned one after another {30 * hand:.0f} s")
+    print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; "
+          f"`fmnist-pl --help`: {help_seconds():.2f} s")
+    shutil.rmtree(args.tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
