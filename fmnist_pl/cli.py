@@ -63,6 +63,7 @@ def compare(
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Train every optimizer on Fashion-MNIST, then write the HTML report and print the ranking."""
+    from fmnist_pl.compare import Interrupted
     from fmnist_pl.compare import compare as run_compare
 
     try:
@@ -78,6 +79,9 @@ def compare(
         out = run_compare(config, resume=resume is not None, echo=typer.echo)
     except USER_ERRORS as exc:
         fail(str(exc))
+    except Interrupted as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(130)
     print_ranking(out)
     typer.echo(f"report: {out / 'report.html'}")
 

@@ -22,6 +22,15 @@ from fmnist_pl import idx, optimizers, results
 from fmnist_pl.config import CompareConfig, ConfigError
 
 
+class Interrupted(Exception):
+    """Training was stopped (Ctrl-C, SIGTERM); finished results and the last checkpoint are kept."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(f"interrupted; finished results are in {folder}. "
+                         f"Continue with: fmnist-pl compare --resume {folder}")
+        self.folder = folder
+
+
 def run_name(optimizer: str, seed: int, config: CompareConfig) -> str:
     return optimizer if config.seeds == 1 else f"{optimizer}/seed-{seed}"
 
@@ -114,18 +123,23 @@ def compare(config: CompareConfig, resume: bool = False, echo: Callable[[str], N
         plots.save(plots.image_grid(arrays.train_images[:GRID_IMAGES], arrays.train_labels[:GRID_IMAGES].tolist(),
                                     None, idx.CLASS_NAMES, title=f"First {GRID_IMAGES} training images"),
                    out / "train_images.png")
-    todo = [r for r in runs if not (out / "runs" / r["run"] / results.METRICS_FILE).exists()]
-    done = len(runs) - len(todo)
-    if todo:
-        names = ", ".join(r["run"] for r in todo)
-        echo(f"runs {done + 1}-{len(runs)} of {len(runs)}: {names} - in lockstep on {device_name}, "
+    # The runs train as one lockstep group: if any of them lacks results, the group runs (from
+    # its last epoch checkpoint when there is one) and rewrites every run's files identically.
+    unfinished = [r["run"] for r in runs if not (out / "runs" / r["run"] / results.METRICS_FILE).exists()]
+    if unfinished:
+        from fmnist_pl.train import TrainingInterrupted, group_checkpoint
+
+        ckpt = group_checkpoint(out, runs)
+        start = f"resuming from {ckpt}" if ckpt.exists() else "in lockstep"
+        echo(f"runs 1-{len(runs)} of {len(runs)}: {', '.join(r['run'] for r in runs)} - {start} on {device_name}, "
              f"{config.epochs} epochs, batch {config.batch_size}")
         echo(f"watch live: tensorboard --logdir {out / 'tensorboard'}")
-        from fmnist_pl.train import group_checkpoint
-
-        ckpt = group_checkpoint(out, todo)
-        train_group(todo, config.hidden, datamodule, out, config.epochs, config.accelerator, config.progress,
-                    config.limit_train_batches, resume=ckpt if ckpt.exists() else None)
+        try:
+            train_group(runs, config.hidden, datamodule, out, config.epochs, config.accelerator, config.progress,
+                        config.limit_train_batches, resume=ckpt if ckpt.exists() else None)
+        except TrainingInterrupted:
+            report.render(out)  # what finished, with the missing runs named
+            raise Interrupted(out) from None
     else:
         echo(f"all {len(runs)} runs already finished in {out}; re-rendering the report")
     report.render(out)

@@ -359,8 +359,9 @@ class LitLockstep(pl.LightningModule):
             self._step(x, y, self.manual_backward)
             self._clear_grads()
         # Lightning's step bookkeeping (global_step), once per batch, as one LightningOptimizer.step would.
-        self._progress_hooks[0]()
-        self._progress_hooks[1]()
+        # (the manual-optimization loop installs these hooks on the wrapper for each batch)
+        self._lightning_optimizer._on_before_step()
+        self._lightning_optimizer._on_after_step()
         self._train_seen += y.shape[1]
 
     def _graph_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -398,7 +399,7 @@ class LitLockstep(pl.LightningModule):
         # Every optimizer steps raw (LightningOptimizer.step costs ~100 µs of bookkeeping a call,
         # measured); its progress hooks still run once per batch, so trainer.global_step counts batches.
         self._raw_optimizers = list(self.trainer.optimizers)
-        self._progress_hooks = (wrapped[0]._on_before_step, wrapped[0]._on_after_step)
+        self._lightning_optimizer = wrapped[0]
         self._active_list = self.active.tolist()
         self._use_graphs = self.device.type == "cuda" and self.use_cuda_graphs
         self._graph_shape = torch.Size([len(self.group_seeds), self.trainer.datamodule.batch_size, IN_FEATURES]) \

@@ -95,3 +95,16 @@ def test_divergence_stops_only_that_run(fake_data):
     sgd, adam = lock.histories
     assert sgd.status == "diverged" and sgd.diverged_epoch == 1
     assert adam.status == "ok" and len(adam.epochs) == 2 and math.isfinite(adam.epochs[-1]["val_loss"])
+
+
+def test_flush_denormals_reaches_the_worker_threads():
+    from fmnist_pl.denormals import flush_denormals
+
+    tiny = torch.full((1 << 16,), 1e-39)  # denormal; a parallel op spreads it over all threads
+    try:
+        if not flush_denormals(True):
+            pytest.skip("this CPU cannot flush denormals")
+        assert torch.count_nonzero(tiny * 1.0) == 0  # flushed on every chunk, not only the main thread's
+    finally:
+        flush_denormals(False)
+    assert torch.count_nonzero(tiny * 1.0) == tiny.numel()

@@ -1,0 +1,96 @@
+"""Nothing lost: kill -9, Ctrl-C and SIGTERM in the middle of a compare, then --resume (real data)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.realdata
+ROOT = Path(__file__).parents[1]
+ARGS = ["--epochs", "3", "--limit-train-batches", "150", "--optimizers", "sgd,adam", "--no-progress",
+        "--accelerator", "cpu"]
+
+
+def cli(*args: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "fmnist_pl", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, **kw)
+
+
+def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=600)
+    return proc.returncode, out, err
+
+
+def start_and_stop(out: Path, name: str, sig: int) -> tuple[int, str, str]:
+    """Start a compare, wait for its first epoch checkpoint, then send ``sig``."""
+    proc = cli("compare", *ARGS, "--output-dir", str(out), "--name", name)
+    ckpt = out / name / "checkpoints" / "group-sgd" / "last.ckpt"
+    deadline = time.time() + 300
+    while not ckpt.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    return finish(proc)
+
+
+def histories(folder: Path) -> dict:
+    return {run: json.loads((folder / "runs" / run / "history.json").read_text()) for run in ("sgd", "adam")}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(real_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("resume")
+    rc, _, err = finish(cli("compare", *ARGS, "--output-dir", str(out), "--name", "whole"))
+    assert rc == 0, err[-2000:]
+    return out, histories(out / "whole")
+
+
+def assert_same_results(folder: Path, reference: dict) -> None:
+    got = histories(folder)
+    for run in reference:
+        assert [r["epoch"] for r in got[run]] == [1, 2, 3]
+        for a, b in zip(got[run], reference[run]):
+            for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+                assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-7), (run, a["epoch"], key)
+    html = (folder / "report.html").read_text()
+    assert 'id="missing"' not in html
+
+
+def test_kill_9_then_resume_gives_the_uninterrupted_results(uninterrupted):
+    out, reference = uninterrupted
+    rc, _, _ = start_and_stop(out, "killed", signal.SIGKILL)
+    assert rc == -signal.SIGKILL
+    folder = out / "killed"
+    for path in folder.rglob("*.json"):  # every results file complete or absent
+        json.loads(path.read_text())
+    assert not list(folder.rglob("*.tmp"))
+    rc, stdout, err = finish(cli("compare", "--resume", str(folder)))
+    assert rc == 0, err[-2000:]
+    assert "resuming from" in stdout
+    assert_same_results(folder, reference)
+
+
+@pytest.mark.parametrize("sig, name", [(signal.SIGINT, "ctrl-c"), (signal.SIGTERM, "sigterm")])
+def test_interrupt_stops_cleanly_renders_the_report_and_says_how_to_resume(uninterrupted, sig, name):
+    out, reference = uninterrupted
+    rc, _, err = start_and_stop(out, name, sig)
+    folder = out / name
+    assert rc == 130, err[-2000:]
+    assert f"fmnist-pl compare --resume {folder}" in err and "Traceback" not in err
+    assert (folder / "checkpoints" / "group-sgd" / "last.ckpt").is_file()
+    assert 'id="missing"' in (folder / "report.html").read_text()
+    rc, _, err = finish(cli("compare", "--resume", str(folder)))
+    assert rc == 0, err[-2000:]
+    assert_same_results(folder, reference)
+
+
+def test_same_name_without_resume_is_refused(uninterrupted):
+    out, _ = uninterrupted
+    rc, _, err = finish(cli("compare", *ARGS, "--output-dir", str(out), "--name", "whole"))
+    assert rc == 2 and "already holds a compare" in err and "--resume" in err
