@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import os
 import resource
 import shutil
 import subprocess
@@ -40,7 +41,7 @@ from fmnist_pl.data import FashionMNISTDataModule  # noqa: E402
 from fmnist_pl.idx import FILES, load_arrays, locate  # noqa: E402
 from fmnist_pl.model import LitLockstep, seeded_mlp  # noqa: E402
 from fmnist_pl.optimizers import REFERENCE_OPTIMIZERS, resolve  # noqa: E402
-from fmnist_pl.train import make_trainer  # noqa: E402
+from fmnist_pl.train import fast_cpu_math, make_trainer  # noqa: E402
 
 STEPS_PER_EPOCH = 1719  # ceil(55,000 / 32)
 
@@ -167,7 +168,8 @@ def lockstep(names, seeds, arrays, args, device) -> float:
     trainer = make_trainer(out, [m["run"] for m in members], 1, args.accelerator, out / "ckpt", progress=False,
                            limit_train_batches=args.warmup + args.batches)
     trainer.callbacks.append(timer)
-    trainer.fit(LitLockstep(members), datamodule=dm)
+    with fast_cpu_math():  # as train_group does
+        trainer.fit(LitLockstep(members), datamodule=dm)
     return timer.per_epoch()
 
 
@@ -211,7 +213,11 @@ def main() -> None:
     if not args.skip_textbook:
         root = raw_folder(folder, args.tmp)
         table["textbook-lightning"] = {n: textbook(s, root, args, device) for n, s in zip(names, resolve(names))}
+    # A plain-PyTorch script never imports Lightning, so it lacks Lightning's NVML-probe setting.
+    nvml = os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
     table["hand-tuned"] = {n: hand_tuned(s, data, args, device) for n, s in zip(names, resolve(names))}
+    if nvml is not None:
+        os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = nvml
     lock1 = lockstep(names, [42], arrays, args, device)
     lockn = lockstep(names, list(range(42, 42 + args.seeds)), arrays, args, device) if args.seeds > 1 else None
 

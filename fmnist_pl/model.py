@@ -265,10 +265,13 @@ class LitLockstep(pl.LightningModule):
         return [[nn.Parameter(p.data[k]) for p in stacked] for k in range(len(self.members))]
 
     def optimizer_groups(self) -> dict[str, list[int]]:
-        """Member indices per registry entry: one ``torch.optim`` instance each (see ``build_shared``)."""
+        """Member indices per optimizer class: one ``torch.optim`` instance each (see ``build_shared``).
+
+        ``sgd`` and ``momentum`` are both ``torch.optim.SGD``: one instance, a param group each.
+        """
         groups: dict[str, list[int]] = {}
         for k, m in enumerate(self.members):
-            groups.setdefault(m.optimizer.name, []).append(k)
+            groups.setdefault(m.optimizer.info.cls_path, []).append(k)
         return groups
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
@@ -281,7 +284,7 @@ class LitLockstep(pl.LightningModule):
 
     def member_optimizer_state(self, k: int) -> dict[str, Any]:
         """Member ``k``'s optimizer state (per tensor, in layer order), for its own checkpoint."""
-        opt = self.trainer.optimizers[list(self.optimizer_groups()).index(self.members[k].optimizer.name)]
+        opt = self.trainer.optimizers[list(self.optimizer_groups()).index(self.members[k].optimizer.info.cls_path)]
         return {"hparams": dict(self.members[k].optimizer.hparams),
                 "state": [{n: (t.detach().cpu().clone() if torch.is_tensor(t) else t)
                            for n, t in opt.state.get(v, {}).items()} for v in self._views[k]]}

@@ -74,7 +74,7 @@ class OptimizerSpec:
 
 
 def build_shared(specs: list[OptimizerSpec], params: list[list[Any]], capturable: bool = False) -> "Optimizer":
-    """One optimizer instance for several models of one registry entry, a param group each.
+    """One optimizer instance for several models of one optimizer class, a param group each.
 
     Every model keeps its own hyperparameters (its param group's options) and its own state
     (torch keeps state per parameter); the optimizers here are element-wise, so this is
@@ -85,9 +85,10 @@ def build_shared(specs: list[OptimizerSpec], params: list[list[Any]], capturable
     ``capturable`` (CUDA only) keeps step counters on the device so that the step can be
     captured in a CUDA graph; classes without the option are graph-safe as they are.
     """
-    if len({s.name for s in specs}) != 1:
-        raise ValueError("build_shared needs specs of one registry entry")
+    if len({s.info.cls_path for s in specs}) != 1:
+        raise ValueError("build_shared needs specs of one optimizer class")
     info = specs[0].info
+    # Instance-wide options are the first spec's; every group overrides them with its own.
     kwargs = specs[0].kwargs()
     cls = info.cls
     groups = [{"params": p, **s.kwargs()} for s, p in zip(specs, params)]

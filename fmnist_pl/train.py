@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import lightning.pytorch as pl
 import torch
@@ -63,6 +65,27 @@ def make_trainer(out_dir: Path, runs: Sequence[str], epochs: int, accelerator: s
     )
 
 
+@contextlib.contextmanager
+def fast_cpu_math() -> Iterator[None]:
+    """While training: flush denormals to zero and skip Lightning's NVML-based CUDA probe.
+
+    * Denormals: as TensorFlow (the reference) does on CPU; without it a 30-epoch CPU run slowed
+      from 5.9 to 8 s/epoch (see :mod:`fmnist_pl.denormals`).
+    * Lightning sets ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` (fork safety for DataLoader workers,
+      which we do not use); with it every Adam step's CUDA-graph health check probes NVML
+      (~40 µs measured) on a machine without a GPU.
+    """
+    flushed = flush_denormals(True)
+    nvml_check = os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
+    try:
+        yield
+    finally:
+        if flushed:
+            flush_denormals(False)
+        if nvml_check is not None:
+            os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = nvml_check
+
+
 def group_checkpoint(out_dir: Path, members: list[dict[str, Any]]) -> Path:
     """Where a lockstep group keeps its last-epoch Trainer checkpoint (what resume continues)."""
     return out_dir / "checkpoints" / f"group-{members[0]['run'].replace('/', '_')}" / "last.ckpt"
@@ -76,20 +99,15 @@ def train_group(members: list[dict[str, Any]], hidden: Sequence[int], datamodule
     model = LitLockstep(members, hidden=hidden)
     trainer = make_trainer(out_dir, [m["run"] for m in members], epochs, accelerator, group_dir,
                            progress, limit_train_batches)
-    # Flush denormals to zero while training, as TensorFlow (the reference) does on CPU (see
-    # fmnist_pl.denormals: without it a 30-epoch CPU run slowed from 5.9 to 8 s/epoch).
-    flushed = flush_denormals(True)
     started = time.perf_counter()
     try:
-        # weights_only: a checkpoint is data, never code to unpickle.
-        trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume) if resume else None, weights_only=True)
+        with fast_cpu_math():
+            # weights_only: a checkpoint is data, never code to unpickle.
+            trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume) if resume else None, weights_only=True)
     except (KeyboardInterrupt, SystemExit) as exc:
         # Lightning turns Ctrl-C into SystemExit(1) and SIGTERM into SIGTERMException(SystemExit)
         # after its own graceful shutdown; the checkpoint of the last finished epoch stays.
         raise TrainingInterrupted(type(exc).__name__) from None
-    finally:
-        if flushed:
-            flush_denormals(False)
     if trainer.interrupted:
         raise TrainingInterrupted("interrupted")
     fit_seconds = time.perf_counter() - started

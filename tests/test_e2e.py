@@ -77,3 +77,91 @@ def test_report_contents_and_rerender(compare_run):
                           env={"PYTHONPATH": str(Path(__file__).parents[1]), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0 and "report:" in proc.stdout
     assert (folder / "report.html").read_text().count("<tr>") == first.count("<tr>")
+
+
+ARTIFACTS = Path(__file__).parents[1] / "outputs" / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def open_in_chromium(html: Path, screenshot: Path):
+    """Load ``html`` in headless Chromium; return what a person's browser would have shown."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (make system)")
+    seen = {"requests": [], "dialogs": []}
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("request", lambda r: seen["requests"].append(r.url))
+            page.on("dialog", lambda d: (seen["dialogs"].append(d.message), d.dismiss()))
+            page.goto(html.as_uri(), wait_until="load")
+            seen["images"] = page.eval_on_selector_all("img", "els => els.map(e => e.complete ? e.naturalWidth : 0)")
+            seen["summary_rows"] = page.locator("table.summary-table tr").count()
+            seen["ranking_rows"] = page.locator("table.ranking-table tr").count()
+            seen["ranking_text"] = page.locator("p.ranking").all_inner_texts()
+            seen["body"] = page.inner_text("body")
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(screenshot), full_page=True)
+        finally:
+            browser.close()
+    return seen
+
+
+def test_report_in_a_real_browser(compare_run):
+    folder, _ = compare_run
+    seen = open_in_chromium(folder / "report.html", ARTIFACTS / "report.png")
+    assert len(seen["images"]) >= 8 and all(w > 0 for w in seen["images"]), seen["images"]  # every image decoded
+    assert seen["summary_rows"] == 1 + 2  # header + sgd, adam
+    assert seen["ranking_rows"] == 2 * (1 + 2)  # by accuracy and by macro-F1
+    assert all(" > " in t or " = " in t for t in seen["ranking_text"])
+    off_file = [u for u in seen["requests"] if not u.startswith(("file://", "data:"))]
+    assert off_file == []  # no request leaves the file
+    assert (ARTIFACTS / "report.png").stat().st_size > 10_000
+
+
+def test_user_strings_render_as_text_in_the_browser(tmp_path):
+    from tests.test_report import XSS, make_results
+    from fmnist_pl import report
+
+    folder = make_results(tmp_path / "xss", ["sgd", XSS])
+    seen = open_in_chromium(report.render(folder), ARTIFACTS / "report-escaping.png")
+    assert seen["dialogs"] == []  # the script did not run
+    assert XSS in seen["body"]  # it is shown as text
+
+
+def test_tensorboard_serves_the_runs_and_tags(compare_run):
+    import socket
+    import time
+    import urllib.request
+
+    folder, _ = compare_run
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(folder / "tensorboard"),
+                             "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 90
+        while True:
+            try:
+                runs = json.loads(urllib.request.urlopen(f"{base}/data/runs", timeout=5).read())
+                if set(runs) >= {"sgd", "adam"}:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.time() < deadline, "tensorboard did not come up"
+            time.sleep(0.5)
+        tags = json.loads(urllib.request.urlopen(f"{base}/data/plugin/scalars/tags", timeout=10).read())
+        for run in ("sgd", "adam"):
+            assert {"train/loss", "train/acc", "val/loss", "val/acc", "test/acc"} <= set(tags[run])
+        scalars = json.loads(urllib.request.urlopen(
+            f"{base}/data/plugin/scalars/scalars?run=adam&tag=val/acc", timeout=10).read())
+        assert [row[1] for row in scalars] == [1, 2]  # (wall time, step = epoch, value)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
