@@ -52,6 +52,7 @@ def compare(
     seed: int = typer.Option(42, help="First seed; every optimizer gets the same weights and batch order."),
     seeds: int = typer.Option(1, help="Runs per optimizer (seed, seed+1, ...), paired across optimizers."),
     hidden: str = typer.Option("300,100", help="Hidden layer sizes."),
+    target: float = typer.Option(0.88, help="Report epochs and seconds to reach this validation accuracy."),
     accelerator: str = typer.Option("auto", help="auto (GPU when present), cpu, gpu."),
     data_dir: Optional[Path] = typer.Option(None, help="Folder of the four IDX files [default: $FMNIST_DATA, "
                                             "else /usr/share/datasets/fashion-mnist]."),
@@ -73,7 +74,7 @@ def compare(
             config = CompareConfig(
                 optimizers=tuple(n.strip() for n in optimizers_.split(",") if n.strip()), epochs=epochs,
                 batch_size=batch_size, lr=lr, overrides=tuple(set_), seed=seed, seeds=seeds,
-                hidden=parse_hidden(hidden), accelerator=accelerator,
+                hidden=parse_hidden(hidden), accelerator=accelerator, target=target,
                 data_dir=str(data_dir) if data_dir else None, download=download, output_dir=str(output_dir),
                 name=name, limit_train_batches=limit_train_batches, progress=progress)
         out = run_compare(config, resume=resume is not None, echo=typer.echo)
@@ -113,8 +114,55 @@ def print_ranking(folder: Path) -> None:
     console.print(table)
     for label, r in metrics.rankings(loaded["runs"]).items():
         console.print(f"ranking by {label}: {r['text'] or 'no finished run'}", highlight=False, markup=False)
+    from fmnist_pl.report import group_by_optimizer, significance
+
+    sig = significance(group_by_optimizer(loaded["runs"]))
+    if sig:
+        console.print(f"significance ({sig['test']}, Holm, alpha {sig['alpha']}): {sig['text']}",
+                      highlight=False, markup=False)
     if loaded["missing"]:
         console.print(f"missing runs: {', '.join(loaded['missing'])}", highlight=False, markup=False)
+
+
+@app.command()
+def sweep(
+    lrs: str = typer.Option(..., help="Learning rates: START:STOP:COUNT (log grid) like 1e-4:1e0:7, or 0.001,0.01."),
+    epochs: int = typer.Option(10, help="Epochs per sweep run."),
+    final_epochs: Optional[int] = typer.Option(None, help="Epochs of the final comparison [default: --epochs]."),
+    optimizers_: str = typer.Option(",".join(optimizers.REFERENCE_OPTIMIZERS), "--optimizers",
+                                    help="Comma-separated registry names."),
+    set_: List[str] = typer.Option([], "--set", help="Other per-optimizer hyperparameters (repeatable)."),
+    batch_size: int = typer.Option(32, help="Batch size."),
+    seed: int = typer.Option(42, help="First seed."),
+    seeds: int = typer.Option(1, help="Seeds per optimizer and rate (the choice uses their mean)."),
+    hidden: str = typer.Option("300,100", help="Hidden layer sizes."),
+    accelerator: str = typer.Option("auto", help="auto, cpu, gpu."),
+    data_dir: Optional[Path] = typer.Option(None, help="Folder of the four IDX files."),
+    output_dir: Path = typer.Option(Path("outputs"), help="Where the sweep folder is created."),
+    name: Optional[str] = typer.Option(None, help="Folder name [default: a timestamp]; rerun to resume."),
+    limit_train_batches: Optional[int] = typer.Option(None, help="Batches per epoch (quick smoke runs)."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """Tune each optimizer's learning rate on the VALIDATION set, then compare them at their tuned rates."""
+    from fmnist_pl.compare import Interrupted, parse_lrs
+    from fmnist_pl.compare import sweep as run_sweep
+
+    try:
+        if final_epochs is not None and final_epochs < 1:
+            raise ConfigError(f"--final-epochs must be a whole number >= 1, got {final_epochs}")
+        config = CompareConfig(
+            optimizers=tuple(n.strip() for n in optimizers_.split(",") if n.strip()), epochs=epochs,
+            batch_size=batch_size, overrides=tuple(set_), seed=seed, seeds=seeds, hidden=parse_hidden(hidden),
+            accelerator=accelerator, data_dir=str(data_dir) if data_dir else None, output_dir=str(output_dir),
+            name=name, limit_train_batches=limit_train_batches, progress=progress, lrs=parse_lrs(lrs))
+        out = run_sweep(config, final_epochs=final_epochs, echo=typer.echo)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    except Interrupted as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(130)
+    print_ranking(out)
+    typer.echo(f"report: {out / 'report.html'}")
 
 
 @app.command()

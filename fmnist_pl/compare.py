@@ -13,8 +13,10 @@ last epoch checkpoint.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import os
 import platform
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,21 +27,113 @@ from fmnist_pl.config import CompareConfig, ConfigError
 class Interrupted(Exception):
     """Training was stopped (Ctrl-C, SIGTERM); finished results and the last checkpoint are kept."""
 
-    def __init__(self, folder: Path) -> None:
-        super().__init__(f"interrupted; finished results are in {folder}. "
-                         f"Continue with: fmnist-pl compare --resume {folder}")
+    def __init__(self, folder: Path, how: str | None = None) -> None:
+        how = how or f"fmnist-pl compare --resume {folder}"
+        super().__init__(f"interrupted; finished results are in {folder}. Continue with: {how}")
         self.folder = folder
 
 
-def run_name(optimizer: str, seed: int, config: CompareConfig) -> str:
-    return optimizer if config.seeds == 1 else f"{optimizer}/seed-{seed}"
+def run_name(optimizer: str, seed: int, config: CompareConfig, lr: float | None = None) -> str:
+    """``adam``; with a learning-rate grid ``adam/lr-1e-03``; with several seeds ``.../seed-43``."""
+    parts = [optimizer]
+    if lr is not None:
+        parts.append(f"lr-{lr:.0e}")
+    if config.seeds > 1:
+        parts.append(f"seed-{seed}")
+    return "/".join(parts)
 
 
 def plan(config: CompareConfig) -> list[dict[str, Any]]:
-    """The runs of a compare, seed-major (the lockstep engine's member order)."""
+    """The runs of a compare, seed-major (the lockstep engine's member order).
+
+    With ``config.lrs`` (a sweep), every optimizer runs once per learning rate; all of them
+    still train in one lockstep group, a param group each.
+    """
     specs = optimizers.resolve(config.optimizers, config.lr, optimizers.parse_overrides(config.overrides))
-    return [{"run": run_name(s.name, seed, config), "optimizer": s.to_dict(), "seed": seed}
-            for seed in config.seed_list for s in specs]
+    runs = []
+    for seed in config.seed_list:
+        for s in specs:
+            for lr in config.lrs or (None,):
+                spec = s if lr is None else optimizers.OptimizerSpec(s.name, dict(s.hparams) | {"lr": lr})
+                runs.append({"run": run_name(s.name, seed, config, lr), "optimizer": spec.to_dict(), "seed": seed,
+                             "lr": spec.hparams["lr"]})
+    return runs
+
+
+def parse_lrs(text: str) -> tuple[float, ...]:
+    """``"1e-4:1e0:7"`` (log grid: start, stop, count) or ``"0.001,0.01"`` -> learning rates."""
+    try:
+        if ":" in text:
+            start, stop, count = text.split(":")
+            lo, hi, n = math.log10(float(start)), math.log10(float(stop)), int(count)
+            if n < 2:
+                raise ValueError
+            lrs = tuple(float(f"{10 ** (lo + (hi - lo) * i / (n - 1)):.3g}") for i in range(n))
+        else:
+            lrs = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--lrs must be START:STOP:COUNT (log grid, COUNT >= 2) like 1e-4:1e0:7, "
+                          f"or a list like 0.001,0.01; got {text!r}") from None
+    if any(not math.isfinite(lr) or lr <= 0 for lr in lrs):
+        raise ConfigError(f"--lrs must be learning rates > 0, got {text!r}")
+    return lrs
+
+
+def sweep_selection(folder: Path) -> dict[str, Any]:
+    """Per optimizer: validation accuracy (best epoch, mean over seeds) at each learning rate, and the
+    chosen rate. Chosen on the validation set only; the test set plays no part."""
+    loaded = results.load_compare(folder)
+    table: dict[str, dict[float, list[float]]] = {}
+    diverged: dict[str, set[float]] = {}
+    for run in loaded["runs"]:
+        name, lr = run["optimizer"]["name"], run["optimizer"]["hparams"]["lr"]
+        if run.get("status") == "diverged":
+            diverged.setdefault(name, set()).add(lr)
+            continue
+        table.setdefault(name, {}).setdefault(lr, []).append(max(r["val_acc"] for r in run["history"]))
+    out = {}
+    for name in dict.fromkeys(r["optimizer"]["name"] for r in loaded["config"]["runs"]):
+        scores = {lr: sum(v) / len(v) for lr, v in table.get(name, {}).items() if lr not in diverged.get(name, set())}
+        out[name] = {
+            "lrs": sorted(scores), "val_acc": [scores[lr] for lr in sorted(scores)],
+            "diverged": sorted(diverged.get(name, set())),
+            "chosen": max(scores, key=scores.get) if scores else None,
+        }
+    return out
+
+
+def sweep(config: CompareConfig, final_epochs: int | None = None, echo: Callable[[str], None] = print) -> Path:
+    """Tune each optimizer's learning rate on the validation set, then compare at the tuned rates.
+
+    Writes ``<output>/<name>/sweep/`` (every optimizer × rate, one lockstep group),
+    ``sweep.json`` (the choice) and ``final/`` (a normal compare at the chosen rates, whose
+    report shows the sweep). Returns the final compare's folder.
+    """
+    if not config.lrs:
+        raise ConfigError("sweep needs --lrs, e.g. --lrs 1e-4:1e0:7")
+    top = output_folder(config)
+    sweep_config = replace(config, output_dir=str(top), name="sweep")
+    echo(f"sweep: {len(config.optimizers)} optimizers x {len(config.lrs)} learning rates, {config.epochs} epochs")
+    how = f"the same `fmnist-pl sweep` command with --output-dir {top.parent} --name {top.name}"
+    try:
+        sweep_dir = compare(sweep_config, resume=(top / "sweep" / results.CONFIG_FILE).exists(), echo=echo)
+    except Interrupted as exc:
+        raise Interrupted(exc.folder, how) from None
+    chosen = sweep_selection(sweep_dir)
+    results.write_json(top / "sweep.json", chosen)
+    missing = [n for n, c in chosen.items() if c["chosen"] is None]
+    if missing:
+        raise ConfigError(f"every learning rate diverged for {', '.join(missing)}; try smaller --lrs")
+    for name, c in chosen.items():
+        echo(f"tuned on validation: {name} lr={c['chosen']:g} (val acc {max(c['val_acc']):.4f})")
+    overrides = tuple(f"{n}.lr={c['chosen']!r}" for n, c in chosen.items())
+    final_config = replace(config, lrs=(), lr=None, overrides=config.overrides + overrides, output_dir=str(top),
+                           name="final", epochs=final_epochs or config.epochs)
+    try:
+        return compare(final_config, resume=(top / "final" / results.CONFIG_FILE).exists(), echo=echo,
+                       extra={"sweep": chosen})
+    except Interrupted as exc:
+        raise Interrupted(exc.folder, how) from None
 
 
 def output_folder(config: CompareConfig) -> Path:
@@ -94,7 +188,8 @@ def prepare(config: CompareConfig, resume: bool = False) -> tuple[Path, Path, li
     return out, data_folder, runs
 
 
-def compare(config: CompareConfig, resume: bool = False, echo: Callable[[str], None] = print) -> Path:
+def compare(config: CompareConfig, resume: bool = False, echo: Callable[[str], None] = print,
+            extra: dict[str, Any] | None = None) -> Path:
     """Run the comparison described by ``config``; return the output folder (report.html inside)."""
     out, data_folder, runs = prepare(config, resume)
     import torch
@@ -119,6 +214,7 @@ def compare(config: CompareConfig, resume: bool = False, echo: Callable[[str], N
             "model": {"hidden": list(config.hidden), "parameters": parameter_count(config.hidden),
                       "summary": model_summary(config.hidden)},
             "environment": environment(device_name), "created": _dt.datetime.now().isoformat(timespec="seconds"),
+            **(extra or {}),
         })
         plots.save(plots.image_grid(arrays.train_images[:GRID_IMAGES], arrays.train_labels[:GRID_IMAGES].tolist(),
                                     None, idx.CLASS_NAMES, title=f"First {GRID_IMAGES} training images"),

@@ -32,6 +32,8 @@ class CompareConfig:
     name: str | None = None  # default: a timestamp
     limit_train_batches: int | None = None  # quick smoke runs
     progress: bool = True
+    lrs: tuple[float, ...] = ()  # a learning-rate grid: every optimizer runs at each (used by sweep)
+    target: float | None = 0.88  # report epochs/seconds to this validation accuracy (AlgoPerf's time-to-result)
 
     def __post_init__(self) -> None:
         for key in ("epochs", "batch_size", "seeds"):
@@ -44,6 +46,8 @@ class CompareConfig:
             raise ConfigError(f"--limit-train-batches must be >= 1, got {self.limit_train_batches!r}")
         if not self.hidden or any(h < 1 for h in self.hidden):
             raise ConfigError(f"--hidden must list layer sizes >= 1 like 300,100, got {self.hidden!r}")
+        if self.target is not None and not 0 < self.target <= 1:
+            raise ConfigError(f"--target must be a validation accuracy in (0, 1], got {self.target!r}")
         if self.accelerator not in ("auto", "cpu", "gpu", "cuda", "mps"):
             raise ConfigError(f"--accelerator must be one of auto, cpu, gpu, cuda, mps; got {self.accelerator!r}")
         if self.name is not None and (not self.name or "/" in self.name or self.name in (".", "..")):

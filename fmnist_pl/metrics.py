@@ -89,7 +89,19 @@ def observations(run: dict[str, Any]) -> list[str]:
     return notes
 
 
-def summary_row(run: dict[str, Any]) -> dict[str, Any]:
+def time_to_target(history: list[dict[str, float]], target: float | None) -> dict[str, Any]:
+    """AlgoPerf-style time-to-result: the first epoch whose validation accuracy reaches ``target``."""
+    if target is None:
+        return {"epoch": None, "seconds": None}
+    elapsed = 0.0
+    for row in history:
+        elapsed += row["seconds"]
+        if row["val_acc"] >= target:
+            return {"epoch": row["epoch"], "seconds": elapsed}
+    return {"epoch": None, "seconds": None}
+
+
+def summary_row(run: dict[str, Any], target: float | None = None) -> dict[str, Any]:
     """The summary table's row for one run."""
     history = run.get("history") or []
     last = history[-1] if history else {}
@@ -104,6 +116,7 @@ def summary_row(run: dict[str, Any]) -> dict[str, Any]:
         "gap": (last["train_acc"] - last["val_acc"]) if last else None,
         "seconds_per_epoch": timing.get("seconds_per_epoch"), "fit_seconds": timing.get("fit_seconds"),
         "state_bytes": run.get("optimizer_state_bytes"),
+        "target": time_to_target(history, target),
     }
 
 

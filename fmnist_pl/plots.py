@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display is needed or assumed
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from fmnist_pl.results import atomic_write_bytes  # noqa: E402
@@ -38,6 +39,7 @@ def learning_curves(history: list[dict[str, float]], title: str = "") -> Figure:
     for key, style in (("train_loss", "-"), ("val_loss", "--"), ("train_acc", "-"), ("val_acc", "--")):
         ax.plot(epochs, [row[key] for row in history], style, label=key.replace("_", " "))
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylim(0, 1)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="center right")
@@ -62,6 +64,7 @@ def overlay(runs: list[dict[str, Any]], key: str, ylabel: str) -> Figure:
         if len(curves) > 1:
             ax.fill_between(xs, [min(c) for c in cols], [max(c) for c in cols], color=line.get_color(), alpha=0.2)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
     ax.legend()
@@ -114,4 +117,23 @@ def per_class_f1_heat(values: dict[str, list[float]], class_names: Sequence[str]
     ax.set_yticks(range(len(names)), names)
     ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
     fig.colorbar(im, ax=ax)
+    return fig
+
+
+def lr_sweep(sweep: dict[str, dict[str, Any]]) -> Figure:
+    """Validation accuracy vs learning rate per optimizer (log x); chosen rates circled, diverged as x."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, row in sweep.items():
+        (line,) = ax.plot(row["lrs"], row["val_acc"], "o-", label=name)
+        if row.get("chosen") is not None:
+            ax.plot([row["chosen"]], [max(row["val_acc"])], "o", ms=14, mfc="none", color=line.get_color())
+        if row.get("diverged"):
+            low = min((v for r in sweep.values() for v in r["val_acc"]), default=0.0)
+            ax.plot(row["diverged"], [low] * len(row["diverged"]), "x", color=line.get_color(), ms=9)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("best validation accuracy")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    ax.set_title("learning-rate sweep (circled: chosen; x: diverged)")
     return fig

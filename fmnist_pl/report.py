@@ -50,6 +50,57 @@ def _mean_std(values: list[float]) -> dict[str, float | None]:
             "min": min(vals), "max": max(vals), "n": len(vals)}
 
 
+def run_label(run: dict[str, Any]) -> str:
+    """A run's name without its seed: what its seeds have in common (``adam``, ``adam/lr-1e-03``)."""
+    return "/".join(p for p in run["run"].split("/") if not p.startswith("seed-"))
+
+
+def group_by_optimizer(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Finished, non-diverged runs per optimizer setting (its seeds)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        if r.get("status", "ok") == "ok" and r.get("history"):
+            groups.setdefault(run_label(r), []).append(r)
+    return groups
+
+
+def _per_class_f1(by_optimizer: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per-class test F1 per optimizer: mean ± std over its seeds, colour-scaled by the mean."""
+    rows = []
+    for name, group in by_optimizer.items():
+        per_seed = [g["test"]["last"]["per_class"]["f1"] for g in group]
+        cells = [_mean_std(list(col)) for col in zip(*per_seed)]
+        rows.append({"run": name, "n": len(group), "cells": cells})
+    means = [c["mean"] for r in rows for c in r["cells"] if c["mean"] is not None]
+    lo, hi = (min(means), max(means)) if means else (0.0, 1.0)
+    for r in rows:
+        for c in r["cells"]:
+            c["color"] = _heat(c["mean"], lo, hi) if c["mean"] is not None else "white"
+    return rows
+
+
+def significance(by_optimizer: dict[str, list[dict[str, Any]]]) -> dict[str, Any] | None:
+    """Paired tests between optimizers (see :mod:`fmnist_pl.stats`) from the saved test predictions."""
+    import numpy as np
+
+    from fmnist_pl import stats
+
+    correct: dict[str, Any] = {}
+    for name, group in by_optimizer.items():
+        rows = []
+        for run in sorted(group, key=lambda g: g.get("seed", 0)):
+            try:
+                saved = results.read_json(Path(run["dir"]) / results.PREDICTIONS_FILE)
+            except (OSError, ValueError):
+                return None  # predictions lost: the report still renders, without the tests
+            rows.append(np.asarray(saved["last"]) == np.asarray(saved["targets"]))
+        correct[name] = np.stack(rows)
+    seeds = {c.shape[0] for c in correct.values()}
+    if len(correct) < 2 or len(seeds) != 1:
+        return None  # nothing to compare, or unequal seeds (an unfinished run): no paired design
+    return stats.compare_optimizers(correct)
+
+
 def build_context(loaded: dict[str, Any]) -> dict[str, Any]:
     """Everything the template shows, as plain data computed from the results on disk."""
     from fmnist_pl import plots
@@ -57,23 +108,17 @@ def build_context(loaded: dict[str, Any]) -> dict[str, Any]:
     config, runs = loaded["config"], loaded["runs"]
     folder = Path(loaded["folder"])
     for run in runs:
-        run["label"] = run["optimizer"]["name"]
+        run["label"] = run_label(run)
     ok_runs = [r for r in runs if r.get("status", "ok") == "ok" and r.get("history")]
     overlays = []
     if ok_runs:
         for key, label in (("val_loss", "validation loss"), ("val_acc", "validation accuracy"),
                            ("train_loss", "training loss")):
             overlays.append({"title": label, "src": data_uri(plots.png_bytes(plots.overlay(ok_runs, key, label)))})
-    rows = [metrics.summary_row(r) for r in runs]
-    f1_values = [v for r in ok_runs for v in r["test"]["last"]["per_class"]["f1"]]
-    lo, hi = (min(f1_values), max(f1_values)) if f1_values else (0.0, 1.0)
-    per_class = []
-    for r in ok_runs:
-        f1 = r["test"]["last"]["per_class"]["f1"]
-        per_class.append({"run": r["run"], "cells": [{"value": v, "color": _heat(v, lo, hi)} for v in f1]})
-    by_optimizer: dict[str, list[dict[str, Any]]] = {}
-    for r in ok_runs:
-        by_optimizer.setdefault(r["label"], []).append(r)
+    target = config.get("config", {}).get("target")
+    rows = [metrics.summary_row(r, target) for r in runs]
+    by_optimizer = group_by_optimizer(runs)
+    per_class = _per_class_f1(by_optimizer)
     aggregates = []
     for name, group in by_optimizer.items():
         aggregates.append({
@@ -94,6 +139,10 @@ def build_context(loaded: dict[str, Any]) -> dict[str, Any]:
             "observations": metrics.observations(r),
         })
     setup = config.get("config", {})
+    sweep = None
+    if config.get("sweep"):
+        sweep = {"table": config["sweep"],
+                 "plot": data_uri(plots.png_bytes(plots.lr_sweep(config["sweep"])))}
     return {
         "title": f"fmnist-pl: optimizer comparison {folder.name}",
         "folder": str(folder), "created": config.get("created"), "setup": setup,
@@ -102,6 +151,7 @@ def build_context(loaded: dict[str, Any]) -> dict[str, Any]:
         "optimizers": [r["optimizer"] for r in config.get("runs", []) if r["seed"] == setup.get("seed", r["seed"])],
         "class_names": list(CLASS_NAMES), "overlays": overlays, "rows": rows,
         "rankings": metrics.rankings(runs), "aggregates": aggregates, "per_class": per_class,
+        "significance": significance(by_optimizer), "target": target, "sweep": sweep,
         "runs": run_details, "missing": loaded["missing"],
         "observations": [n for r in runs for n in metrics.observations(r)],
         "train_images": _file_uri(folder / "train_images.png"),

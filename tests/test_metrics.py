@@ -41,3 +41,9 @@ def test_observations_detect_overfitting_from_the_data():
     assert notes[0].startswith("adam overfits: validation loss was lowest at epoch 3 (0.3500)")
     notes = metrics.observations(_run([0.5, 0.4, 0.35, 0.34]))
     assert "does not overfit" in notes[0] and "epoch 4" in notes[0]
+
+
+def test_time_to_target_is_the_first_epoch_reaching_it():
+    history = [{"epoch": e, "val_acc": a, "seconds": 2.0} for e, a in enumerate([0.8, 0.87, 0.881, 0.879], 1)]
+    assert metrics.time_to_target(history, 0.88) == {"epoch": 3, "seconds": 6.0}
+    assert metrics.time_to_target(history, 0.95) == {"epoch": None, "seconds": None}

@@ -35,6 +35,9 @@ def make_results(folder: Path, names: list[str], missing: list[str] = ()) -> Pat
         history = [{"epoch": e, "train_loss": 1 / e, "train_acc": acc, "val_loss": 0.4 + (e - 2) ** 2 / 10,
                     "val_acc": acc, "seconds": 2.0} for e in (1, 2, 3)]
         results.write_history(d, history)
+        targets = [i % 10 for i in range(1000)]
+        preds = [t if j < 1000 * acc else (t + 1) % 10 for j, t in enumerate(targets)]
+        results.write_json(d / "predictions.json", {"targets": targets, "last": preds, "best": preds})
         results.write_json(d / "metrics.json", {
             "run": n, "optimizer": runs[i]["optimizer"], "seed": 42, "status": "ok", "epochs": 3, "best_epoch": 2,
             "test": {"last": _metrics(acc), "best": _metrics(acc)}, "timing": {"seconds_per_epoch": 2.0, "fit_seconds": 6.0},
@@ -45,7 +48,7 @@ def make_results(folder: Path, names: list[str], missing: list[str] = ()) -> Pat
 def test_report_sections_values_and_escaping(tmp_path):
     folder = make_results(tmp_path / "cmp", ["sgd", XSS], missing=["adam"])
     html = report.render(folder).read_text()
-    for section in ('id="ranking"', 'id="summary"', 'id="observations"', 'id="curves"', 'id="per-class"',
+    for section in ('id="ranking"', 'id="significance"', 'id="summary"', 'id="observations"', 'id="curves"', 'id="per-class"',
                     'id="reports"', 'id="setup"', 'id="missing"'):
         assert section in html
     assert XSS not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html

@@ -1,0 +1,106 @@
+"""Paired significance tests between optimizers on the test set, as plain data.
+
+One run per optimizer and seed cannot tell a 0.01 difference from noise. Every optimizer of
+seed k saw the same initial weights and batch order and is scored on the same 10,000 test
+images, so comparisons are *paired*:
+
+* McNemar's exact test on per-image correctness (one seed): only the images that exactly one
+  of the two models gets right carry information; under "no difference" each side is 50/50.
+* A paired bootstrap over test images (any number of seeds): resample images with
+  replacement, average each optimizer's accuracy over its seeds, and read the 95% interval
+  and two-sided p-value of the difference. Seeds enter through the averaged accuracy.
+
+p-values are Holm-adjusted over all pairs. Optimizers are then grouped for the ranking: walking
+down from the best, an optimizer joins the current group unless it is significantly worse
+than the group's leader.
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import combinations
+from typing import Any, Sequence
+
+import numpy as np
+
+ALPHA = 0.05
+BOOTSTRAP_SAMPLES = 2000
+
+
+def mcnemar_exact(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> dict[str, Any]:
+    """Exact two-sided McNemar test; ``b``: only A right, ``c``: only B right."""
+    a, b_ = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    b = int(np.sum(a & ~b_))
+    c = int(np.sum(~a & b_))
+    n = b + c
+    if n == 0:
+        return {"only_a": b, "only_b": c, "p": 1.0}
+    k = min(b, c)
+    # P(X <= k) for X ~ Binomial(n, 1/2), summed in log space (n can be thousands).
+    logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2) for i in range(k + 1)]
+    top = max(logs)
+    tail = math.exp(top) * sum(math.exp(v - top) for v in logs)
+    return {"only_a": b, "only_b": c, "p": min(1.0, 2 * tail)}
+
+
+def paired_bootstrap(correct_a: np.ndarray, correct_b: np.ndarray, samples: int = BOOTSTRAP_SAMPLES,
+                     seed: int = 0) -> dict[str, float]:
+    """Bootstrap over images of mean-over-seeds accuracy(A) - accuracy(B); inputs ``[seeds, images]``."""
+    a = np.atleast_2d(np.asarray(correct_a, float)).mean(0)  # per image: fraction of seeds right
+    b = np.atleast_2d(np.asarray(correct_b, float)).mean(0)
+    diff = a - b
+    rng = np.random.default_rng(seed)
+    n = len(diff)
+    means = np.empty(samples)
+    for i in range(samples):
+        means[i] = diff[rng.integers(0, n, n)].mean()
+    lo, hi = np.quantile(means, [0.025, 0.975])
+    p = 2 * min(np.mean(means <= 0), np.mean(means >= 0))
+    return {"diff": float(diff.mean()), "ci_low": float(lo), "ci_high": float(hi), "p": float(min(1.0, max(p, 1 / samples)))}
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the input order."""
+    order = sorted(range(len(pvalues)), key=pvalues.__getitem__)
+    adjusted = [0.0] * len(pvalues)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def compare_optimizers(correct: dict[str, np.ndarray], alpha: float = ALPHA) -> dict[str, Any]:
+    """All pairwise tests and the significance-aware ranking.
+
+    ``correct[name]``: per-image correctness ``[seeds, images]`` (seeds in the same order for
+    every optimizer, so seed k is paired with seed k).
+    """
+    names = sorted(correct, key=lambda n: -float(np.mean(correct[n])))
+    pairs = []
+    for a, b in combinations(names, 2):
+        boot = paired_bootstrap(correct[a], correct[b])
+        row = {"a": a, "b": b, **boot}
+        if correct[a].shape[0] == 1:
+            row["mcnemar"] = mcnemar_exact(correct[a][0], correct[b][0])
+        pairs.append(row)
+    # The test behind each decision: McNemar with one seed, the bootstrap with several.
+    raw = [p["mcnemar"]["p"] if "mcnemar" in p else p["p"] for p in pairs]
+    for p, adj in zip(pairs, holm(raw)):
+        p["p_test"] = raw[pairs.index(p)]
+        p["p_adjusted"] = adj
+        p["significant"] = adj < alpha
+    significant = {(p["a"], p["b"]) for p in pairs if p["significant"]}
+    groups: list[list[str]] = []
+    for name in names:
+        if groups and (groups[-1][0], name) not in significant:
+            groups[-1].append(name)
+        else:
+            groups.append([name])
+    return {
+        "pairs": pairs, "groups": groups, "alpha": alpha,
+        "test": "McNemar exact (one seed)" if all(c.shape[0] == 1 for c in correct.values())
+        else f"paired bootstrap over test images, accuracy averaged over seeds ({BOOTSTRAP_SAMPLES} resamples)",
+        "text": " > ".join(" ~ ".join(g) for g in groups),
+        "accuracy": {n: float(np.mean(correct[n])) for n in names},
+    }

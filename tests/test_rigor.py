@@ -1,0 +1,54 @@
+"""Seeds with uncertainty and significance, and the learning-rate sweep, on the real data (tiny budget)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.realdata
+ROOT = Path(__file__).parents[1]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fmnist_pl", *args, "--no-progress", "--accelerator", "cpu"],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_seeds_give_uncertainty_and_a_paired_test(real_data, tmp_path):
+    proc = cli("compare", "--seeds", "2", "--epochs", "2", "--limit-train-batches", "40",
+               "--optimizers", "sgd,adam", "--output-dir", str(tmp_path), "--name", "s2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    folder = tmp_path / "s2"
+    assert {p.name for p in (folder / "runs" / "adam").iterdir()} == {"seed-42", "seed-43"}
+    h42 = json.loads((folder / "runs/adam/seed-42/history.json").read_text())
+    h43 = json.loads((folder / "runs/adam/seed-43/history.json").read_text())
+    assert h42[0]["val_loss"] != h43[0]["val_loss"]  # different seeds, different runs
+    assert "significance (paired bootstrap" in proc.stdout
+    html = (folder / "report.html").read_text()
+    for text in ('id="significance"', "Across seeds (mean ± std, min–max)", "(2 seeds)", "adam (mean of 2)" if False else "±"):
+        assert text in html
+    assert html.count("<tr><td>adam vs sgd</td>") + html.count("<tr><td>sgd vs adam</td>") == 1
+
+
+def test_sweep_tunes_on_validation_then_compares(real_data, tmp_path):
+    proc = cli("sweep", "--optimizers", "sgd,adam", "--lrs", "1e-3:1e1:3", "--epochs", "1",
+               "--limit-train-batches", "40", "--output-dir", str(tmp_path), "--name", "sw")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    top = tmp_path / "sw"
+    chosen = json.loads((top / "sweep.json").read_text())
+    assert set(chosen) == {"sgd", "adam"}
+    # adam at lr 10 explodes: marked diverged, never chosen, and the sweep went on
+    assert 10.0 in chosen["adam"]["diverged"] and chosen["adam"]["chosen"] != 10.0
+    sweep_metrics = json.loads((top / "sweep/runs/adam/lr-1e+01/metrics.json").read_text())
+    assert sweep_metrics["status"] == "diverged"
+    for name, row in chosen.items():  # the choice is the best VALIDATION accuracy
+        assert row["chosen"] == row["lrs"][row["val_acc"].index(max(row["val_acc"]))]
+        final = json.loads((top / "final/runs" / name / "metrics.json").read_text())
+        assert final["optimizer"]["hparams"]["lr"] == row["chosen"]
+    html = (top / "final/report.html").read_text()
+    assert 'id="sweep"' in html and "learning-rate sweep" not in html.split('id="sweep"')[0]
+    assert "tuned on validation: adam lr=" in proc.stdout
