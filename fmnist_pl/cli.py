@@ -51,7 +51,8 @@ def compare(
     set_: List[str] = typer.Option([], "--set", help="Per-optimizer hyperparameter, e.g. adam.lr=3e-4 (repeatable)."),
     seed: int = typer.Option(42, help="First seed; every optimizer gets the same weights and batch order."),
     seeds: int = typer.Option(1, help="Runs per optimizer (seed, seed+1, ...), paired across optimizers."),
-    hidden: str = typer.Option("300,100", help="Hidden layer sizes."),
+    hidden: List[str] = typer.Option(["300,100"], help="Hidden layer sizes; repeat to compare the optimizers "
+                                     "on several architectures: --hidden 300,100 --hidden 512,256,128."),
     target: float = typer.Option(0.88, help="Report epochs and seconds to reach this validation accuracy."),
     accelerator: str = typer.Option("auto", help="auto (GPU when present), cpu, gpu."),
     data_dir: Optional[Path] = typer.Option(None, help="Folder of the four IDX files [default: $FMNIST_DATA, "
@@ -74,7 +75,8 @@ def compare(
             config = CompareConfig(
                 optimizers=tuple(n.strip() for n in optimizers_.split(",") if n.strip()), epochs=epochs,
                 batch_size=batch_size, lr=lr, overrides=tuple(set_), seed=seed, seeds=seeds,
-                hidden=parse_hidden(hidden), accelerator=accelerator, target=target,
+                hidden=parse_hidden(hidden[0]), more_hidden=tuple(parse_hidden(h) for h in hidden[1:]),
+                accelerator=accelerator, target=target,
                 data_dir=str(data_dir) if data_dir else None, download=download, output_dir=str(output_dir),
                 name=name, limit_train_batches=limit_train_batches, progress=progress)
         out = run_compare(config, resume=resume is not None, echo=typer.echo)
@@ -126,7 +128,9 @@ def print_ranking(folder: Path) -> None:
 
 @app.command()
 def sweep(
-    lrs: str = typer.Option(..., help="Learning rates: START:STOP:COUNT (log grid) like 1e-4:1e0:7, or 0.001,0.01."),
+    lrs: Optional[str] = typer.Option(None, help="Learning rates: START:STOP:COUNT (log grid) like 1e-4:1e0:7, "
+                                      "or 0.001,0.01."),
+    lr_find: bool = typer.Option(False, "--lr-find", help="Use Lightning's learning-rate finder instead of a grid."),
     epochs: int = typer.Option(10, help="Epochs per sweep run."),
     final_epochs: Optional[int] = typer.Option(None, help="Epochs of the final comparison [default: --epochs]."),
     optimizers_: str = typer.Option(",".join(optimizers.REFERENCE_OPTIMIZERS), "--optimizers",
@@ -154,8 +158,9 @@ def sweep(
             optimizers=tuple(n.strip() for n in optimizers_.split(",") if n.strip()), epochs=epochs,
             batch_size=batch_size, overrides=tuple(set_), seed=seed, seeds=seeds, hidden=parse_hidden(hidden),
             accelerator=accelerator, data_dir=str(data_dir) if data_dir else None, output_dir=str(output_dir),
-            name=name, limit_train_batches=limit_train_batches, progress=progress, lrs=parse_lrs(lrs))
-        out = run_sweep(config, final_epochs=final_epochs, echo=typer.echo)
+            name=name, limit_train_batches=limit_train_batches, progress=progress,
+            lrs=parse_lrs(lrs) if lrs and not lr_find else ())
+        out = run_sweep(config, final_epochs=final_epochs, echo=typer.echo, lr_find=lr_find)
     except USER_ERRORS as exc:
         fail(str(exc))
     except Interrupted as exc:

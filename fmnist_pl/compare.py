@@ -33,9 +33,16 @@ class Interrupted(Exception):
         self.folder = folder
 
 
-def run_name(optimizer: str, seed: int, config: CompareConfig, lr: float | None = None) -> str:
-    """``adam``; with a learning-rate grid ``adam/lr-1e-03``; with several seeds ``.../seed-43``."""
-    parts = [optimizer]
+def arch_name(hidden: tuple[int, ...]) -> str:
+    return "h" + "-".join(map(str, hidden))
+
+
+def run_name(optimizer: str, seed: int, config: CompareConfig, lr: float | None = None,
+             hidden: tuple[int, ...] | None = None) -> str:
+    """``adam``; with a learning-rate grid ``adam/lr-1e-03``; with several seeds ``.../seed-43``;
+    with several architectures ``h512-256-128/adam``."""
+    parts = [arch_name(hidden)] if hidden is not None and len(config.architecture_list) > 1 else []
+    parts.append(optimizer)
     if lr is not None:
         parts.append(f"lr-{lr:.0e}")
     if config.seeds > 1:
@@ -51,12 +58,13 @@ def plan(config: CompareConfig) -> list[dict[str, Any]]:
     """
     specs = optimizers.resolve(config.optimizers, config.lr, optimizers.parse_overrides(config.overrides))
     runs = []
-    for seed in config.seed_list:
-        for s in specs:
-            for lr in config.lrs or (None,):
-                spec = s if lr is None else optimizers.OptimizerSpec(s.name, dict(s.hparams) | {"lr": lr})
-                runs.append({"run": run_name(s.name, seed, config, lr), "optimizer": spec.to_dict(), "seed": seed,
-                             "lr": spec.hparams["lr"]})
+    for hidden in config.architecture_list:
+        for seed in config.seed_list:
+            for s in specs:
+                for lr in config.lrs or (None,):
+                    spec = s if lr is None else optimizers.OptimizerSpec(s.name, dict(s.hparams) | {"lr": lr})
+                    runs.append({"run": run_name(s.name, seed, config, lr, hidden), "optimizer": spec.to_dict(),
+                                 "seed": seed, "lr": spec.hparams["lr"], "hidden": list(hidden)})
     return runs
 
 
@@ -97,35 +105,55 @@ def sweep_selection(folder: Path) -> dict[str, Any]:
         out[name] = {
             "lrs": sorted(scores), "val_acc": [scores[lr] for lr in sorted(scores)],
             "diverged": sorted(diverged.get(name, set())),
-            "chosen": max(scores, key=scores.get) if scores else None,
+            "chosen": max(scores, key=scores.get) if scores else None, "method": "grid",
         }
     return out
 
 
-def sweep(config: CompareConfig, final_epochs: int | None = None, echo: Callable[[str], None] = print) -> Path:
+def lr_find_selection(config: CompareConfig) -> dict[str, Any]:
+    """Lightning's learning-rate finder per optimizer (see :mod:`fmnist_pl.lrfind`)."""
+    from fmnist_pl.data import FashionMNISTDataModule
+    from fmnist_pl.lrfind import find_lrs
+
+    folder = idx.locate(config.data_dir, allow_download=config.download)
+    datamodule = FashionMNISTDataModule(arrays=idx.load_arrays(folder), batch_size=config.batch_size,
+                                        seeds=[config.seed])
+    specs = optimizers.resolve(config.optimizers, None, optimizers.parse_overrides(config.overrides))
+    found = find_lrs(specs, datamodule, config.hidden, config.seed, config.accelerator)
+    return {name: row | {"lrs": [], "val_acc": [], "diverged": [], "method": "lr_find"} for name, row in found.items()}
+
+
+def sweep(config: CompareConfig, final_epochs: int | None = None, echo: Callable[[str], None] = print,
+          lr_find: bool = False) -> Path:
     """Tune each optimizer's learning rate on the validation set, then compare at the tuned rates.
 
     Writes ``<output>/<name>/sweep/`` (every optimizer × rate, one lockstep group),
     ``sweep.json`` (the choice) and ``final/`` (a normal compare at the chosen rates, whose
     report shows the sweep). Returns the final compare's folder.
     """
-    if not config.lrs:
-        raise ConfigError("sweep needs --lrs, e.g. --lrs 1e-4:1e0:7")
+    if not config.lrs and not lr_find:
+        raise ConfigError("sweep needs --lrs (e.g. --lrs 1e-4:1e0:7) or --lr-find")
     top = output_folder(config)
-    sweep_config = replace(config, output_dir=str(top), name="sweep")
-    echo(f"sweep: {len(config.optimizers)} optimizers x {len(config.lrs)} learning rates, {config.epochs} epochs")
     how = f"the same `fmnist-pl sweep` command with --output-dir {top.parent} --name {top.name}"
-    try:
-        sweep_dir = compare(sweep_config, resume=(top / "sweep" / results.CONFIG_FILE).exists(), echo=echo)
-    except Interrupted as exc:
-        raise Interrupted(exc.folder, how) from None
-    chosen = sweep_selection(sweep_dir)
+    if lr_find:
+        prepare(replace(config, lrs=()), resume=True)  # validate names, data and output first
+        echo(f"lr-find: Lightning's learning-rate finder for {', '.join(config.optimizers)}")
+        chosen = lr_find_selection(config)
+    else:
+        sweep_config = replace(config, output_dir=str(top), name="sweep")
+        echo(f"sweep: {len(config.optimizers)} optimizers x {len(config.lrs)} learning rates, {config.epochs} epochs")
+        try:
+            sweep_dir = compare(sweep_config, resume=(top / "sweep" / results.CONFIG_FILE).exists(), echo=echo)
+        except Interrupted as exc:
+            raise Interrupted(exc.folder, how) from None
+        chosen = sweep_selection(sweep_dir)
     results.write_json(top / "sweep.json", chosen)
     missing = [n for n, c in chosen.items() if c["chosen"] is None]
     if missing:
         raise ConfigError(f"every learning rate diverged for {', '.join(missing)}; try smaller --lrs")
     for name, c in chosen.items():
-        echo(f"tuned on validation: {name} lr={c['chosen']:g} (val acc {max(c['val_acc']):.4f})")
+        how_chosen = "lr-find suggestion" if lr_find else f"tuned on validation, val acc {max(c['val_acc']):.4f}"
+        echo(f"{name}: lr={c['chosen']:g} ({how_chosen})")
     overrides = tuple(f"{n}.lr={c['chosen']!r}" for n, c in chosen.items())
     final_config = replace(config, lrs=(), lr=None, overrides=config.overrides + overrides, output_dir=str(top),
                            name="final", epochs=final_epochs or config.epochs)
@@ -212,31 +240,37 @@ def compare(config: CompareConfig, resume: bool = False, echo: Callable[[str], N
             "config": config.to_dict(), "runs": runs, "data_dir": str(data_folder),
             "split": {k: len(v[1]) for k, v in datamodule.splits.items()},
             "model": {"hidden": list(config.hidden), "parameters": parameter_count(config.hidden),
-                      "summary": model_summary(config.hidden)},
+                      "summary": model_summary(config.hidden),
+                      "architectures": [{"hidden": list(a), "parameters": parameter_count(a)}
+                                        for a in config.architecture_list]},
             "environment": environment(device_name), "created": _dt.datetime.now().isoformat(timespec="seconds"),
             **(extra or {}),
         })
         plots.save(plots.image_grid(arrays.train_images[:GRID_IMAGES], arrays.train_labels[:GRID_IMAGES].tolist(),
                                     None, idx.CLASS_NAMES, title=f"First {GRID_IMAGES} training images"),
                    out / "train_images.png")
-    # The runs train as one lockstep group: if any of them lacks results, the group runs (from
-    # its last epoch checkpoint when there is one) and rewrites every run's files identically.
-    unfinished = [r["run"] for r in runs if not (out / "runs" / r["run"] / results.METRICS_FILE).exists()]
-    if unfinished:
-        from fmnist_pl.train import TrainingInterrupted, group_checkpoint
+    # Each architecture's runs train as one lockstep group: if any of them lacks results, the
+    # group runs (from its last epoch checkpoint when there is one) and rewrites every run's
+    # files identically.
+    from fmnist_pl.train import TrainingInterrupted, group_checkpoint
 
-        ckpt = group_checkpoint(out, runs)
+    groups = [[r for r in runs if tuple(r["hidden"]) == arch] for arch in config.architecture_list]
+    done = 0
+    for group in groups:
+        first, done = done + 1, done + len(group)
+        if all((out / "runs" / r["run"] / results.METRICS_FILE).exists() for r in group):
+            echo(f"runs {first}-{done} of {len(runs)} already finished")
+            continue
+        ckpt = group_checkpoint(out, group)
         start = f"resuming from {ckpt}" if ckpt.exists() else "in lockstep"
-        echo(f"runs 1-{len(runs)} of {len(runs)}: {', '.join(r['run'] for r in runs)} - {start} on {device_name}, "
-             f"{config.epochs} epochs, batch {config.batch_size}")
+        echo(f"runs {first}-{done} of {len(runs)}: {', '.join(r['run'] for r in group)} - {start} on "
+             f"{device_name}, {config.epochs} epochs, batch {config.batch_size}")
         echo(f"watch live: tensorboard --logdir {out / 'tensorboard'}")
         try:
-            train_group(runs, config.hidden, datamodule, out, config.epochs, config.accelerator, config.progress,
-                        config.limit_train_batches, resume=ckpt if ckpt.exists() else None)
+            train_group(group, group[0]["hidden"], datamodule, out, config.epochs, config.accelerator,
+                        config.progress, config.limit_train_batches, resume=ckpt if ckpt.exists() else None)
         except TrainingInterrupted:
             report.render(out)  # what finished, with the missing runs named
             raise Interrupted(out) from None
-    else:
-        echo(f"all {len(runs)} runs already finished in {out}; re-rendering the report")
     report.render(out)
     return out

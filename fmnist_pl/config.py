@@ -25,6 +25,7 @@ class CompareConfig:
     seed: int = 42  # first seed; seed k is seed + k
     seeds: int = 1  # runs per optimizer, paired across optimizers
     hidden: tuple[int, ...] = (300, 100)  # the reference's Dense 300 -> Dense 100
+    more_hidden: tuple[tuple[int, ...], ...] = ()  # further architectures to compare the optimizers on
     accelerator: str = "auto"  # GPU when present
     data_dir: str | None = None  # else $FMNIST_DATA, else the Debian package's folder
     download: bool = False  # allow torchvision's download when no local copy exists
@@ -54,6 +55,10 @@ class CompareConfig:
             raise ConfigError(f"--name must be a plain folder name, got {self.name!r}")
 
     @property
+    def architecture_list(self) -> list[tuple[int, ...]]:
+        return list(dict.fromkeys([tuple(self.hidden), *(tuple(h) for h in self.more_hidden)]))
+
+    @property
     def seed_list(self) -> list[int]:
         return [self.seed + i for i in range(self.seeds)]
 
@@ -63,7 +68,8 @@ class CompareConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CompareConfig":
         known = {f for f in cls.__dataclass_fields__}
-        clean = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in known}
+        clean = {k: (tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v)
+                 for k, v in data.items() if k in known}
         return cls(**clean)
 
 
@@ -76,3 +82,9 @@ def parse_hidden(text: str) -> tuple[int, ...]:
     if not sizes or any(s < 1 for s in sizes):
         raise ConfigError(f"--hidden sizes must be >= 1, got {text!r}")
     return sizes
+
+
+def parameter_count(hidden: tuple[int, ...] | list[int], in_features: int = 28 * 28, classes: int = 10) -> int:
+    """Weights and biases of the MLP: 266,610 for the reference's (300, 100)."""
+    sizes = [in_features, *hidden, classes]
+    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 import torchmetrics
 from torch import nn
 
+from fmnist_pl.config import parameter_count  # noqa: F401 (re-exported: the model's size)
 from fmnist_pl.idx import CLASS_NAMES
 from fmnist_pl.optimizers import OptimizerSpec, build_shared
 
@@ -67,11 +68,6 @@ def seeded_mlp(hidden: Sequence[int], seed: int) -> MLP:
         return MLP(hidden)
     finally:
         torch.random.set_rng_state(generator_state)
-
-
-def parameter_count(hidden: Sequence[int]) -> int:
-    sizes = [IN_FEATURES, *hidden, NUM_CLASSES]
-    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
 def model_summary(hidden: Sequence[int]) -> list[dict[str, Any]]:
@@ -181,6 +177,7 @@ class LitClassifier(pl.LightningModule):
         self.save_hyperparameters()
         self.net = seeded_mlp(hidden, seed)
         self.optimizer_spec = OptimizerSpec(optimizer["name"], optimizer["hparams"])
+        self.lr = float(optimizer["hparams"]["lr"])  # an attribute, so Lightning's Tuner.lr_find can vary it
         self.train_acc = torchmetrics.classification.MulticlassAccuracy(NUM_CLASSES, average="micro")
         self.val_acc = torchmetrics.classification.MulticlassAccuracy(NUM_CLASSES, average="micro")
         self.test_acc = torchmetrics.classification.MulticlassAccuracy(NUM_CLASSES, average="micro")
@@ -214,7 +211,8 @@ class LitClassifier(pl.LightningModule):
         self._step(batch, "test")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_spec.build(self.parameters())
+        spec = OptimizerSpec(self.optimizer_spec.name, dict(self.optimizer_spec.hparams) | {"lr": self.lr})
+        return spec.build(self.parameters())
 
 
 DIVERGENCE_LOSS = 1e3  # a mean cross-entropy this high (chance is ln 10 ≈ 2.3) has exploded

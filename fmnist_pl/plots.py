@@ -120,8 +120,28 @@ def per_class_f1_heat(values: dict[str, list[float]], class_names: Sequence[str]
     return fig
 
 
+def lr_finder(found: dict[str, dict[str, Any]]) -> Figure:
+    """Lightning's lr_find curves: training loss vs learning rate (log x), suggestions circled."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, row in found.items():
+        pts = [(lr, loss) for lr, loss in zip(row["finder_lrs"], row["finder_losses"]) if loss is not None]
+        (line,) = ax.plot([p[0] for p in pts], [p[1] for p in pts], label=name)
+        if row.get("chosen") is not None and pts:
+            near = min(pts, key=lambda p: abs(p[0] - row["chosen"]))
+            ax.plot([near[0]], [near[1]], "o", ms=12, mfc="none", color=line.get_color())
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss (smoothed)")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    ax.set_title("learning-rate finder (circled: suggestion)")
+    return fig
+
+
 def lr_sweep(sweep: dict[str, dict[str, Any]]) -> Figure:
     """Validation accuracy vs learning rate per optimizer (log x); chosen rates circled, diverged as x."""
+    if all(row.get("method") == "lr_find" for row in sweep.values()):
+        return lr_finder(sweep)
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for name, row in sweep.items():
         (line,) = ax.plot(row["lrs"], row["val_acc"], "o-", label=name)

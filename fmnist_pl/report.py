@@ -15,6 +15,7 @@ from typing import Any
 import jinja2
 
 from fmnist_pl import metrics, results
+from fmnist_pl.config import parameter_count
 from fmnist_pl.idx import CLASS_NAMES
 
 TEMPLATE = "report.html.j2"
@@ -51,7 +52,7 @@ def _mean_std(values: list[float]) -> dict[str, float | None]:
 
 
 def run_label(run: dict[str, Any]) -> str:
-    """A run's name without its seed: what its seeds have in common (``adam``, ``adam/lr-1e-03``)."""
+    """A run's name without its seed: what its seeds have in common (``adam``, ``h512-256/adam``)."""
     return "/".join(p for p in run["run"].split("/") if not p.startswith("seed-"))
 
 
@@ -99,6 +100,24 @@ def significance(by_optimizer: dict[str, list[dict[str, Any]]]) -> dict[str, Any
     if len(correct) < 2 or len(seeds) != 1:
         return None  # nothing to compare, or unequal seeds (an unfinished run): no paired design
     return stats.compare_optimizers(correct)
+
+
+def per_architecture(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rankings and significance within each architecture: does the ranking hold across them?"""
+    archs: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        archs.setdefault("h" + "-".join(map(str, r["hidden"])), []).append(r)
+    out = []
+    for name, group in archs.items():
+        by_opt: dict[str, list[dict[str, Any]]] = {}
+        for r in group:
+            if r.get("status", "ok") == "ok" and r.get("history"):
+                by_opt.setdefault(r["optimizer"]["name"], []).append(r)
+        sig = significance(by_opt)
+        out.append({"name": name, "parameters": parameter_count(group[0]["hidden"]),
+                    "ranking": metrics.rankings(group)["accuracy"]["text"].replace(f"{name}/", ""),
+                    "significance": sig["text"] if sig else "–"})
+    return out
 
 
 def build_context(loaded: dict[str, Any]) -> dict[str, Any]:
@@ -152,6 +171,7 @@ def build_context(loaded: dict[str, Any]) -> dict[str, Any]:
         "class_names": list(CLASS_NAMES), "overlays": overlays, "rows": rows,
         "rankings": metrics.rankings(runs), "aggregates": aggregates, "per_class": per_class,
         "significance": significance(by_optimizer), "target": target, "sweep": sweep,
+        "architectures": per_architecture(runs) if len(config.get("model", {}).get("architectures", [])) > 1 else [],
         "runs": run_details, "missing": loaded["missing"],
         "observations": [n for r in runs for n in metrics.observations(r)],
         "train_images": _file_uri(folder / "train_images.png"),

@@ -51,4 +51,32 @@ def test_sweep_tunes_on_validation_then_compares(real_data, tmp_path):
         assert final["optimizer"]["hparams"]["lr"] == row["chosen"]
     html = (top / "final/report.html").read_text()
     assert 'id="sweep"' in html and "learning-rate sweep" not in html.split('id="sweep"')[0]
-    assert "tuned on validation: adam lr=" in proc.stdout
+    assert "adam: lr=" in proc.stdout and "tuned on validation, val acc" in proc.stdout
+
+
+def test_several_architectures_rank_within_each(real_data, tmp_path):
+    proc = cli("compare", "--hidden", "300,100", "--hidden", "64", "--epochs", "1", "--limit-train-batches", "30",
+               "--optimizers", "sgd,adam", "--output-dir", str(tmp_path), "--name", "arch")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "runs 1-2 of 4" in proc.stdout and "runs 3-4 of 4" in proc.stdout
+    folder = tmp_path / "arch"
+    small = json.loads((folder / "runs/h64/adam/metrics.json").read_text())
+    assert small["hidden"] == [64] and small["optimizer_state_bytes"] == 2 * (784 * 64 + 64 + 64 * 10 + 10) * 4
+    html = (folder / "report.html").read_text()
+    section = html.split('id="architectures"')[1].split("</section>")[0]
+    assert "h300-100" in section and "h64" in section and "266,610" in section and "50,890" in section
+
+
+def test_lr_find_alternative(real_data, tmp_path):
+    proc = cli("sweep", "--lr-find", "--optimizers", "sgd,adam", "--epochs", "1", "--limit-train-batches", "30",
+               "--output-dir", str(tmp_path), "--name", "lf")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    chosen = json.loads((tmp_path / "lf/sweep.json").read_text())
+    for name in ("sgd", "adam"):
+        row = chosen[name]
+        assert row["method"] == "lr_find" and 1e-6 <= row["chosen"] <= 1.0
+        assert len(row["finder_lrs"]) > 10 and row["finder_lrs"] == sorted(row["finder_lrs"])
+        final = json.loads((tmp_path / "lf/final/runs" / name / "metrics.json").read_text())
+        assert final["optimizer"]["hparams"]["lr"] == row["chosen"]
+    html = (tmp_path / "lf/final/report.html").read_text()
+    assert "Tuner.lr_find" in html and 'id="sweep"' in html
