@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import typer
 
@@ -65,7 +65,6 @@ def compare(
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Train every optimizer on Fashion-MNIST, then write the HTML report and print the ranking."""
-    from fmnist_pl.compare import Interrupted
     from fmnist_pl.compare import compare as run_compare
 
     try:
@@ -79,7 +78,17 @@ def compare(
                 accelerator=accelerator, target=target,
                 data_dir=str(data_dir) if data_dir else None, download=download, output_dir=str(output_dir),
                 name=name, limit_train_batches=limit_train_batches, progress=progress)
-        out = run_compare(config, resume=resume is not None, echo=typer.echo)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    run_and_report(lambda: run_compare(config, resume=resume is not None, echo=typer.echo))
+
+
+def run_and_report(train: Callable[[], Path]) -> None:
+    """Run ``train``; then print the ranking and the report's path. Bad input: exit 2; interrupted: 130."""
+    from fmnist_pl.compare import Interrupted
+
+    try:
+        out = train()
     except USER_ERRORS as exc:
         fail(str(exc))
     except Interrupted as exc:
@@ -148,7 +157,7 @@ def sweep(
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Tune each optimizer's learning rate on the VALIDATION set, then compare them at their tuned rates."""
-    from fmnist_pl.compare import Interrupted, parse_lrs
+    from fmnist_pl.compare import parse_lrs
     from fmnist_pl.compare import sweep as run_sweep
 
     try:
@@ -160,14 +169,9 @@ def sweep(
             accelerator=accelerator, data_dir=str(data_dir) if data_dir else None, output_dir=str(output_dir),
             name=name, limit_train_batches=limit_train_batches, progress=progress,
             lrs=parse_lrs(lrs) if lrs and not lr_find else ())
-        out = run_sweep(config, final_epochs=final_epochs, echo=typer.echo, lr_find=lr_find)
     except USER_ERRORS as exc:
         fail(str(exc))
-    except Interrupted as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(130)
-    print_ranking(out)
-    typer.echo(f"report: {out / 'report.html'}")
+    run_and_report(lambda: run_sweep(config, final_epochs=final_epochs, echo=typer.echo, lr_find=lr_find))
 
 
 @app.command()

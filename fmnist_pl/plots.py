@@ -120,6 +120,16 @@ def per_class_f1_heat(values: dict[str, list[float]], class_names: Sequence[str]
     return fig
 
 
+def _lr_axes(fig: Figure, ax: Any, ylabel: str, title: str) -> Figure:
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    return fig
+
+
 def lr_finder(found: dict[str, dict[str, Any]]) -> Figure:
     """Lightning's lr_find curves: training loss vs learning rate (log x), suggestions circled."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -129,13 +139,7 @@ def lr_finder(found: dict[str, dict[str, Any]]) -> Figure:
         if row.get("chosen") is not None and pts:
             near = min(pts, key=lambda p: abs(p[0] - row["chosen"]))
             ax.plot([near[0]], [near[1]], "o", ms=12, mfc="none", color=line.get_color())
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("training loss (smoothed)")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    ax.set_title("learning-rate finder (circled: suggestion)")
-    return fig
+    return _lr_axes(fig, ax, "training loss (smoothed)", "learning-rate finder (circled: suggestion)")
 
 
 def lr_sweep(sweep: dict[str, dict[str, Any]]) -> Figure:
@@ -150,10 +154,4 @@ def lr_sweep(sweep: dict[str, dict[str, Any]]) -> Figure:
         if row.get("diverged"):
             low = min((v for r in sweep.values() for v in r["val_acc"]), default=0.0)
             ax.plot(row["diverged"], [low] * len(row["diverged"]), "x", color=line.get_color(), ms=9)
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("best validation accuracy")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    ax.set_title("learning-rate sweep (circled: chosen; x: diverged)")
-    return fig
+    return _lr_axes(fig, ax, "best validation accuracy", "learning-rate sweep (circled: chosen; x: diverged)")
