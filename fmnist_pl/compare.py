@@ -169,6 +169,16 @@ def output_folder(config: CompareConfig) -> Path:
     return Path(config.output_dir) / name
 
 
+def format_summary(hidden: tuple[int, ...]) -> str:
+    """The model summary, Keras style (the reference printed ``model.summary()``)."""
+    from fmnist_pl.model import model_summary, parameter_count
+
+    lines = [f"{'Layer':34} {'Output shape':14} {'Param #':>9}"]
+    lines += [f"{r['layer']:34} {r['output']:14} {r['params']:>9,}" for r in model_summary(hidden)]
+    lines.append(f"Total params: {parameter_count(hidden):,}")
+    return "\n".join(lines)
+
+
 def check_writable(folder: Path, create: bool = True) -> None:
     """Fail before training, not after 30 epochs, when results could not be written.
 
@@ -249,6 +259,8 @@ def compare(config: CompareConfig, resume: bool = False, echo: Callable[[str], N
         plots.save(plots.image_grid(arrays.train_images[:GRID_IMAGES], arrays.train_labels[:GRID_IMAGES].tolist(),
                                     None, idx.CLASS_NAMES, title=f"First {GRID_IMAGES} training images"),
                    out / "train_images.png")
+    for arch in config.architecture_list:
+        echo(format_summary(arch))
     # Each architecture's runs train as one lockstep group: if any of them lacks results, the
     # group runs (from its last epoch checkpoint when there is one) and rewrites every run's
     # files identically.

@@ -25,6 +25,11 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Comple
     (["compare", "--epochs", "ten"], "Invalid value for '--epochs'"),
     (["compare", "--batch-size", "-3"], "--batch-size must be a whole number >= 1"),
     (["compare", "--lr", "0"], "must be > 0"),
+    (["compare", "--lr", "abc"], "Invalid value for '--lr'"),
+    (["compare", "--batch-size", "x"], "Invalid value for '--batch-size'"),
+    (["compare", "--target", "1.5"], "--target must be a validation accuracy"),
+    (["sweep", "--lrs", "1e-3:1:1"], "--lrs must be START:STOP:COUNT"),
+    (["sweep"], "sweep needs --lrs"),
     (["compare", "--seeds", "0"], "--seeds must be a whole number >= 1"),
     (["compare", "--hidden", "300,x"], "--hidden must be comma-separated"),
     (["compare", "--data-dir", "/no/such/dir"], "does not exist"),
@@ -33,7 +38,7 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Comple
     (["compare", "--bogus"], "No such option"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
-    proc = run_cli(*args, "--output-dir", str(tmp_path / "out"), cwd=tmp_path) if args[0] == "compare" \
+    proc = run_cli(*args, "--output-dir", str(tmp_path / "out"), cwd=tmp_path) if args[0] != "report" \
         else run_cli(*args, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -47,6 +52,10 @@ def test_data_folder_problems_name_the_file(tmp_path):
     (folder / "t10k-labels-idx1-ubyte.gz").unlink()
     proc = run_cli("compare", "--data-dir", str(folder), "--output-dir", str(tmp_path / "out"), cwd=tmp_path)
     assert proc.returncode == 2 and "lacks t10k-labels-idx1-ubyte.gz" in proc.stderr
+    folder = make_dataset(tmp_path / "w", n_train=20, n_test=10)
+    (folder / "train-images-idx3-ubyte.gz").write_bytes((folder / "train-labels-idx1-ubyte.gz").read_bytes())
+    proc = run_cli("compare", "--data-dir", str(folder), "--output-dir", str(tmp_path / "out"), cwd=tmp_path)
+    assert proc.returncode == 2 and "train-images-idx3-ubyte.gz has IDX magic 2049, expected 2051" in proc.stderr
     folder = make_dataset(tmp_path / "e", n_train=20, n_test=10)
     (folder / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
     proc = run_cli("compare", "--data-dir", str(folder), "--output-dir", str(tmp_path / "out"), cwd=tmp_path)
