@@ -124,15 +124,14 @@ def print_ranking(folder: Path) -> None:
     console = Console()
     console.print(table)
     for label, r in metrics.rankings(loaded["runs"]).items():
-        console.print(f"ranking by {label}: {r['text'] or 'no finished run'}", highlight=False, markup=False)
+        typer.echo(f"ranking by {label}: {r['text'] or 'no finished run'}")
     from fmnist_pl.report import group_by_optimizer, significance
 
     sig = significance(group_by_optimizer(loaded["runs"]))
     if sig:
-        console.print(f"significance ({sig['test']}, Holm, alpha {sig['alpha']}): {sig['text']}",
-                      highlight=False, markup=False)
+        typer.echo(f"significance ({sig['test']}, Holm, alpha {sig['alpha']}): {sig['text']}")
     if loaded["missing"]:
-        console.print(f"missing runs: {', '.join(loaded['missing'])}", highlight=False, markup=False)
+        typer.echo(f"missing runs: {', '.join(loaded['missing'])}")
 
 
 @app.command()

@@ -121,10 +121,20 @@ def summary_row(run: dict[str, Any], target: float | None = None) -> dict[str, A
 
 
 def rankings(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Rankings by test accuracy and by macro-F1 (last epoch, as the reference reported)."""
-    ok = [r for r in runs if r.get("status", "ok") == "ok"]
+    """Rankings by test accuracy and by macro-F1 (last epoch, as the reference reported).
+
+    Runs that differ only by seed are one entry, valued at their mean; a setting with a
+    diverged or unfinished seed is left out (its mean would not be comparable).
+    """
+    by_setting: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        setting = "/".join(p for p in r["run"].split("/") if not p.startswith("seed-"))
+        by_setting.setdefault(setting, []).append(r)
     out = {}
     for key, label in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
-        out[label] = ranking({r["run"]: r["test"]["last"][key] for r in ok} |
-                             {r["run"]: None for r in runs if r not in ok})
+        values: dict[str, float | None] = {}
+        for setting, group in by_setting.items():
+            ok = all(r.get("status", "ok") == "ok" and r.get("test") for r in group)
+            values[setting] = sum(r["test"]["last"][key] for r in group) / len(group) if ok else None
+        out[label] = ranking(values)
     return out

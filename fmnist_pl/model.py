@@ -247,7 +247,7 @@ class LitLockstep(pl.LightningModule):
             raise ValueError("members must be ordered seed-major with the same optimizers in every seed group")
         self.net = EnsembleMLP([seeded_mlp(hidden, s) for s in seeds], groups=len(self.group_seeds))
         k = len(self.members)
-        for i, p in enumerate([*self.net.weights, *self.net.biases]):
+        for i, p in enumerate(self._stacked()):
             # The weights of each member's best validation epoch (early stopping's answer).
             self.register_buffer(f"best_{i}", p.detach().clone())
         self.register_buffer("active", torch.ones(k, dtype=torch.bool))
@@ -259,8 +259,7 @@ class LitLockstep(pl.LightningModule):
 
     # ----------------------------------------------------------------- optimizers
     def _member_views(self) -> list[list[nn.Parameter]]:
-        stacked = [*self.net.weights, *self.net.biases]
-        return [[nn.Parameter(p.data[k]) for p in stacked] for k in range(len(self.members))]
+        return [[nn.Parameter(p.data[k]) for p in self._stacked()] for k in range(len(self.members))]
 
     def optimizer_groups(self) -> dict[str, list[int]]:
         """Member indices per optimizer class: one ``torch.optim`` instance each (see ``build_shared``).
@@ -289,9 +288,8 @@ class LitLockstep(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         # After a restore or a device move, re-point the views at the live stacked weights.
-        stacked = [*self.net.weights, *self.net.biases]
         for k, views in enumerate(self._views):
-            for view, p in zip(views, stacked):
+            for view, p in zip(views, self._stacked()):
                 view.data = p.data[k]
 
     # ----------------------------------------------------------------- training
@@ -435,7 +433,7 @@ class LitLockstep(pl.LightningModule):
         val_loss = getattr(self, "_val_loss", [math.nan] * len(self.members))
         val_acc = getattr(self, "_val_acc", [math.nan] * len(self.members))
         best_params = self._best_params()
-        stacked = [*self.net.weights, *self.net.biases]
+        stacked = self._stacked()
         for k, hist in enumerate(self.histories):
             if hist.status == "diverged":
                 continue

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from fmnist_pl import metrics
@@ -47,3 +48,14 @@ def test_time_to_target_is_the_first_epoch_reaching_it():
     history = [{"epoch": e, "val_acc": a, "seconds": 2.0} for e, a in enumerate([0.8, 0.87, 0.881, 0.879], 1)]
     assert metrics.time_to_target(history, 0.88) == {"epoch": 3, "seconds": 6.0}
     assert metrics.time_to_target(history, 0.95) == {"epoch": None, "seconds": None}
+
+
+def test_rankings_average_seeds_and_leave_out_diverged():
+    def run(name, acc, status="ok"):
+        return {"run": name, "status": status, "test": {"last": {"accuracy": acc, "macro_f1": acc}}}
+
+    runs = [run("adam/seed-1", 0.89), run("adam/seed-2", 0.87), run("sgd/seed-1", 0.86), run("sgd/seed-2", 0.86),
+            run("rmsprop/seed-1", 0.9), run("rmsprop/seed-2", float("nan"), "diverged")]
+    r = metrics.rankings(runs)["accuracy"]
+    assert r["groups"] == [["adam"], ["sgd"]] and r["values"]["adam"] == pytest.approx(0.88)
+    assert r["left_out"] == ["rmsprop"]
