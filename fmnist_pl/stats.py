@@ -56,7 +56,9 @@ def paired_bootstrap(correct_a: np.ndarray, correct_b: np.ndarray, samples: int 
         means[i] = diff[rng.integers(0, n, n)].mean()
     lo, hi = np.quantile(means, [0.025, 0.975])
     p = 2 * min(np.mean(means <= 0), np.mean(means >= 0))
-    return {"diff": float(diff.mean()), "ci_low": float(lo), "ci_high": float(hi), "p": float(min(1.0, max(p, 1 / samples)))}
+    # No resample crossed zero: the bootstrap can only say p < 1/samples.
+    return {"diff": float(diff.mean()), "ci_low": float(lo), "ci_high": float(hi),
+            "p": float(min(1.0, max(p, 1 / samples))), "p_below_resolution": bool(p < 1 / samples)}
 
 
 def holm(pvalues: list[float]) -> list[float]:
