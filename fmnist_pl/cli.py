@@ -63,6 +63,8 @@ def compare(
     limit_train_batches: Optional[int] = typer.Option(None, help="Batches per epoch (quick smoke runs)."),
     resume: Optional[Path] = typer.Option(None, help="Continue the compare in this folder (its own settings)."),
     progress: bool = typer.Option(True, help="Show progress bars."),
+    separate: bool = typer.Option(False, help="Train each run alone, so that its seconds per epoch are its own "
+                                  "optimizer's cost (slower than the default lockstep)."),
 ) -> None:
     """Train every optimizer on Fashion-MNIST, then write the HTML report and print the ranking."""
     from fmnist_pl.compare import compare as run_compare
@@ -77,7 +79,7 @@ def compare(
                 hidden=parse_hidden(hidden[0]), more_hidden=tuple(parse_hidden(h) for h in hidden[1:]),
                 accelerator=accelerator, target=target,
                 data_dir=str(data_dir) if data_dir else None, download=download, output_dir=str(output_dir),
-                name=name, limit_train_batches=limit_train_batches, progress=progress)
+                name=name, limit_train_batches=limit_train_batches, progress=progress, separate=separate)
     except USER_ERRORS as exc:
         fail(str(exc))
     run_and_report(lambda: run_compare(config, resume=resume is not None, echo=typer.echo))

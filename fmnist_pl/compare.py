@@ -266,7 +266,11 @@ def compare(config: CompareConfig, resume: bool = False, echo: Callable[[str], N
     # files identically.
     from fmnist_pl.train import TrainingInterrupted, group_checkpoint
 
-    groups = [[r for r in runs if tuple(r["hidden"]) == arch] for arch in config.architecture_list]
+    if config.separate:
+        # One run at a time: slower, but each run's seconds per epoch are its optimizer's own cost.
+        groups = [[r] for r in runs]
+    else:
+        groups = [[r for r in runs if tuple(r["hidden"]) == arch] for arch in config.architecture_list]
     done = 0
     for group in groups:
         first, done = done + 1, done + len(group)

@@ -33,6 +33,7 @@ class CompareConfig:
     name: str | None = None  # default: a timestamp
     limit_train_batches: int | None = None  # quick smoke runs
     progress: bool = True
+    separate: bool = False  # train each run alone (its seconds are its own) instead of in lockstep
     lrs: tuple[float, ...] = ()  # a learning-rate grid: every optimizer runs at each (used by sweep)
     target: float | None = 0.88  # report epochs/seconds to this validation accuracy (AlgoPerf's time-to-result)
 

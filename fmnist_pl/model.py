@@ -418,7 +418,7 @@ class LitLockstep(pl.LightningModule):
         if self.trainer.sanity_checking:
             return
         self._val_loss = (self._val_loss_sum / max(self._val_seen, 1)).tolist()
-        self._val_acc = self.val_acc.compute().tolist()
+        self._val_acc = torch.atleast_1d(self.val_acc.compute()).tolist()  # torchmetrics squeezes K=1
         self.val_acc.reset()
         self._val_loss_sum.zero_()
         self._val_seen = 0

@@ -143,7 +143,8 @@ def write_run(model: LitLockstep, trainer: pl.Trainer, k: int, out_dir: Path, fi
         "timing": {
             "seconds_per_epoch": (sum(epoch_seconds) / len(epoch_seconds)) if epoch_seconds else None,
             "fit_seconds": fit_seconds, "lockstep_runs": len(model.members),
-            "note": "wall time of the lockstep group, shared by all its runs",
+            "note": "wall time of the lockstep group, shared by all its runs" if len(model.members) > 1
+            else "this run's own wall time",
         },
         "optimizer_state_bytes": _state_bytes(opt_state),
         "device": str(model.device),

@@ -80,3 +80,16 @@ def test_lr_find_alternative(real_data, tmp_path):
         assert final["optimizer"]["hparams"]["lr"] == row["chosen"]
     html = (tmp_path / "lf/final/report.html").read_text()
     assert "Tuner.lr_find" in html and 'id="sweep"' in html
+
+
+def test_separate_runs_time_each_optimizer_alone_with_the_same_numbers(real_data, tmp_path):
+    args = ("--epochs", "1", "--limit-train-batches", "30", "--optimizers", "sgd,adam", "--output-dir", str(tmp_path))
+    assert cli("compare", *args, "--name", "together").returncode == 0
+    proc = cli("compare", *args, "--name", "alone", "--separate")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "runs 1-1 of 2: sgd" in proc.stdout and "runs 2-2 of 2: adam" in proc.stdout
+    for run in ("sgd", "adam"):
+        alone = json.loads((tmp_path / f"alone/runs/{run}/metrics.json").read_text())
+        together = json.loads((tmp_path / f"together/runs/{run}/metrics.json").read_text())
+        assert alone["timing"]["lockstep_runs"] == 1 and together["timing"]["lockstep_runs"] == 2
+        assert alone["test"]["last"]["accuracy"] == pytest.approx(together["test"]["last"]["accuracy"], abs=2e-4)
