@@ -26,6 +26,7 @@ from fmnist_pl.model import LitLockstep
 # epoch on purpose. The pytree notice is Lightning's own use of a deprecated torch API.
 warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")  # batches are on-device slices
+warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")  # resume
 warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
 
 GRID_IMAGES = 40  # the reference showed the first 40 test images
