@@ -138,3 +138,22 @@ def rankings(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             values[setting] = sum(r["test"]["last"][key] for r in group) / len(group) if ok else None
         out[label] = ranking(values)
     return out
+
+
+def overfits(run: dict[str, Any]) -> bool:
+    """Validation loss at the end above its minimum by more than the tolerance (and not at the last epoch)."""
+    val = [row["val_loss"] for row in run.get("history") or []]
+    if not val:
+        return False
+    best = min(range(len(val)), key=val.__getitem__)
+    return best < len(val) - 1 and val[-1] > val[best] * (1 + OVERFIT_TOLERANCE)
+
+
+def seed_observations(label: str, group: list[dict[str, Any]]) -> str:
+    """One line for an optimizer's seeds: how many overfit, where they were best, the final gap."""
+    epochs = [r["best_epoch"] for r in group if r.get("best_epoch") is not None]
+    gaps = [r["history"][-1]["train_acc"] - r["history"][-1]["val_acc"] for r in group if r.get("history")]
+    n_over = sum(overfits(r) for r in group)
+    return (f"{label}: validation loss rose after its minimum in {n_over} of {len(group)} seeds; best epoch "
+            f"{sum(epochs) / len(epochs):.1f} on average ({min(epochs)}-{max(epochs)}); final train-validation "
+            f"accuracy gap {sum(gaps) / len(gaps):+.4f} on average.")

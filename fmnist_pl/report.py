@@ -173,7 +173,11 @@ def build_context(loaded: dict[str, Any]) -> dict[str, Any]:
         "significance": significance(by_optimizer), "target": target, "sweep": sweep,
         "architectures": per_architecture(runs) if len(config.get("model", {}).get("architectures", [])) > 1 else [],
         "runs": run_details, "missing": loaded["missing"],
-        "observations": [n for r in runs for n in metrics.observations(r)],
+        "observations": ([metrics.seed_observations(name, g) for name, g in by_optimizer.items()]
+                         if any(len(g) > 1 for g in by_optimizer.values()) else [])
+                        + [n for r in runs if r.get("status") == "diverged" or not any(
+                            len(g) > 1 for g in by_optimizer.values()) for n in metrics.observations(r)],
+        "run_observations": any(len(g) > 1 for g in by_optimizer.values()),
         "train_images": _file_uri(folder / "train_images.png"),
     }
 

@@ -29,7 +29,8 @@ def test_seeds_give_uncertainty_and_a_paired_test(real_data, tmp_path):
     assert h42[0]["val_loss"] != h43[0]["val_loss"]  # different seeds, different runs
     assert "significance (paired bootstrap" in proc.stdout
     html = (folder / "report.html").read_text()
-    for text in ('id="significance"', "Across seeds (mean ± std, min–max)", "(2 seeds)", "±"):
+    for text in ('id="significance"', "Across seeds (mean ± std, min–max)", "(2 seeds)", "±",
+                 "adam: validation loss rose after its minimum in"):
         assert text in html
     assert html.count("<tr><td>adam vs sgd</td>") + html.count("<tr><td>sgd vs adam</td>") == 1
 
