@@ -49,6 +49,11 @@ def classification_report_text(report: dict[str, Any], digits: int = REPORT_DIGI
     return "\n".join(lines) + "\n"
 
 
+def run_label(run: dict[str, Any]) -> str:
+    """A run's name without its seed: what its seeds have in common (``adam``, ``h512-256/adam``)."""
+    return "/".join(p for p in run["run"].split("/") if not p.startswith("seed-"))
+
+
 def ranking(values: dict[str, float], digits: int = REPORT_DIGITS) -> dict[str, Any]:
     """Rank names by value, highest first; equal at ``digits`` decimals means tied.
 
@@ -77,7 +82,7 @@ def observations(run: dict[str, Any]) -> list[str]:
     val = [row["val_loss"] for row in history]
     best_i = min(range(len(val)), key=val.__getitem__)
     best_epoch, last = history[best_i]["epoch"], history[-1]
-    if best_i < len(val) - 1 and val[-1] > val[best_i] * (1 + OVERFIT_TOLERANCE):
+    if overfits(run):
         notes.append(f"{name} overfits: validation loss was lowest at epoch {best_epoch} "
                      f"({val[best_i]:.4f}) and rose to {val[-1]:.4f} by epoch {last['epoch']}.")
     else:
@@ -128,8 +133,7 @@ def rankings(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """
     by_setting: dict[str, list[dict[str, Any]]] = {}
     for r in runs:
-        setting = "/".join(p for p in r["run"].split("/") if not p.startswith("seed-"))
-        by_setting.setdefault(setting, []).append(r)
+        by_setting.setdefault(run_label(r), []).append(r)
     out = {}
     for key, label in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
         values: dict[str, float | None] = {}

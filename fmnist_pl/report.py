@@ -10,11 +10,12 @@ import base64
 import math
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jinja2
 
 from fmnist_pl import metrics, results
+from fmnist_pl.metrics import run_label
 from fmnist_pl.config import parameter_count
 from fmnist_pl.idx import CLASS_NAMES
 
@@ -51,17 +52,17 @@ def _mean_std(values: list[float]) -> dict[str, float | None]:
             "min": min(vals), "max": max(vals), "n": len(vals)}
 
 
-def run_label(run: dict[str, Any]) -> str:
-    """A run's name without its seed: what its seeds have in common (``adam``, ``h512-256/adam``)."""
-    return "/".join(p for p in run["run"].split("/") if not p.startswith("seed-"))
+def _finished(run: dict[str, Any]) -> bool:
+    """Trained to the end without diverging: what tables, curves and tests are made of."""
+    return run.get("status", "ok") == "ok" and bool(run.get("history"))
 
 
-def group_by_optimizer(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Finished, non-diverged runs per optimizer setting (its seeds)."""
+def group_by_optimizer(runs: list[dict[str, Any]],
+                       key: Callable[[dict[str, Any]], str] = run_label) -> dict[str, list[dict[str, Any]]]:
+    """Finished runs per optimizer setting (its seeds); ``key`` names the setting."""
     groups: dict[str, list[dict[str, Any]]] = {}
-    for r in runs:
-        if r.get("status", "ok") == "ok" and r.get("history"):
-            groups.setdefault(run_label(r), []).append(r)
+    for r in filter(_finished, runs):
+        groups.setdefault(key(r), []).append(r)
     return groups
 
 
@@ -109,11 +110,7 @@ def per_architecture(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         archs.setdefault("h" + "-".join(map(str, r["hidden"])), []).append(r)
     out = []
     for name, group in archs.items():
-        by_opt: dict[str, list[dict[str, Any]]] = {}
-        for r in group:
-            if r.get("status", "ok") == "ok" and r.get("history"):
-                by_opt.setdefault(r["optimizer"]["name"], []).append(r)
-        sig = significance(by_opt)
+        sig = significance(group_by_optimizer(group, key=lambda r: r["optimizer"]["name"]))
         out.append({"name": name, "parameters": parameter_count(group[0]["hidden"]),
                     "ranking": metrics.rankings(group)["accuracy"]["text"].replace(f"{name}/", ""),
                     "significance": sig["text"] if sig else "–"})
@@ -128,7 +125,7 @@ def build_context(loaded: dict[str, Any]) -> dict[str, Any]:
     folder = Path(loaded["folder"])
     for run in runs:
         run["label"] = run_label(run)
-    ok_runs = [r for r in runs if r.get("status", "ok") == "ok" and r.get("history")]
+    ok_runs = list(filter(_finished, runs))
     overlays = []
     if ok_runs:
         for key, label in (("val_loss", "validation loss"), ("val_acc", "validation accuracy"),
@@ -137,6 +134,7 @@ def build_context(loaded: dict[str, Any]) -> dict[str, Any]:
     target = config.get("config", {}).get("target")
     rows = [metrics.summary_row(r, target) for r in runs]
     by_optimizer = group_by_optimizer(runs)
+    multi_seed = any(len(g) > 1 for g in by_optimizer.values())
     per_class = _per_class_f1(by_optimizer)
     aggregates = []
     for name, group in by_optimizer.items():
@@ -173,11 +171,11 @@ def build_context(loaded: dict[str, Any]) -> dict[str, Any]:
         "significance": significance(by_optimizer), "target": target, "sweep": sweep,
         "architectures": per_architecture(runs) if len(config.get("model", {}).get("architectures", [])) > 1 else [],
         "runs": run_details, "missing": loaded["missing"],
-        "observations": ([metrics.seed_observations(name, g) for name, g in by_optimizer.items()]
-                         if any(len(g) > 1 for g in by_optimizer.values()) else [])
-                        + [n for r in runs if r.get("status") == "diverged" or not any(
-                            len(g) > 1 for g in by_optimizer.values()) for n in metrics.observations(r)],
-        "run_observations": any(len(g) > 1 for g in by_optimizer.values()),
+        # With seeds: one line per optimizer (each run's own notes are in its section); diverged runs always.
+        "observations": ([metrics.seed_observations(name, g) for name, g in by_optimizer.items()] if multi_seed else [])
+                        + [n for r in runs if not multi_seed or r.get("status") == "diverged"
+                           for n in metrics.observations(r)],
+        "run_observations": multi_seed,
         "train_images": _file_uri(folder / "train_images.png"),
     }
 
