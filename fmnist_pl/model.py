@@ -29,7 +29,7 @@ from torch import nn
 
 from fmnist_pl.config import parameter_count  # noqa: F401 (re-exported: the model's size)
 from fmnist_pl.idx import CLASS_NAMES
-from fmnist_pl.optimizers import OptimizerSpec, build_shared
+from fmnist_pl.optimizers import OptimizerSpec, build_shared, compile_pays_off
 
 NUM_CLASSES = len(CLASS_NAMES)
 IN_FEATURES = 28 * 28
@@ -232,11 +232,12 @@ class LitLockstep(pl.LightningModule):
     """
 
     def __init__(self, members: list[dict[str, Any]], hidden: Sequence[int] = (300, 100),
-                 use_cuda_graphs: bool = True) -> None:
+                 use_cuda_graphs: bool = True, compile_fused: bool | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.use_cuda_graphs = use_cuda_graphs
+        self.compile_fused = compile_fused  # None: when it pays off (see fused_by_compile)
         self.members = [MemberInfo(m["run"], OptimizerSpec(m["optimizer"]["name"], m["optimizer"]["hparams"]),
                                    int(m["seed"])) for m in members]
         seeds = [m.seed for m in self.members]
@@ -271,12 +272,26 @@ class LitLockstep(pl.LightningModule):
             groups.setdefault(m.optimizer.info.cls_path, []).append(k)
         return groups
 
+    def fused_by_compile(self, members: int) -> bool:
+        """Whether a compiled (fused) optimizer update for ``members`` models repays its compile.
+
+        CPU only (on a GPU the whole step is one CUDA graph already). The saving grows with
+        the parameters updated times the steps this fit will take (Lightning's
+        ``estimated_stepping_batches``); ``compile_fused`` set at construction overrides it.
+        """
+        if self.compile_fused is not None:
+            return self.compile_fused
+        if self.device.type != "cpu":
+            return False
+        per_member = sum(p[0].numel() for p in self._stacked())
+        return compile_pays_off(members * per_member, self.trainer.estimated_stepping_batches)
+
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         self._views = self._member_views()
         # capturable: optimizer step counters live on the GPU, so a CUDA graph can replay the step.
         capturable = self.device.type == "cuda" and self.use_cuda_graphs
         return [build_shared([self.members[k].optimizer for k in ks], [self._views[k] for k in ks],
-                             capturable=capturable)
+                             capturable=capturable, compile_fused=self.fused_by_compile(len(ks)))
                 for ks in self.optimizer_groups().values()]
 
     def member_optimizer_state(self, k: int) -> dict[str, Any]:

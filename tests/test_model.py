@@ -8,6 +8,7 @@ import torch
 from fmnist_pl.data import FashionMNISTDataModule
 from fmnist_pl.idx import load_arrays
 from fmnist_pl.model import MLP, EnsembleMLP, LitClassifier, LitLockstep, parameter_count, seeded_mlp
+from fmnist_pl.keras_rmsprop import KerasRMSprop
 from fmnist_pl.optimizers import resolve
 
 
@@ -66,14 +67,21 @@ def _trainer(**kw):
                       enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, **kw)
 
 
-def test_lockstep_matches_the_straightforward_lightning_path(fake_data):
-    """The fast engine's per-epoch metrics equal one LitClassifier per optimizer, same seed."""
+@pytest.mark.parametrize("compile_fused", [False, True], ids=["foreach", "compiled"])
+def test_lockstep_matches_the_straightforward_lightning_path(fake_data, compile_fused):
+    """The fast engine's per-epoch metrics equal one LitClassifier per optimizer, same seed.
+
+    ``compiled``: RMSprop's update as one torch.compile-d kernel, what long CPU runs use.
+    """
     arrays = load_arrays(fake_data, counts=None)
     specs = resolve(["sgd", "momentum", "rmsprop", "adam"])
     seed, hidden = 7, (32, 16)
     members = [{"run": s.name, "optimizer": s.to_dict(), "seed": seed} for s in specs]
-    lock = LitLockstep(members, hidden=hidden)
-    _trainer().fit(lock, FashionMNISTDataModule(arrays=arrays, val_size=100, seeds=[seed]))
+    lock = LitLockstep(members, hidden=hidden, compile_fused=compile_fused)
+    trainer = _trainer()
+    trainer.fit(lock, FashionMNISTDataModule(arrays=arrays, val_size=100, seeds=[seed]))
+    (rms,) = [o for o in trainer.optimizers if isinstance(o, KerasRMSprop)]
+    assert rms.fused is compile_fused and rms._fused_ran is compile_fused  # the path under test really ran
     for k, spec in enumerate(specs):
         single = LitClassifier(spec.to_dict(), hidden=hidden, seed=seed)
         cb = EpochMetrics()
@@ -108,3 +116,26 @@ def test_flush_denormals_reaches_the_worker_threads():
     finally:
         flush_denormals(False)
     assert torch.count_nonzero(tiny * 1.0) == tiny.numel()
+
+
+def test_freed_memory_is_kept_while_training_and_returned_after():
+    import resource
+
+    from fmnist_pl.heap import retain_freed_memory
+
+    def faults_per_round(rounds: int = 4) -> float:
+        # 64 MB: above glibc's largest dynamic mmap threshold, so by default every round maps fresh pages.
+        start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(rounds):
+            torch.ones(16 << 20)
+        return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start) / rounds
+
+    with retain_freed_memory() as applied:
+        if not applied:
+            pytest.skip("this C library has no mallopt")
+        faults_per_round(3)  # the heap grows to hold it
+        kept = faults_per_round()
+    returned = faults_per_round()
+    pages = (64 << 20) / resource.getpagesize()
+    assert kept < 0.05 * pages  # reused: no page faults
+    assert returned > 0.5 * pages  # defaults back: each round faults its pages in again

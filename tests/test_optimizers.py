@@ -38,19 +38,61 @@ def test_every_registered_optimizer_builds_and_steps(name):
     assert not torch.equal(w.detach(), torch.ones(3, 4))
 
 
-def test_keras_rmsprop_matches_the_formula_step_by_step():
+@pytest.mark.parametrize("fused", [False, True], ids=["foreach", "compiled"])
+def test_keras_rmsprop_matches_the_formula_step_by_step(fused):
     torch.manual_seed(0)
-    w = torch.nn.Parameter(torch.randn(5, 3))
+    w, b = torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(3))
     # Gradients spanning the scale where the eps placement matters (sqrt(1e-7) ~ 3e-4).
     grads = [torch.randn(5, 3) * scale for scale in (1e-5, 1e-3, 1.0, 1e-4)]
-    opt = KerasRMSprop([w], lr=0.001, rho=0.9, eps=1e-7)
-    ref_w, s = w.detach().clone().double(), torch.zeros(5, 3, dtype=torch.float64)
+    # Two param groups with their own lr: the compiled kernel takes lr as data, not as a constant.
+    opt = KerasRMSprop([{"params": [w]}, {"params": [b], "lr": 0.01}], lr=0.001, rho=0.9, eps=1e-7, fused=fused)
+    ref = {"w": (w.detach().clone().double(), torch.zeros(5, 3, dtype=torch.float64), 0.001),
+           "b": (b.detach().clone().double(), torch.zeros(3, dtype=torch.float64), 0.01)}
     for g in grads:
-        w.grad = g.clone()
+        w.grad, b.grad = g.clone(), g[0].clone()
         opt.step()
-        s = 0.9 * s + 0.1 * g.double() ** 2
-        ref_w = ref_w - 0.001 * g.double() / torch.sqrt(s + 1e-7)
-        torch.testing.assert_close(w.detach().double(), ref_w, rtol=1e-5, atol=1e-7)
+        for name, p, grad in (("w", w, g), ("b", b, g[0])):
+            value, s, lr = ref[name]
+            s = 0.9 * s + 0.1 * grad.double() ** 2
+            value = value - lr * grad.double() / torch.sqrt(s + 1e-7)
+            ref[name] = (value, s, lr)
+            torch.testing.assert_close(p.detach().double(), value, rtol=1e-5, atol=1e-7)
+    assert opt._fused_ran is fused  # the compiled kernel ran (a failed compile falls back to foreach)
+
+
+def test_keras_rmsprop_falls_back_to_foreach_when_it_cannot_compile(monkeypatch):
+    from fmnist_pl import keras_rmsprop
+
+    def no_compiler():
+        def fail(*args):
+            raise RuntimeError("no C++ compiler found\nsecond line")
+        return fail
+
+    monkeypatch.setattr(keras_rmsprop, "_compiled_update", no_compiler)
+    w = torch.nn.Parameter(torch.ones(4))
+    opt = KerasRMSprop([w], lr=0.001, fused=True)
+    w.grad = torch.full((4,), 0.5)
+    with pytest.warns(RuntimeWarning, match="could not compile its kernel, using the foreach update instead "
+                                            r"\(RuntimeError: no C\+\+ compiler found\)"):
+        opt.step()
+    assert opt.fused is False
+    torch.testing.assert_close(w.detach(), torch.full((4,), 1 - 0.001 * 0.5 / math.sqrt(0.1 * 0.25 + 1e-7)))
+
+
+def test_build_shared_compiles_only_when_told_it_pays():
+    (rms,) = resolve(["rmsprop"])
+    (adam,) = resolve(["adam"])
+    assert optimizers.build_shared([rms], [[torch.nn.Parameter(torch.ones(2))]]).fused is False
+    assert optimizers.build_shared([rms], [[torch.nn.Parameter(torch.ones(2))]], compile_fused=True).fused is True
+    # torch's own fused kernels need no compile: always on.
+    assert optimizers.build_shared([adam], [[torch.nn.Parameter(torch.ones(2))]]).defaults["fused"] is True
+
+
+def test_compile_pays_off_for_several_seeds_of_a_full_compare_not_for_one():
+    params, steps = 266_610, 30 * 1719  # one reference MLP, 30 epochs of batch-32 steps
+    assert not optimizers.compile_pays_off(params, steps)
+    assert optimizers.compile_pays_off(2 * params, steps) and optimizers.compile_pays_off(5 * params, steps)
+    assert not optimizers.compile_pays_off(5 * params, 1719)  # a one-epoch try-out does not wait for a compile
 
 
 def test_keras_form_differs_from_torch_form_for_small_gradients():
