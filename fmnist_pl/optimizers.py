@@ -23,21 +23,6 @@ if TYPE_CHECKING:  # torch is imported only when an optimizer is built: keeps th
 
 REFERENCE_OPTIMIZERS: tuple[str, ...] = ("sgd", "momentum", "rmsprop", "adam")
 
-COMPILE_MIN_ELEMENT_STEPS = 2e10
-"""When a compiled fused update (``KerasRMSprop(fused=True)``) pays off: parameters × steps.
-
-The compiled update saves 0.45-0.72 ns per parameter per step against the foreach one on
-2 CPU cores (measured: 0.23 -> 0.11 ms a step for one reference MLP, 1.42 -> 0.46 ms for five),
-and compiling costs 3-5 s once its kernel is in torch's on-disk cache, 5-21 s the first time.
-2e10 parameter-steps (two seeds of a 30-epoch compare) saves ~10 s or more; one seed saves
-about what a compile costs, so it stays on the foreach update.
-"""
-
-
-def compile_pays_off(parameters: int, steps: int) -> bool:
-    """Whether compiling a fused update for ``parameters`` over ``steps`` steps saves time (CPU)."""
-    return parameters * steps >= COMPILE_MIN_ELEMENT_STEPS
-
 
 @dataclass(frozen=True)
 class OptimizerInfo:
@@ -101,8 +86,8 @@ def build_shared(specs: list[OptimizerSpec], params: list[list[Any]], capturable
     ``capturable`` (CUDA only) keeps step counters on the device so that the step can be
     captured in a CUDA graph; classes without the option are graph-safe as they are.
     ``compile_fused`` lets classes whose fused kernel is built by ``torch.compile`` (their
-    ``fused_needs_compile``; :class:`~fmnist_pl.keras_rmsprop.KerasRMSprop`) use it: the
-    caller says so when the run is long enough to repay the compile.
+    ``fused_needs_compile``; :class:`~fmnist_pl.keras_rmsprop.KerasRMSprop`) use it: it
+    costs a compile (a few seconds), so the caller opts in.
     """
     if len({s.info.cls_path for s in specs}) != 1:
         raise ValueError("build_shared needs specs of one optimizer class")
@@ -143,6 +128,18 @@ def register(name: str, cls: "type[Optimizer] | str", description: str = "", **d
     info = OptimizerInfo(key, path, dict(defaults), description)
     REGISTRY[key] = info
     return info
+
+
+def implementation(optimizer: "Optimizer") -> str:
+    """Which kernels ``optimizer`` steps with: ``fused``, ``fused (compiled)``, ``foreach`` or ``for-loop``.
+
+    Recorded with every run: the choice changes float rounding, which a long run can amplify.
+    """
+    if getattr(optimizer, "fused_needs_compile", False):
+        return "fused (compiled)" if getattr(optimizer, "_fused_ran", False) else "foreach"
+    if optimizer.defaults.get("fused"):
+        return "fused"
+    return "foreach" if optimizer.defaults.get("foreach") else "for-loop"
 
 
 def fused_supported(cls: type) -> bool:

@@ -152,6 +152,7 @@ def write_run(model: LitLockstep, trainer: pl.Trainer, k: int, out_dir: Path, fi
             else "this run's own wall time",
         },
         "optimizer_state_bytes": _state_bytes(opt_state),
+        "optimizer_implementation": model.member_optimizer_implementation(k),
         "device": str(model.device),
     }
     results.write_history(run_dir, hist.epochs)

@@ -18,7 +18,7 @@ def compare_run(real_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("e2e")
     proc = subprocess.run(
         [sys.executable, "-m", "fmnist_pl", "compare", "--epochs", "2", "--limit-train-batches", "40",
-         "--optimizers", "sgd,adam", "--name", "run1", "--output-dir", str(out), "--no-progress",
+         "--optimizers", "sgd,rmsprop,adam", "--name", "run1", "--output-dir", str(out), "--no-progress",
          "--accelerator", "cpu"],
         capture_output=True, text=True, timeout=600, env={"PYTHONPATH": str(Path(__file__).parents[1]),
                                                           "PATH": "/usr/bin:/bin"})
@@ -28,13 +28,13 @@ def compare_run(real_data, tmp_path_factory):
 
 def test_every_artifact_is_written(compare_run):
     folder, stdout = compare_run
-    assert "runs 1-2 of 2: sgd, adam" in stdout and "ranking by accuracy:" in stdout
+    assert "runs 1-3 of 3: sgd, rmsprop, adam" in stdout and "ranking by accuracy:" in stdout
     assert f"report: {folder / 'report.html'}" in stdout
     assert (folder / "train_images.png").stat().st_size > 1000
     config = json.loads((folder / "config.json").read_text())
     assert config["split"] == {"train": 55000, "val": 5000, "test": 10000}
     assert config["model"]["parameters"] == 266610
-    for run in ("sgd", "adam"):
+    for run in ("sgd", "rmsprop", "adam"):
         d = folder / "runs" / run
         for name in ("history.csv", "history.json", "metrics.json", "classification_report.txt",
                      "learning_curves.png", "confusion_matrix.png", "predictions.png", "predictions.json",
@@ -53,13 +53,16 @@ def test_every_artifact_is_written(compare_run):
         net.load_state_dict(ckpt["state_dict"])  # a saved run loads into the plain nn.Module
     adam_state = json.loads((folder / "runs/adam/metrics.json").read_text())["optimizer_state_bytes"]
     assert adam_state == 2 * 266610 * 4  # exp_avg + exp_avg_sq, float32, measured from the state
+    kernels = {name: json.loads((folder / f"runs/{name}/metrics.json").read_text())["optimizer_implementation"]
+               for name in ("sgd", "rmsprop", "adam")}
+    assert kernels == {"sgd": "fused", "rmsprop": "fused (compiled)", "adam": "fused"}  # what ran, recorded
 
 
 def test_tensorboard_has_one_run_per_optimizer_with_the_scalar_tags(compare_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     folder, _ = compare_run
-    for run in ("sgd", "adam"):
+    for run in ("sgd", "rmsprop", "adam"):
         acc = EventAccumulator(str(folder / "tensorboard" / run))
         acc.Reload()
         tags = set(acc.Tags()["scalars"])
@@ -114,8 +117,8 @@ def test_report_in_a_real_browser(compare_run):
     folder, _ = compare_run
     seen = open_in_chromium(folder / "report.html", ARTIFACTS / "report.png")
     assert len(seen["images"]) >= 8 and all(w > 0 for w in seen["images"]), seen["images"]  # every image decoded
-    assert seen["summary_rows"] == 1 + 2  # header + sgd, adam
-    assert seen["ranking_rows"] == 2 * (1 + 2)  # by accuracy and by macro-F1
+    assert seen["summary_rows"] == 1 + 3  # header + sgd, rmsprop, adam
+    assert seen["ranking_rows"] == 2 * (1 + 3)  # by accuracy and by macro-F1
     assert all(" > " in t or " = " in t for t in seen["ranking_text"])
     off_file = [u for u in seen["requests"] if not u.startswith(("file://", "data:"))]
     assert off_file == []  # no request leaves the file
