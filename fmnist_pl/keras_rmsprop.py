@@ -46,14 +46,15 @@ class KerasRMSprop(Optimizer):
     kernel per op for all tensors), the trick torch's own ``foreach`` optimizers use to keep
     the per-step overhead low at small batch sizes. ``fused=True`` (CPU tensors) runs the
     update as one ``torch.compile``-d kernel instead, as torch's fused Adam/SGD do with
-    hand-written ones: a third of the time when many models train in lockstep (see
-    :data:`fmnist_pl.optimizers.COMPILE_MIN_ELEMENT_STEPS`). If compiling fails (no C++
-    compiler, say), it warns once and keeps to the foreach update; results agree to float
-    rounding either way.
+    hand-written ones: one pass over memory instead of five, a third of the time (0.23 ->
+    0.11 ms a step for one reference MLP, 1.42 -> 0.46 ms for five, 2 CPU cores), for a
+    compile of 10-20 s the first time on a machine and ~3 s once torch's on-disk cache has it.
+    If compiling fails (no C++ compiler, say), it warns once and keeps to the foreach update.
+    The two agree to float rounding; :attr:`fused_ran` tells which one ran.
     """
 
     fused_needs_compile = True
-    """``fused`` costs a compile: :func:`fmnist_pl.optimizers.build_shared` asks for it only when told it pays."""
+    """``fused`` costs a compile: :func:`fmnist_pl.optimizers.build_shared` turns it on only when asked."""
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, rho: float = 0.9,
                  eps: float = 1e-7, *, fused: bool | None = None) -> None:
@@ -61,7 +62,7 @@ class KerasRMSprop(Optimizer):
             raise ValueError(f"invalid KerasRMSprop hyperparameters: lr={lr}, rho={rho}, eps={eps}")
         super().__init__(params, dict(lr=lr, rho=rho, eps=eps))
         self.fused = bool(fused)
-        self._fused_ran = False
+        self.fused_ran = False  # True once the compiled kernel has run; False: foreach did every step so far
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
@@ -95,7 +96,7 @@ class KerasRMSprop(Optimizer):
                     lr: float, rho: float, eps: float) -> bool:
         """Run the compiled update; False (and foreach from then on) if it cannot be compiled."""
         hyper = [torch.tensor(v, dtype=torch.float64) for v in (lr, rho, eps)]
-        if self._fused_ran:
+        if self.fused_ran:
             _compiled_update()(params, grads, squares, *hyper)
             return True
         # The first call compiles. Torch's C++ build helper warns that this CUDA build finds
@@ -113,5 +114,5 @@ class KerasRMSprop(Optimizer):
             return False
         finally:
             quiet.setLevel(level)
-        self._fused_ran = True
+        self.fused_ran = True
         return True

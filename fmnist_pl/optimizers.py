@@ -136,7 +136,7 @@ def implementation(optimizer: "Optimizer") -> str:
     Recorded with every run: the choice changes float rounding, which a long run can amplify.
     """
     if getattr(optimizer, "fused_needs_compile", False):
-        return "fused (compiled)" if getattr(optimizer, "_fused_ran", False) else "foreach"
+        return "fused (compiled)" if getattr(optimizer, "fused_ran", False) else "foreach"
     if optimizer.defaults.get("fused"):
         return "fused"
     return "foreach" if optimizer.defaults.get("foreach") else "for-loop"

@@ -82,7 +82,7 @@ def test_lockstep_matches_the_straightforward_lightning_path(fake_data, compile_
     trainer.fit(lock, FashionMNISTDataModule(arrays=arrays, val_size=100, seeds=[seed]))
     (rms,) = [o for o in trainer.optimizers if isinstance(o, KerasRMSprop)]
     # The path under test really ran (the compiled kernel is CPU-only; on a GPU, foreach in a CUDA graph).
-    assert rms._fused_ran is (compile_fused and trainer.strategy.root_device.type == "cpu")
+    assert rms.fused_ran is (compile_fused and trainer.strategy.root_device.type == "cpu")
     for k, spec in enumerate(specs):
         single = LitClassifier(spec.to_dict(), hidden=hidden, seed=seed)
         cb = EpochMetrics()

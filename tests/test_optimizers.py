@@ -57,7 +57,7 @@ def test_keras_rmsprop_matches_the_formula_step_by_step(fused):
             value = value - lr * grad.double() / torch.sqrt(s + 1e-7)
             ref[name] = (value, s, lr)
             torch.testing.assert_close(p.detach().double(), value, rtol=1e-5, atol=1e-7)
-    assert opt._fused_ran is fused  # the compiled kernel ran (a failed compile falls back to foreach)
+    assert opt.fused_ran is fused  # the compiled kernel ran (a failed compile falls back to foreach)
     assert optimizers.implementation(opt) == ("fused (compiled)" if fused else "foreach")
 
 
