@@ -266,7 +266,10 @@ def main() -> None:
     print(f"{'fmnist-pl lockstep':20}" + " " * 10 * len(names) + f"{lock1:11.2f}")
     hand = sum(table["hand-tuned"].values())
     print("\nratios (lower is faster)")
-    print(f"  fmnist-pl / hand-tuned (4 optimizers, 1 seed):   {lock1 / hand:.2f}   (goal <= 0.75)")
+    # The 0.75 goal is for whole 30-epoch trainings (--full-epochs 30): a plain loop slows down as
+    # denormals appear later in training, which these early-epoch steps do not see.
+    print(f"  fmnist-pl / hand-tuned (4 optimizers, 1 seed):   {lock1 / hand:.2f}   "
+          "(early epochs; the <= 0.75 goal is for whole trainings: --full-epochs 30)")
     if "textbook-lightning" in table:
         tb = sum(table["textbook-lightning"].values())
         print(f"  fmnist-pl / textbook Lightning:                  {lock1 / tb:.3f}  (speed-up {tb / lock1:.1f}x)")
