@@ -32,6 +32,11 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _names(text: str) -> tuple[str, ...]:
+    """``--optimizers sgd, adam`` -> ``("sgd", "adam")``; the registry checks the names."""
+    return tuple(n.strip() for n in text.split(",") if n.strip())
+
+
 def _positive(name: str):
     def check(value: Optional[float]) -> Optional[float]:
         if value is not None and not value > 0:
@@ -74,7 +79,7 @@ def compare(
             config = resume_config(resume)
         else:
             config = CompareConfig(
-                optimizers=tuple(n.strip() for n in optimizers_.split(",") if n.strip()), epochs=epochs,
+                optimizers=_names(optimizers_), epochs=epochs,
                 batch_size=batch_size, lr=lr, overrides=tuple(set_), seed=seed, seeds=seeds,
                 hidden=parse_hidden(hidden[0]), more_hidden=tuple(parse_hidden(h) for h in hidden[1:]),
                 accelerator=accelerator, target=target,
@@ -119,8 +124,10 @@ def print_ranking(folder: Path) -> None:
     table = Table(title="Test set, last epoch")
     for col in ("run", "status", "accuracy", "macro-F1", "best val epoch", "s/epoch"):
         table.add_column(col, justify="left" if col in ("run", "status") else "right")
+    def fmt(value: float | int | None, spec: str) -> str:
+        return "–" if value is None else format(value, spec)
+
     for row in map(metrics.summary_row, loaded["runs"]):
-        fmt = lambda v, spec: "–" if v is None else format(v, spec)  # noqa: E731
         table.add_row(row["run"], row["status"], fmt(row["test_acc"], ".4f"), fmt(row["test_f1"], ".4f"),
                       fmt(row["best_epoch"], "d"), fmt(row["seconds_per_epoch"], ".2f"))
     console = Console()
@@ -165,7 +172,7 @@ def sweep(
         if final_epochs is not None and final_epochs < 1:
             raise ConfigError(f"--final-epochs must be a whole number >= 1, got {final_epochs}")
         config = CompareConfig(
-            optimizers=tuple(n.strip() for n in optimizers_.split(",") if n.strip()), epochs=epochs,
+            optimizers=_names(optimizers_), epochs=epochs,
             batch_size=batch_size, overrides=tuple(set_), seed=seed, seeds=seeds, hidden=parse_hidden(hidden),
             accelerator=accelerator, data_dir=str(data_dir) if data_dir else None, output_dir=str(output_dir),
             name=name, limit_train_batches=limit_train_batches, progress=progress,

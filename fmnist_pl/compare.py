@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fmnist_pl import idx, optimizers, results
-from fmnist_pl.config import CompareConfig, ConfigError
+from fmnist_pl.config import CompareConfig, ConfigError, arch_name
 
 
 class Interrupted(Exception):
@@ -31,10 +31,6 @@ class Interrupted(Exception):
         how = how or f"fmnist-pl compare --resume {folder}"
         super().__init__(f"interrupted; finished results are in {folder}. Continue with: {how}")
         self.folder = folder
-
-
-def arch_name(hidden: tuple[int, ...]) -> str:
-    return "h" + "-".join(map(str, hidden))
 
 
 def run_name(optimizer: str, seed: int, config: CompareConfig, lr: float | None = None,
@@ -235,7 +231,7 @@ def compare(config: CompareConfig, resume: bool = False, echo: Callable[[str], N
     from fmnist_pl import plots, report
     from fmnist_pl.data import FashionMNISTDataModule
     from fmnist_pl.model import model_summary, parameter_count
-    from fmnist_pl.train import GRID_IMAGES, train_group
+    from fmnist_pl.train import GRID_IMAGES, TrainingInterrupted, group_checkpoint, train_group
 
     # Data errors (corrupt/truncated files) surface here, before anything is trained.
     arrays = idx.load_arrays(data_folder)
@@ -264,8 +260,6 @@ def compare(config: CompareConfig, resume: bool = False, echo: Callable[[str], N
     # Each architecture's runs train as one lockstep group: if any of them lacks results, the
     # group runs (from its last epoch checkpoint when there is one) and rewrites every run's
     # files identically.
-    from fmnist_pl.train import TrainingInterrupted, group_checkpoint
-
     if config.separate:
         # One run at a time: slower, but each run's seconds per epoch are its optimizer's own cost.
         groups = [[r] for r in runs]

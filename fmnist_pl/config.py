@@ -74,6 +74,11 @@ class CompareConfig:
         return cls(**clean)
 
 
+def arch_name(hidden: tuple[int, ...] | list[int]) -> str:
+    """An architecture's short name, ``h300-100``: run-name prefix and report heading."""
+    return "h" + "-".join(map(str, hidden))
+
+
 def parse_hidden(text: str) -> tuple[int, ...]:
     """``"300,100"`` -> ``(300, 100)``, with a one-line error for anything else."""
     try:

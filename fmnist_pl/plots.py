@@ -16,20 +16,18 @@ from matplotlib.figure import Figure  # noqa: E402
 from fmnist_pl.results import atomic_write_bytes  # noqa: E402
 
 
-def save(fig: Figure, path: Path) -> Path:
-    """Write ``fig`` as PNG atomically and free it."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(Path(path), buf.getvalue())
-    return Path(path)
-
-
 def png_bytes(fig: Figure) -> bytes:
+    """``fig`` as PNG bytes; the figure is freed."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
+
+
+def save(fig: Figure, path: Path) -> Path:
+    """Write ``fig`` as PNG atomically and free it."""
+    atomic_write_bytes(Path(path), png_bytes(fig))
+    return Path(path)
 
 
 def learning_curves(history: list[dict[str, float]], title: str = "") -> Figure:
@@ -107,16 +105,6 @@ def image_grid(images: Any, labels: Sequence[int], predictions: Sequence[int] | 
             wrong = predictions[i] != labels[i]
             ax.set_title(f"{pred}\n({true})" if wrong else pred, fontsize=7, color="red" if wrong else "black")
     fig.suptitle(title + ("  (red: wrong, true label in brackets)" if predictions is not None else ""), fontsize=9)
-    return fig
-
-
-def per_class_f1_heat(values: dict[str, list[float]], class_names: Sequence[str]) -> Figure:
-    fig, ax = plt.subplots(figsize=(8, 0.5 * len(values) + 1.8))
-    names = list(values)
-    im = ax.imshow([values[n] for n in names], cmap="viridis", aspect="auto")
-    ax.set_yticks(range(len(names)), names)
-    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
-    fig.colorbar(im, ax=ax)
     return fig
 
 

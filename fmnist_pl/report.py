@@ -16,7 +16,7 @@ import jinja2
 
 from fmnist_pl import metrics, results
 from fmnist_pl.metrics import run_label
-from fmnist_pl.config import parameter_count
+from fmnist_pl.config import arch_name, parameter_count
 from fmnist_pl.idx import CLASS_NAMES
 
 TEMPLATE = "report.html.j2"
@@ -107,7 +107,7 @@ def per_architecture(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rankings and significance within each architecture: does the ranking hold across them?"""
     archs: dict[str, list[dict[str, Any]]] = {}
     for r in runs:
-        archs.setdefault("h" + "-".join(map(str, r["hidden"])), []).append(r)
+        archs.setdefault(arch_name(r["hidden"]), []).append(r)
     out = []
     for name, group in archs.items():
         sig = significance(group_by_optimizer(group, key=lambda r: r["optimizer"]["name"]))

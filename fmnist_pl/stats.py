@@ -88,8 +88,8 @@ def compare_optimizers(correct: dict[str, np.ndarray], alpha: float = ALPHA) -> 
         pairs.append(row)
     # The test behind each decision: McNemar with one seed, the bootstrap with several.
     raw = [p["mcnemar"]["p"] if "mcnemar" in p else p["p"] for p in pairs]
-    for p, adj in zip(pairs, holm(raw)):
-        p["p_test"] = raw[pairs.index(p)]
+    for p, p_test, adj in zip(pairs, raw, holm(raw)):
+        p["p_test"] = p_test
         p["p_adjusted"] = adj
         p["significant"] = adj < alpha
     significant = {(p["a"], p["b"]) for p in pairs if p["significant"]}
