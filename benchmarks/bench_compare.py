@@ -37,11 +37,14 @@ import torchmetrics
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fmnist_pl.data import FashionMNISTDataModule  # noqa: E402
-from fmnist_pl.idx import FILES, load_arrays, locate  # noqa: E402
-from fmnist_pl.model import LitLockstep, seeded_mlp  # noqa: E402
-from fmnist_pl.optimizers import REFERENCE_OPTIMIZERS, resolve  # noqa: E402
-from fmnist_pl.train import fast_cpu_math, make_trainer  # noqa: E402
+from fmnist_pl.config import CompareConfig  # noqa: E402
+from fmnist_pl.data.datamodule import FashionMNISTDataModule  # noqa: E402
+from fmnist_pl.data.idx import FILES, load_arrays, locate  # noqa: E402
+from fmnist_pl.engine.lockstep import LitLockstep  # noqa: E402
+from fmnist_pl.engine.mlp import seeded_mlp  # noqa: E402
+from fmnist_pl.engine.trainer import fast_cpu_math, make_trainer  # noqa: E402
+from fmnist_pl.optim.registry import REFERENCE_OPTIMIZERS, resolve  # noqa: E402
+from fmnist_pl.run.plan import plan  # noqa: E402
 
 STEPS_PER_EPOCH = 1719  # ceil(55,000 / 32)
 
@@ -183,8 +186,7 @@ def hand_tuned_full(spec, data, epochs: int, device) -> float:
 
 def fmnist_pl_full(epochs: int, args) -> float:
     """Wall seconds of the whole `compare` API call: training, test, every artifact, the report."""
-    from fmnist_pl.compare import compare
-    from fmnist_pl.config import CompareConfig
+    from fmnist_pl.run.compare import compare
 
     t = time.perf_counter()
     compare(CompareConfig(epochs=epochs, output_dir=args.tmp, name="full", progress=False,
@@ -194,12 +196,11 @@ def fmnist_pl_full(epochs: int, args) -> float:
 
 # --------------------------------------------------------------------------- fmnist-pl
 def lockstep(names, seeds, arrays, args, device) -> float:
-    specs = resolve(names)
-    members = [{"run": f"{s.name}-{seed}", "optimizer": s.to_dict(), "seed": seed} for seed in seeds for s in specs]
+    members = plan(CompareConfig(optimizers=tuple(names), seed=seeds[0], seeds=len(seeds)))  # as compare plans them
     dm = FashionMNISTDataModule(arrays=arrays, seeds=seeds)
     timer = StepTimer(args.warmup, device)
     out = Path(tempfile.mkdtemp(dir=args.tmp))
-    trainer = make_trainer(out, [m["run"] for m in members], 1, args.accelerator, out / "ckpt", progress=False,
+    trainer = make_trainer(out, [m.name for m in members], 1, args.accelerator, out / "ckpt", progress=False,
                            limit_train_batches=args.warmup + args.batches)
     trainer.callbacks.append(timer)
     with fast_cpu_math():  # as train_group does

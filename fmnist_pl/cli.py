@@ -1,21 +1,22 @@
-"""The ``fmnist-pl`` command line: parse, call :mod:`fmnist_pl.compare`, print. Nothing else.
+"""The ``fmnist-pl`` command line: parse, build a config, call the API, print. Nothing else.
 
-Only light modules are imported at start-up (no torch, no Lightning), so ``--help`` and
-every error a user can cause answer in a fraction of a second.
+Options that ``compare`` and ``sweep`` share are declared once (the ``Annotated`` aliases
+below) and turned into a :class:`~fmnist_pl.config.CompareConfig` by one function. Only light
+modules are imported at start-up (no torch, no Lightning), so ``--help`` and every error a
+user can cause answer in a fraction of a second.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Annotated, Callable, List, Optional
 
 import typer
 
-from fmnist_pl import optimizers
-from fmnist_pl.config import CompareConfig, ConfigError, parse_hidden
-from fmnist_pl.idx import DataError
-from fmnist_pl.optimizers import OptimizerError
+from fmnist_pl.config import CompareConfig, ConfigError, parse_hidden, parse_lrs
+from fmnist_pl.data.idx import DataError
+from fmnist_pl.optim.registry import REFERENCE_OPTIMIZERS, REGISTRY, OptimizerError
 from fmnist_pl.results import ResultsError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
@@ -25,6 +26,30 @@ USER_ERRORS = (ConfigError, DataError, OptimizerError, ResultsError)
 # Click's UsageError, whether Typer vendors Click (>= 0.25) or depends on it.
 UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
+# ------------------------------------------------------------------ options shared by compare and sweep
+Epochs = Annotated[int, typer.Option(help="Epochs per run (the reference: 30).")]
+BatchSize = Annotated[int, typer.Option(help="Batch size (Keras' default, which the reference used).")]
+Optimizers = Annotated[str, typer.Option("--optimizers", help="Comma-separated registry names; see "
+                                         "`fmnist-pl list-optimizers`.")]
+Set = Annotated[List[str], typer.Option("--set", help="Per-optimizer hyperparameter, e.g. adam.lr=3e-4 "
+                                        "(repeatable).")]
+Seed = Annotated[int, typer.Option(help="First seed; every optimizer gets the same weights and batch order.")]
+Seeds = Annotated[int, typer.Option(help="Runs per optimizer (seed, seed+1, ...), paired across optimizers.")]
+Hidden = Annotated[List[str], typer.Option(help="Hidden layer sizes; repeat to compare the optimizers on several "
+                                           "architectures: --hidden 300,100 --hidden 512,256,128.")]
+Target = Annotated[float, typer.Option(help="Report epochs and seconds to reach this validation accuracy.")]
+Accelerator = Annotated[str, typer.Option(help="auto (GPU when present), cpu, gpu.")]
+DataDir = Annotated[Optional[Path], typer.Option(help="Folder of the four IDX files [default: $FMNIST_DATA, "
+                                                 "else /usr/share/datasets/fashion-mnist].")]
+Download = Annotated[bool, typer.Option(help="Download with torchvision if no local copy exists (online only).")]
+OutputDir = Annotated[Path, typer.Option(help="Where result folders are created.")]
+Name = Annotated[Optional[str], typer.Option(help="Folder name under --output-dir [default: a timestamp].")]
+LimitTrainBatches = Annotated[Optional[int], typer.Option(help="Batches per epoch (quick smoke runs).")]
+Progress = Annotated[bool, typer.Option(help="Show progress bars.")]
+Separate = Annotated[bool, typer.Option(help="Train each run alone, so that its seconds per epoch are its own "
+                                        "optimizer's cost (slower than the default lockstep; same numbers).")]
+DEFAULT_OPTIMIZERS = ",".join(REFERENCE_OPTIMIZERS)
+
 
 def fail(message: str) -> None:
     """One line on stderr, exit code 2: the convention for bad input."""
@@ -32,67 +57,73 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def _names(text: str) -> tuple[str, ...]:
-    """``--optimizers sgd, adam`` -> ``("sgd", "adam")``; the registry checks the names."""
-    return tuple(n.strip() for n in text.split(",") if n.strip())
-
-
-def _positive(name: str):
-    def check(value: Optional[float]) -> Optional[float]:
-        if value is not None and not value > 0:
-            raise typer.BadParameter(f"must be > 0, got {value}", param_hint=name)
-        return value
-    return check
+def _config(*, optimizers: str, set_: list[str], hidden: list[str], data_dir: Optional[Path], output_dir: Path,
+            **options: object) -> CompareConfig:
+    """The shared options -> a validated config (raises the one-line user errors)."""
+    sizes = [parse_hidden(h) for h in hidden]
+    return CompareConfig(optimizers=tuple(n.strip() for n in optimizers.split(",") if n.strip()),
+                         overrides=tuple(set_), hidden=sizes[0], more_hidden=tuple(sizes[1:]),
+                         data_dir=str(data_dir) if data_dir else None, output_dir=str(output_dir), **options)
 
 
 @app.command()
 def compare(
-    epochs: int = typer.Option(30, help="Epochs per run (the reference: 30)."),
-    batch_size: int = typer.Option(32, help="Batch size (Keras' default, which the reference used)."),
-    optimizers_: str = typer.Option(",".join(optimizers.REFERENCE_OPTIMIZERS), "--optimizers",
-                                    help="Comma-separated registry names; see `fmnist-pl list-optimizers`."),
-    lr: Optional[float] = typer.Option(None, callback=_positive("--lr"),
-                                       help="One learning rate for every optimizer."),
-    set_: List[str] = typer.Option([], "--set", help="Per-optimizer hyperparameter, e.g. adam.lr=3e-4 (repeatable)."),
-    seed: int = typer.Option(42, help="First seed; every optimizer gets the same weights and batch order."),
-    seeds: int = typer.Option(1, help="Runs per optimizer (seed, seed+1, ...), paired across optimizers."),
-    hidden: List[str] = typer.Option(["300,100"], help="Hidden layer sizes; repeat to compare the optimizers "
-                                     "on several architectures: --hidden 300,100 --hidden 512,256,128."),
-    target: float = typer.Option(0.88, help="Report epochs and seconds to reach this validation accuracy."),
-    accelerator: str = typer.Option("auto", help="auto (GPU when present), cpu, gpu."),
-    data_dir: Optional[Path] = typer.Option(None, help="Folder of the four IDX files [default: $FMNIST_DATA, "
-                                            "else /usr/share/datasets/fashion-mnist]."),
-    download: bool = typer.Option(False, help="Download with torchvision if no local copy exists (online only)."),
-    output_dir: Path = typer.Option(Path("outputs"), help="Where compare folders are created."),
-    name: Optional[str] = typer.Option(None, help="Folder name under --output-dir [default: a timestamp]."),
-    limit_train_batches: Optional[int] = typer.Option(None, help="Batches per epoch (quick smoke runs)."),
-    resume: Optional[Path] = typer.Option(None, help="Continue the compare in this folder (its own settings)."),
-    progress: bool = typer.Option(True, help="Show progress bars."),
-    separate: bool = typer.Option(False, help="Train each run alone, so that its seconds per epoch are its own "
-                                  "optimizer's cost (slower than the default lockstep)."),
+    epochs: Epochs = 30, batch_size: BatchSize = 32, optimizers: Optimizers = DEFAULT_OPTIMIZERS,
+    lr: Annotated[Optional[float], typer.Option(help="One learning rate for every optimizer.")] = None,
+    set_: Set = [], seed: Seed = 42, seeds: Seeds = 1, hidden: Hidden = ["300,100"], target: Target = 0.88,
+    accelerator: Accelerator = "auto", data_dir: DataDir = None, download: Download = False,
+    output_dir: OutputDir = Path("outputs"), name: Name = None, limit_train_batches: LimitTrainBatches = None,
+    progress: Progress = True, separate: Separate = False,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the compare in this folder (its own settings).")] = None,
 ) -> None:
     """Train every optimizer on Fashion-MNIST, then write the HTML report and print the ranking."""
-    from fmnist_pl.compare import compare as run_compare
+    from fmnist_pl.run.compare import compare as run_compare
 
     try:
-        if resume is not None:
-            config = resume_config(resume)
-        else:
-            config = CompareConfig(
-                optimizers=_names(optimizers_), epochs=epochs,
-                batch_size=batch_size, lr=lr, overrides=tuple(set_), seed=seed, seeds=seeds,
-                hidden=parse_hidden(hidden[0]), more_hidden=tuple(parse_hidden(h) for h in hidden[1:]),
-                accelerator=accelerator, target=target,
-                data_dir=str(data_dir) if data_dir else None, download=download, output_dir=str(output_dir),
-                name=name, limit_train_batches=limit_train_batches, progress=progress, separate=separate)
+        config = resume_config(resume) if resume is not None else _config(
+            optimizers=optimizers, set_=set_, hidden=hidden, data_dir=data_dir, output_dir=output_dir,
+            epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, seeds=seeds, target=target,
+            accelerator=accelerator, download=download, name=name, limit_train_batches=limit_train_batches,
+            progress=progress, separate=separate)
     except USER_ERRORS as exc:
         fail(str(exc))
     run_and_report(lambda: run_compare(config, resume=resume is not None, echo=typer.echo))
 
 
+@app.command()
+def sweep(
+    lrs: Annotated[Optional[str], typer.Option(help="Learning rates: START:STOP:COUNT (log grid) like 1e-4:1e0:7, "
+                                               "or 0.001,0.01.")] = None,
+    lr_find: Annotated[bool, typer.Option("--lr-find", help="Use Lightning's learning-rate finder instead of a "
+                                          "grid.")] = False,
+    epochs: Epochs = 10,
+    final_epochs: Annotated[Optional[int], typer.Option(help="Epochs of the final comparison "
+                                                        "[default: --epochs].")] = None,
+    batch_size: BatchSize = 32, optimizers: Optimizers = DEFAULT_OPTIMIZERS, set_: Set = [], seed: Seed = 42,
+    seeds: Seeds = 1, hidden: Hidden = ["300,100"], target: Target = 0.88, accelerator: Accelerator = "auto",
+    data_dir: DataDir = None, download: Download = False, output_dir: OutputDir = Path("outputs"), name: Name = None,
+    limit_train_batches: LimitTrainBatches = None, progress: Progress = True, separate: Separate = False,
+) -> None:
+    """Tune each optimizer's learning rate on the VALIDATION set, then compare them at their tuned rates.
+
+    Rerun the same command (same --output-dir and --name) to resume it.
+    """
+    from fmnist_pl.run.sweep import sweep as run_sweep
+
+    try:
+        config = _config(optimizers=optimizers, set_=set_, hidden=hidden, data_dir=data_dir, output_dir=output_dir,
+                         epochs=epochs, batch_size=batch_size, seed=seed, seeds=seeds, target=target,
+                         accelerator=accelerator, download=download, name=name,
+                         limit_train_batches=limit_train_batches, progress=progress, separate=separate,
+                         lrs=parse_lrs(lrs) if lrs and not lr_find else ())
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    run_and_report(lambda: run_sweep(config, final_epochs=final_epochs, echo=typer.echo, lr_find=lr_find))
+
+
 def run_and_report(train: Callable[[], Path]) -> None:
     """Run ``train``; then print the ranking and the report's path. Bad input: exit 2; interrupted: 130."""
-    from fmnist_pl.compare import Interrupted
+    from fmnist_pl.run.compare import Interrupted
 
     try:
         out = train()
@@ -115,80 +146,40 @@ def resume_config(folder: Path) -> CompareConfig:
 
 
 def print_ranking(folder: Path) -> None:
+    """The summary table and rankings, as computed into ``summary.json`` (nothing recomputed here)."""
     from rich.console import Console
     from rich.table import Table
 
-    from fmnist_pl import metrics, results
+    from fmnist_pl import results
 
-    loaded = results.load_compare(folder)
+    summary = results.read_json(folder / results.SUMMARY_FILE)
     table = Table(title="Test set, last epoch")
     for col in ("run", "status", "accuracy", "macro-F1", "best val epoch", "s/epoch"):
         table.add_column(col, justify="left" if col in ("run", "status") else "right")
+
     def fmt(value: float | int | None, spec: str) -> str:
         return "–" if value is None else format(value, spec)
 
-    for row in map(metrics.summary_row, loaded["runs"]):
+    for row in summary["rows"]:
         table.add_row(row["run"], row["status"], fmt(row["test_acc"], ".4f"), fmt(row["test_f1"], ".4f"),
                       fmt(row["best_epoch"], "d"), fmt(row["seconds_per_epoch"], ".2f"))
-    console = Console()
-    console.print(table)
-    for label, r in metrics.rankings(loaded["runs"]).items():
+    Console().print(table)
+    for label, r in summary["rankings"].items():
         typer.echo(f"ranking by {label}: {r['text'] or 'no finished run'}")
-    from fmnist_pl.report import group_by_optimizer, significance
-
-    sig = significance(group_by_optimizer(loaded["runs"]))
+    sig = summary["significance"]
     if sig:
         typer.echo(f"significance ({sig['test']}, Holm, alpha {sig['alpha']}): {sig['text']}")
-    if loaded["missing"]:
-        typer.echo(f"missing runs: {', '.join(loaded['missing'])}")
-
-
-@app.command()
-def sweep(
-    lrs: Optional[str] = typer.Option(None, help="Learning rates: START:STOP:COUNT (log grid) like 1e-4:1e0:7, "
-                                      "or 0.001,0.01."),
-    lr_find: bool = typer.Option(False, "--lr-find", help="Use Lightning's learning-rate finder instead of a grid."),
-    epochs: int = typer.Option(10, help="Epochs per sweep run."),
-    final_epochs: Optional[int] = typer.Option(None, help="Epochs of the final comparison [default: --epochs]."),
-    optimizers_: str = typer.Option(",".join(optimizers.REFERENCE_OPTIMIZERS), "--optimizers",
-                                    help="Comma-separated registry names."),
-    set_: List[str] = typer.Option([], "--set", help="Other per-optimizer hyperparameters (repeatable)."),
-    batch_size: int = typer.Option(32, help="Batch size."),
-    seed: int = typer.Option(42, help="First seed."),
-    seeds: int = typer.Option(1, help="Seeds per optimizer and rate (the choice uses their mean)."),
-    hidden: str = typer.Option("300,100", help="Hidden layer sizes."),
-    accelerator: str = typer.Option("auto", help="auto, cpu, gpu."),
-    data_dir: Optional[Path] = typer.Option(None, help="Folder of the four IDX files."),
-    output_dir: Path = typer.Option(Path("outputs"), help="Where the sweep folder is created."),
-    name: Optional[str] = typer.Option(None, help="Folder name [default: a timestamp]; rerun to resume."),
-    limit_train_batches: Optional[int] = typer.Option(None, help="Batches per epoch (quick smoke runs)."),
-    progress: bool = typer.Option(True, help="Show progress bars."),
-) -> None:
-    """Tune each optimizer's learning rate on the VALIDATION set, then compare them at their tuned rates."""
-    from fmnist_pl.compare import parse_lrs
-    from fmnist_pl.compare import sweep as run_sweep
-
-    try:
-        if final_epochs is not None and final_epochs < 1:
-            raise ConfigError(f"--final-epochs must be a whole number >= 1, got {final_epochs}")
-        config = CompareConfig(
-            optimizers=_names(optimizers_), epochs=epochs,
-            batch_size=batch_size, overrides=tuple(set_), seed=seed, seeds=seeds, hidden=parse_hidden(hidden),
-            accelerator=accelerator, data_dir=str(data_dir) if data_dir else None, output_dir=str(output_dir),
-            name=name, limit_train_batches=limit_train_batches, progress=progress,
-            lrs=parse_lrs(lrs) if lrs and not lr_find else ())
-    except USER_ERRORS as exc:
-        fail(str(exc))
-    run_and_report(lambda: run_sweep(config, final_epochs=final_epochs, echo=typer.echo, lr_find=lr_find))
+    if summary["missing"]:
+        typer.echo(f"missing runs: {', '.join(summary['missing'])}")
 
 
 @app.command()
 def report(folder: Path = typer.Argument(..., help="A compare folder, e.g. outputs/<run>.")) -> None:
-    """Re-render report.html from the results saved in FOLDER, without training."""
-    from fmnist_pl import report as report_module
+    """Rebuild summary.json and report.html from the results saved in FOLDER, without training."""
+    from fmnist_pl.run.compare import finish
 
     try:
-        path = report_module.render(folder)
+        path = finish(folder)
     except USER_ERRORS as exc:
         fail(str(exc))
     typer.echo(f"report: {path}")
@@ -197,7 +188,7 @@ def report(folder: Path = typer.Argument(..., help="A compare folder, e.g. outpu
 @app.command("list-optimizers")
 def list_optimizers() -> None:
     """Print the optimizer registry with each optimizer's hyperparameters."""
-    for info in optimizers.REGISTRY.values():
+    for info in REGISTRY.values():
         params = ", ".join(f"{k}={v}" for k, v in info.defaults.items())
         typer.echo(f"{info.name:14} {info.class_name:13} {params}")
         typer.echo(f"{'':14} {info.description}")

@@ -1,16 +1,30 @@
-"""What a comparison is: a frozen dataclass whose defaults are the reference's setup."""
+"""What a comparison is, and what one planned run is: frozen dataclasses, defaults with reasons.
+
+``CompareConfig`` is what the user asked for (validated on construction: a bad value is a
+one-line :class:`ConfigError`); ``RunPlan`` is one training run the planner derived from it
+(:mod:`fmnist_pl.run.plan`), with the structured key its results are filed and grouped by.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from fmnist_pl.optimizers import REFERENCE_OPTIMIZERS
+from fmnist_pl.architecture import REFERENCE_HIDDEN
+from fmnist_pl.data.idx import VAL_SIZE
+from fmnist_pl.optim.registry import REFERENCE_OPTIMIZERS, OptimizerSpec
 
 
 class ConfigError(ValueError):
     """A user-caused bad setting; the message names the value and the fix."""
+
+
+def check_lr(value: float, where: str) -> float:
+    """The one learning-rate check (``--lr``, ``--lrs``): a finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{where} must be a number > 0, got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -24,7 +38,7 @@ class CompareConfig:
     overrides: tuple[str, ...] = ()  # "adam.lr=3e-4" style per-optimizer hyperparameters
     seed: int = 42  # first seed; seed k is seed + k
     seeds: int = 1  # runs per optimizer, paired across optimizers
-    hidden: tuple[int, ...] = (300, 100)  # the reference's Dense 300 -> Dense 100
+    hidden: tuple[int, ...] = REFERENCE_HIDDEN  # the reference's Dense 300 -> Dense 100
     more_hidden: tuple[tuple[int, ...], ...] = ()  # further architectures to compare the optimizers on
     accelerator: str = "auto"  # GPU when present
     data_dir: str | None = None  # else $FMNIST_DATA, else the Debian package's folder
@@ -36,18 +50,22 @@ class CompareConfig:
     separate: bool = False  # train each run alone (its seconds are its own) instead of in lockstep
     lrs: tuple[float, ...] = ()  # a learning-rate grid: every optimizer runs at each (used by sweep)
     target: float | None = 0.88  # report epochs/seconds to this validation accuracy (AlgoPerf's time-to-result)
+    val_size: int = VAL_SIZE  # the first N training images validate (reference: 5,000); small data in tests
 
     def __post_init__(self) -> None:
-        for key in ("epochs", "batch_size", "seeds"):
+        for key in ("epochs", "batch_size", "seeds", "val_size"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"--{key.replace('_', '-')} must be a whole number >= 1, got {value!r}")
-        if self.lr is not None and (not math.isfinite(self.lr) or self.lr <= 0):
-            raise ConfigError(f"--lr must be a number > 0, got {self.lr!r}")
+        if self.lr is not None:
+            check_lr(self.lr, "--lr")
+        for lr in self.lrs:
+            check_lr(lr, "--lrs")
         if self.limit_train_batches is not None and self.limit_train_batches < 1:
             raise ConfigError(f"--limit-train-batches must be >= 1, got {self.limit_train_batches!r}")
-        if not self.hidden or any(h < 1 for h in self.hidden):
-            raise ConfigError(f"--hidden must list layer sizes >= 1 like 300,100, got {self.hidden!r}")
+        for hidden in (self.hidden, *self.more_hidden):
+            if not hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
+                raise ConfigError(f"--hidden must list layer sizes >= 1 like 300,100, got {hidden!r}")
         if self.target is not None and not 0 < self.target <= 1:
             raise ConfigError(f"--target must be a validation accuracy in (0, 1], got {self.target!r}")
         if self.accelerator not in ("auto", "cpu", "gpu", "cuda", "mps"):
@@ -68,15 +86,40 @@ class CompareConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CompareConfig":
-        known = {f for f in cls.__dataclass_fields__}
+        known = set(cls.__dataclass_fields__)
         clean = {k: (tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v)
                  for k, v in data.items() if k in known}
         return cls(**clean)
 
 
-def arch_name(hidden: tuple[int, ...] | list[int]) -> str:
-    """An architecture's short name, ``h300-100``: run-name prefix and report heading."""
-    return "h" + "-".join(map(str, hidden))
+@dataclass(frozen=True)
+class RunPlan:
+    """One planned training run and the structured key its results are filed under.
+
+    ``optimizer`` (name + every hyperparameter), ``seed`` and ``hidden`` determine the run's
+    numbers; ``name`` (unique within a compare; the run's folder and TensorBoard run),
+    ``setting`` (the name without the seed: what a run's seeds have in common, the unit of
+    rankings and significance) and ``variant`` (the setting without the architecture: the unit
+    of a ranking within one architecture) are derived from them by the planner, never parsed back.
+    """
+
+    name: str
+    setting: str
+    variant: str
+    optimizer: OptimizerSpec
+    seed: int
+    hidden: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run": self.name, "setting": self.setting, "variant": self.variant,
+                "optimizer": self.optimizer.to_dict(),
+                "seed": self.seed, "hidden": list(self.hidden)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunPlan":
+        opt = data["optimizer"]
+        return cls(name=data["run"], setting=data["setting"], variant=data["variant"], optimizer=OptimizerSpec(opt["name"], opt["hparams"]),
+                   seed=int(data["seed"]), hidden=tuple(int(h) for h in data["hidden"]))
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:
@@ -90,7 +133,20 @@ def parse_hidden(text: str) -> tuple[int, ...]:
     return sizes
 
 
-def parameter_count(hidden: tuple[int, ...] | list[int], in_features: int = 28 * 28, classes: int = 10) -> int:
-    """Weights and biases of the MLP: 266,610 for the reference's (300, 100)."""
-    sizes = [in_features, *hidden, classes]
-    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+def parse_lrs(text: str) -> tuple[float, ...]:
+    """``"1e-4:1e0:7"`` (log grid: start, stop, count) or ``"0.001,0.01"`` -> learning rates."""
+    try:
+        if ":" in text:
+            start, stop, count = text.split(":")
+            lo, hi, n = math.log10(float(start)), math.log10(float(stop)), int(count)
+            if n < 2:
+                raise ValueError
+            lrs = tuple(float(f"{10 ** (lo + (hi - lo) * i / (n - 1)):.3g}") for i in range(n))
+        else:
+            lrs = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--lrs must be START:STOP:COUNT (log grid, COUNT >= 2) like 1e-4:1e0:7, "
+                          f"or a list like 0.001,0.01; got {text!r}") from None
+    for lr in lrs:
+        check_lr(lr, "--lrs")
+    return lrs

@@ -2,7 +2,18 @@
 
 Every file is written to a temporary sibling and renamed into place (``os.replace`` is
 atomic on POSIX), so a process killed at any moment leaves each results file complete or
-absent, never half-written. The report is always rebuilt from these files alone.
+absent, never half-written, with the permissions a plain ``open()`` would give it. The
+summary and the report are always rebuilt from these files alone.
+
+A compare folder::
+
+    config.json        the config, the planned runs (structured keys), split, model, environment, "format"
+    samples.json       the first 40 training and test images (the report's image grids)
+    runs/<run>/        metrics.json (its presence marks the run finished), history.json/.csv,
+                       predictions.json, classification_report.txt, checkpoints/{best,last}.pt
+    summary.json       rankings, significance, observations (fmnist_pl.analysis.summary)
+    report.html        the self-contained report (fmnist_pl.report)
+    tensorboard/<run>/ and checkpoints/group-*/last.ckpt (resume)
 """
 
 from __future__ import annotations
@@ -20,6 +31,20 @@ METRICS_FILE = "metrics.json"
 HISTORY_JSON = "history.json"
 HISTORY_CSV = "history.csv"
 PREDICTIONS_FILE = "predictions.json"
+SUMMARY_FILE = "summary.json"
+SAMPLES_FILE = "samples.json"
+FORMAT_VERSION = 2  # 1: fmnist-pl 0.1 (runs keyed by name only, figures drawn at training time)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def run_dir(folder: Path, run: str) -> Path:
+    """A run's folder; run names come from the planner and are checked unique there."""
+    return Path(folder) / "runs" / run
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -29,6 +54,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
+            # mkstemp creates 0600; give the file what open() would (0666 less the umask), so a
+            # report copied to a shared folder or served by a web server stays readable.
+            os.fchmod(fh.fileno(), 0o666 & ~_umask())
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -40,8 +68,8 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, allow_nan=True) + "\n")
+def write_json(path: Path, data: Any, indent: int | None = 2) -> None:
+    atomic_write_text(path, json.dumps(data, indent=indent, allow_nan=True) + "\n")
 
 
 def read_json(path: Path) -> Any:
@@ -85,14 +113,18 @@ def load_compare(folder: Path) -> dict[str, Any]:
         config = read_json(config_path)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ResultsError(f"{config_path} is not valid JSON ({exc}); re-run the compare") from None
+    found = config.get("format", 1) if isinstance(config, dict) else None
+    if found != FORMAT_VERSION:
+        raise ResultsError(f"{folder} holds results format {found} (fmnist-pl 0.1); this version reads format "
+                           f"{FORMAT_VERSION}: re-run the compare with this version (its folder is left as is)")
     runs, missing = [], []
     for planned in config.get("runs", []):
-        run_dir = folder / "runs" / planned["run"]
+        folder_of_run = run_dir(folder, planned["run"])
         try:
-            metrics = read_json(run_dir / METRICS_FILE)
-            history = read_json(run_dir / HISTORY_JSON)
+            metrics = read_json(folder_of_run / METRICS_FILE)
+            history = read_json(folder_of_run / HISTORY_JSON)
         except (OSError, json.JSONDecodeError, UnicodeDecodeError):
             missing.append(planned["run"])
             continue
-        runs.append(metrics | {"history": history, "dir": str(run_dir)})
+        runs.append(metrics | {"history": history, "dir": str(folder_of_run)})
     return {"folder": str(folder), "config": config, "runs": runs, "missing": missing}

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fmnist_pl.idx import DEBIAN_DIR, FILES, IMAGE_MAGIC, LABEL_MAGIC
+from fmnist_pl.data.idx import DEBIAN_DIR, FILES, IMAGE_MAGIC, LABEL_MAGIC
 
 
 def write_idx(path: Path, array: np.ndarray, magic: int, compress: bool = True) -> Path:

@@ -24,7 +24,9 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Comple
     (["compare", "--epochs", "0"], "--epochs must be a whole number >= 1"),
     (["compare", "--epochs", "ten"], "Invalid value for '--epochs'"),
     (["compare", "--batch-size", "-3"], "--batch-size must be a whole number >= 1"),
-    (["compare", "--lr", "0"], "must be > 0"),
+    (["compare", "--lr", "0"], "--lr must be a number > 0"),
+    (["sweep", "--lrs", "0.01,0.01"], "planned more than once"),
+    (["sweep", "--lrs", "0.1,1", "--hidden", "300,x"], "--hidden must be comma-separated"),
     (["compare", "--lr", "abc"], "Invalid value for '--lr'"),
     (["compare", "--batch-size", "x"], "Invalid value for '--batch-size'"),
     (["compare", "--target", "1.5"], "--target must be a validation accuracy"),
@@ -75,5 +77,10 @@ def test_unwritable_output_folder_fails_before_training(tmp_path):
 def test_help_and_list_optimizers(tmp_path):
     proc = run_cli("--help", cwd=tmp_path)
     assert proc.returncode == 0 and "compare" in proc.stdout and "report" in proc.stdout
+    # compare and sweep declare their shared options once: the same names, the same help.
+    compare_help, sweep_help = (run_cli(cmd, "--help", cwd=tmp_path, env={"COLUMNS": "200"}).stdout
+                                for cmd in ("compare", "sweep"))
+    for option in ("--download", "--target", "--separate", "--hidden", "--seeds", "--data-dir", "--set"):
+        assert option in compare_help and option in sweep_help, option
     proc = run_cli("list-optimizers", cwd=tmp_path)
     assert proc.returncode == 0 and "rmsprop        KerasRMSprop" in proc.stdout and "eps=1e-07" in proc.stdout

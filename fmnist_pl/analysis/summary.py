@@ -1,0 +1,227 @@
+"""Results on disk -> ``summary.json``: everything the report and the CLI show, computed once.
+
+Runs are grouped by the structured key the planner gave them (``setting``: a run's settings
+without its seed; ``variant``: the same without the architecture), never by parsing names.
+The summary is plain data (scikit-learn's compute-then-render): the HTML report, the terminal
+ranking and anyone's notebook are views of it.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+from fmnist_pl import results
+from fmnist_pl.analysis import stats
+from fmnist_pl.architecture import arch_name, parameter_count
+
+REPORT_DIGITS = 2  # rankings tie at the classification reports' two decimals (the reference's)
+OVERFIT_PATIENCE = 3  # "overfits": validation loss above its minimum for this many final epochs...
+OVERFIT_TOLERANCE = 0.01  # ...each by more than this (relative); a one-epoch uptick is noise, not overfitting
+
+
+def finished(run: dict[str, Any]) -> bool:
+    """Trained to the end without diverging: what tables, curves and tests are made of."""
+    return run.get("status", "ok") == "ok" and bool(run.get("history"))
+
+
+def group_runs(runs: list[dict[str, Any]], key: str = "setting") -> dict[str, list[dict[str, Any]]]:
+    """Runs per value of their structured ``key`` (``setting`` or ``variant``), in plan order."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault(r[key], []).append(r)
+    return groups
+
+
+def mean_std(values: list[float | None]) -> dict[str, float | None]:
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
+    return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+            "min": min(vals), "max": max(vals), "n": len(vals)}
+
+
+def ranking(values: dict[str, float | None], digits: int = REPORT_DIGITS) -> dict[str, Any]:
+    """Rank names by value, highest first; equal at ``digits`` decimals means tied.
+
+    Returns the groups (best first), the text like ``"adam = sgd > rmsprop"`` and the exact
+    values, so that the shown order never claims more precision than the reports have.
+    """
+    finite = {k: v for k, v in values.items() if v is not None and math.isfinite(v)}
+    ordered = sorted(finite, key=lambda k: -finite[k])
+    groups = [list(g) for _, g in groupby(ordered, key=lambda k: round(finite[k], digits))]
+    return {"groups": groups, "text": " > ".join(" = ".join(g) for g in groups), "values": finite,
+            "left_out": [k for k in values if k not in finite]}
+
+
+def rankings(runs: list[dict[str, Any]], key: str = "setting") -> dict[str, dict[str, Any]]:
+    """Rankings by test accuracy and by macro-F1 (last epoch, as the reference reported).
+
+    Runs that differ only by seed are one entry, valued at their mean; a setting with a
+    diverged or unfinished seed is left out (its mean would not be comparable).
+    """
+    out = {}
+    for metric, label in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
+        values: dict[str, float | None] = {}
+        for setting, group in group_runs(runs, key).items():
+            ok = all(finished(r) and r.get("test") for r in group)
+            values[setting] = sum(r["test"]["last"][metric] for r in group) / len(group) if ok else None
+        out[label] = ranking(values)
+    return out
+
+
+def significance(runs: list[dict[str, Any]], key: str = "setting") -> dict[str, Any] | None:
+    """Paired tests between settings (see :mod:`fmnist_pl.analysis.stats`) from the saved test predictions."""
+    import numpy as np
+
+    correct: dict[str, Any] = {}
+    for name, group in group_runs([r for r in runs if finished(r)], key).items():
+        rows = []
+        for run in sorted(group, key=lambda g: g["seed"]):
+            try:
+                saved = results.read_json(Path(run["dir"]) / results.PREDICTIONS_FILE)
+            except (OSError, ValueError):
+                return None  # predictions lost: the report still renders, without the tests
+            rows.append(np.asarray(saved["last"]) == np.asarray(saved["targets"]))
+        correct[name] = np.stack(rows)
+    if len(correct) < 2 or len({c.shape[0] for c in correct.values()}) != 1:
+        return None  # nothing to compare, or unequal seeds (an unfinished run): no paired design
+    return stats.compare_optimizers(correct)
+
+
+def overfits(history: list[dict[str, float]]) -> bool:
+    """A sustained rise: the last :data:`OVERFIT_PATIENCE` epochs all above the minimum validation loss
+    by more than :data:`OVERFIT_TOLERANCE` (relative)."""
+    val = [row["val_loss"] for row in history]
+    if len(val) <= OVERFIT_PATIENCE:
+        return False
+    best = min(range(len(val)), key=val.__getitem__)
+    tail = val[-OVERFIT_PATIENCE:]
+    return best < len(val) - OVERFIT_PATIENCE and all(v > val[best] * (1 + OVERFIT_TOLERANCE) for v in tail)
+
+
+def observations(run: dict[str, Any]) -> list[str]:
+    """Plain-language facts about one run, derived from its history (never hard-coded)."""
+    history = run.get("history") or []
+    name = run["run"]
+    if run.get("status") == "diverged":
+        return [f"{name} diverged at epoch {run.get('diverged_epoch')} (loss not finite or above 1e3); "
+                "it was stopped and is left out of the ranking."]
+    if not history:
+        return []
+    val = [row["val_loss"] for row in history]
+    best_i = min(range(len(val)), key=val.__getitem__)
+    best_epoch, last = history[best_i]["epoch"], history[-1]
+    if overfits(history):
+        note = (f"{name} overfits: validation loss was lowest at epoch {best_epoch} ({val[best_i]:.4f}) and stayed "
+                f"above it for the last {OVERFIT_PATIENCE} epochs, ending at {val[-1]:.4f} (epoch {last['epoch']}).")
+    elif best_i == len(val) - 1:
+        note = (f"{name} does not overfit within {last['epoch']} epochs: validation loss is lowest at the last "
+                f"epoch ({val[-1]:.4f}).")
+    else:
+        note = (f"{name}: validation loss was lowest at epoch {best_epoch} ({val[best_i]:.4f}) and is {val[-1]:.4f} "
+                f"at epoch {last['epoch']}; no sustained rise over the last {OVERFIT_PATIENCE} epochs.")
+    gap = last["train_acc"] - last["val_acc"]
+    return [note, f"{name}: final train accuracy {last['train_acc']:.4f} vs validation {last['val_acc']:.4f} "
+                  f"(gap {gap:+.4f})."]
+
+
+def seed_observations(label: str, group: list[dict[str, Any]]) -> str:
+    """One line for a setting's seeds: how many overfit, where they were best, the final gap."""
+    epochs = [r["best_epoch"] for r in group if r.get("best_epoch") is not None]
+    gaps = [r["history"][-1]["train_acc"] - r["history"][-1]["val_acc"] for r in group if r.get("history")]
+    n_over = sum(overfits(r["history"]) for r in group)
+    return (f"{label}: validation loss rose for the last {OVERFIT_PATIENCE} epochs after its minimum in {n_over} of "
+            f"{len(group)} seeds; best epoch {sum(epochs) / len(epochs):.1f} on average ({min(epochs)}-{max(epochs)}); "
+            f"final train-validation accuracy gap {sum(gaps) / len(gaps):+.4f} on average.")
+
+
+def time_to_target(history: list[dict[str, float]], target: float | None) -> dict[str, Any]:
+    """AlgoPerf-style time-to-result: the first epoch whose validation accuracy reaches ``target``."""
+    elapsed = 0.0
+    for row in history if target is not None else []:
+        elapsed += row["seconds"]
+        if row["val_acc"] >= target:
+            return {"epoch": row["epoch"], "seconds": elapsed}
+    return {"epoch": None, "seconds": None}
+
+
+def summary_row(run: dict[str, Any], target: float | None = None) -> dict[str, Any]:
+    """The summary table's row for one run."""
+    history = run.get("history") or []
+    last = history[-1] if history else {}
+    timing, test = run.get("timing", {}), run.get("test", {})
+    return {
+        "run": run["run"], "setting": run["setting"], "optimizer": run["optimizer"]["name"], "seed": run["seed"],
+        "status": run.get("status", "ok"),
+        "test_acc": test.get("last", {}).get("accuracy"), "test_f1": test.get("last", {}).get("macro_f1"),
+        "best_test_acc": test.get("best", {}).get("accuracy"), "best_test_f1": test.get("best", {}).get("macro_f1"),
+        "best_epoch": run.get("best_epoch"), "epochs": run.get("epochs"),
+        "gap": (last["train_acc"] - last["val_acc"]) if last else None,
+        "seconds_per_epoch": timing.get("seconds_per_epoch"), "fit_seconds": timing.get("fit_seconds"),
+        "state_bytes": run.get("optimizer_state_bytes"),
+        "target": time_to_target(history, target),
+    }
+
+
+def _settings(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per setting (finished seeds): accuracy, F1, best epoch and per-class F1 as mean ± std over seeds."""
+    out = []
+    for setting, group in group_runs([r for r in runs if finished(r)]).items():
+        per_seed_f1 = [g["test"]["last"]["per_class"]["f1"] for g in group]
+        out.append({
+            "setting": setting, "optimizer": group[0]["optimizer"]["name"], "n": len(group),
+            "runs": [g["run"] for g in group],
+            "test_acc": mean_std([g["test"]["last"]["accuracy"] for g in group]),
+            "test_f1": mean_std([g["test"]["last"]["macro_f1"] for g in group]),
+            "best_epoch": mean_std([g.get("best_epoch") for g in group]),
+            "per_class_f1": [mean_std(list(col)) for col in zip(*per_seed_f1)],
+        })
+    return out
+
+
+def _architectures(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rankings and significance within each architecture: does the ranking hold across them?"""
+    by_arch: dict[tuple[int, ...], list[dict[str, Any]]] = {}
+    for r in runs:
+        by_arch.setdefault(tuple(r["hidden"]), []).append(r)
+    out = []
+    for hidden, group in by_arch.items():
+        sig = significance(group, key="variant")
+        out.append({"name": arch_name(hidden), "hidden": list(hidden), "parameters": parameter_count(hidden),
+                    "ranking": rankings(group, key="variant")["accuracy"]["text"],
+                    "significance": sig["text"] if sig else None})
+    return out
+
+
+def summarize(loaded: dict[str, Any]) -> dict[str, Any]:
+    """The summary of a loaded compare folder (see :func:`fmnist_pl.results.load_compare`)."""
+    runs = loaded["runs"]
+    target = loaded["config"]["config"].get("target")
+    by_setting = group_runs([r for r in runs if finished(r)])
+    multi_seed = any(len(g) > 1 for g in by_setting.values())
+    observed = ([seed_observations(name, g) for name, g in by_setting.items()] if multi_seed else []) + \
+               [n for r in runs if not multi_seed or r.get("status") == "diverged" for n in observations(r)]
+    return {
+        "format": results.FORMAT_VERSION,
+        "rows": [summary_row(r, target) for r in runs],
+        "settings": _settings(runs),
+        "rankings": rankings(runs),
+        "significance": significance(runs),
+        "architectures": _architectures(runs) if len({tuple(r["hidden"]) for r in runs}) > 1 else [],
+        "observations": observed,
+        "run_observations": {r["run"]: observations(r) for r in runs} if multi_seed else {},
+        "multi_seed": multi_seed,
+        "target": target,
+        "missing": loaded["missing"],
+    }
+
+
+def write_summary(folder: Path) -> dict[str, Any]:
+    """Compute the summary of ``folder`` from its results and write ``summary.json``; returns it."""
+    summary = summarize(results.load_compare(folder))
+    results.write_json(Path(folder) / results.SUMMARY_FILE, summary)
+    return summary

@@ -1,0 +1,164 @@
+"""Fashion-MNIST files: where they are and how to read them safely (no torch needed to look).
+
+Kept apart from :mod:`fmnist_pl.data.datamodule` (which needs Lightning) so that the CLI can check a
+data folder, and fail on a bad one, in milliseconds.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+if TYPE_CHECKING:
+    import torch
+
+CLASS_NAMES: tuple[str, ...] = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+EXPECTED_COUNT = {"train": 60_000, "test": 10_000}
+VAL_SIZE = 5_000  # the reference's split: X_valid = X_train_full[:5000]
+IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049  # IDX: 0x0000 | 0x08 (uint8) | ndim
+HOW_TO_GET = (
+    "install it with `sudo apt-get install dataset-fashion-mnist`, pass --data-dir DIR "
+    "(or set FMNIST_DATA) pointing at the four *-idx?-ubyte(.gz) files, or add --download when online"
+)
+
+
+class DataError(ValueError):
+    """The data cannot be found or read; the message names the file and the fix."""
+
+
+def _find_file(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / f"{stem}.gz", folder / stem,
+                      folder / "FashionMNIST" / "raw" / stem, folder / "FashionMNIST" / "raw" / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
+    """The folder to read, in the documented order: ``data_dir``, ``$FMNIST_DATA``, the Debian package.
+
+    Returns ``None`` when none of them is given or present (the caller may then download).
+    An explicitly given folder that does not exist is an error, never silently skipped.
+    """
+    for source, value in (("--data-dir", data_dir), ("FMNIST_DATA", os.environ.get("FMNIST_DATA"))):
+        if value:
+            path = Path(value).expanduser()
+            if not path.is_dir():
+                raise DataError(f"data folder {str(path)!r} (from {source}) does not exist; {HOW_TO_GET}")
+            return path
+    return DEBIAN_DIR if DEBIAN_DIR.is_dir() else None
+
+
+def read_idx(path: Path, magic: int, count: int | None = None) -> "torch.Tensor":
+    """Read one IDX file (gzipped or not) into a uint8 tensor, checking everything a bad file breaks.
+
+    Equivalent to torchvision's ``read_sn3_pascalvincent_tensor`` for uint8 files, but every
+    failure (truncated gzip, wrong magic, wrong count, short payload) is a :class:`DataError`
+    that names the file, instead of a crash deep inside training.
+    """
+    import torch
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise DataError(f"cannot read {path}: {exc} (corrupt or truncated?); re-install or re-download it") from None
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    found = struct.unpack(">I", raw[:4])[0] if len(raw) >= 4 else None
+    if found is not None and found != magic:
+        raise DataError(f"{path} has IDX magic {found}, expected {magic}: wrong or corrupt file; re-install it")
+    if len(raw) < header:
+        raise DataError(f"{path} is truncated ({len(raw)} bytes, no IDX header); re-install or re-download it")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    if count is not None and dims[0] != count:
+        raise DataError(f"{path} holds {dims[0]} items, expected {count}: wrong file; re-install it")
+    size = 1
+    for d in dims:
+        size *= d
+    if len(raw) - header != size:
+        raise DataError(
+            f"{path} has {len(raw) - header} data bytes, expected {size}: truncated; re-install or re-download it"
+        )
+    return torch.frombuffer(bytearray(raw[header:]), dtype=torch.uint8).reshape(dims)
+
+
+@dataclass
+class FashionMNISTArrays:
+    """The raw dataset as four uint8 tensors (images N×28×28, labels N)."""
+
+    train_images: "torch.Tensor"
+    train_labels: "torch.Tensor"
+    test_images: "torch.Tensor"
+    test_labels: "torch.Tensor"
+
+
+def load_arrays(folder: Path, counts: dict[str, int] | None = EXPECTED_COUNT) -> FashionMNISTArrays:
+    """Read and validate the four files in ``folder``.
+
+    ``counts`` are the expected numbers of items per split (Fashion-MNIST's 60,000/10,000);
+    ``None`` accepts any, for small generated test data.
+    """
+    arrays = {}
+    for key, stem in FILES.items():
+        path = _find_file(folder, stem)
+        if path is None:
+            raise DataError(f"{folder} lacks {stem}.gz; {HOW_TO_GET}")
+        split = key.split("_")[0]
+        is_images = key.endswith("images")
+        arrays[key] = read_idx(path, IMAGE_MAGIC if is_images else LABEL_MAGIC, counts[split] if counts else None)
+        if is_images and tuple(arrays[key].shape[1:]) != (28, 28):
+            raise DataError(f"{path} holds {tuple(arrays[key].shape[1:])} images, expected 28x28: wrong file")
+    for split in ("train", "test"):
+        labels = arrays[f"{split}_labels"]
+        if len(labels) != len(arrays[f"{split}_images"]):
+            raise DataError(f"{folder}: {len(arrays[split + '_images'])} {split} images but {len(labels)} labels; "
+                            "mismatched files, re-install them")
+        if int(labels.max()) >= len(CLASS_NAMES):
+            raise DataError(f"{folder / FILES[split + '_labels']} has label {int(labels.max())} outside 0..9: corrupt")
+    return FashionMNISTArrays(**arrays)
+
+
+def download(root: Path) -> Path:
+    """Fetch the dataset with torchvision (online only) and return the folder of its raw files."""
+    from torchvision.datasets import FashionMNIST
+
+    try:
+        FashionMNIST(str(root), train=True, download=True)
+        FashionMNIST(str(root), train=False, download=True)
+    except Exception as exc:  # noqa: BLE001 - any network failure becomes one actionable line
+        raise DataError(f"download into {root} failed ({type(exc).__name__}); {HOW_TO_GET}") from None
+    return root / "FashionMNIST" / "raw"
+
+
+def locate(data_dir: str | os.PathLike | None = None, allow_download: bool = False,
+           download_root: Path = Path("data")) -> Path:
+    """The folder to read the dataset from, downloading it only if asked and nothing local exists."""
+    folder = resolve_data_dir(data_dir)
+    if folder is not None:
+        return folder
+    if allow_download:
+        return download(download_root)
+    raise DataError(f"Fashion-MNIST not found (no --data-dir, no FMNIST_DATA, no {DEBIAN_DIR}); {HOW_TO_GET}")
+
+
+def check_data_dir(folder: Path) -> None:
+    """Cheap pre-flight check (every file present) so a bad folder fails before any training."""
+    missing = [f"{stem}.gz" for stem in FILES.values() if _find_file(folder, stem) is None]
+    if missing:
+        raise DataError(f"{folder} lacks {', '.join(missing)}; {HOW_TO_GET}")

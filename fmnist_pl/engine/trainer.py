@@ -1,0 +1,147 @@
+"""A Lightning Trainer around one lockstep group: fit, test, hand back each run's results.
+
+The Trainer gets one TensorBoard logger per run (``trainer.loggers[k]`` is run k's
+``tensorboard/<run>``), an atomic epoch checkpoint of the whole group (what ``--resume``
+continues), and a progress bar. Writing a run's files is not done here (see
+:mod:`fmnist_pl.run.artifacts`): the engine returns data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from fmnist_pl import results
+from fmnist_pl.config import RunPlan
+from fmnist_pl.data.datamodule import FashionMNISTDataModule
+from fmnist_pl.engine.denormals import flush_denormals
+from fmnist_pl.engine.heap import retain_freed_memory
+from fmnist_pl.engine.lockstep import LitLockstep, MemberResult
+
+# Lightning warns that epochs shorter than log_every_n_steps log nothing per step: we log per
+# epoch on purpose. The pytree notice is Lightning's own use of a deprecated torch API.
+warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+warnings.filterwarnings("ignore", message=".*does not have many workers.*")  # batches are on-device slices
+warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")  # resume
+warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+
+
+def quiet_lightning() -> None:
+    """Keep Lightning's start-up tips to itself: the litlogger advert, ``LOCAL_RANK: 0 - CUDA_VISIBLE_DEVICES``,
+    "GPU available: True", and the hint to lower float32 matmul precision on tensor-core GPUs,
+    which we decline on purpose (full fp32, so that CPU and GPU results differ only by rounding).
+    Warnings and errors still show."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
+                 "lightning.fabric.utilities.rank_zero", "lightning.pytorch"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made atomic: a kill mid-write never corrupts last.ckpt."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        results.atomic_torch_save(Path(path), checkpoint)
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C or SIGTERM stopped training; the last epoch's checkpoint is kept for --resume."""
+
+
+def make_trainer(out_dir: Path, runs: Sequence[str], epochs: int, accelerator: str, group_dir: Path,
+                 progress: bool = True, limit_train_batches: int | None = None) -> pl.Trainer:
+    """A Trainer whose ``loggers[k]`` is run k's TensorBoard run (``tensorboard/<run>``)."""
+    quiet_lightning()
+    loggers = [TensorBoardLogger(save_dir=str(out_dir / "tensorboard"), name=run, version="",
+                                 default_hp_metric=False) for run in runs]
+    callbacks: list[pl.Callback] = [
+        # The whole group's state after every epoch: what --resume continues from.
+        # (monitor=None, top 1: the newest epoch; save_last alone saves nothing since Lightning 2.6)
+        ModelCheckpoint(dirpath=str(group_dir), filename="last", monitor=None, save_top_k=1,
+                        save_on_train_epoch_end=True, enable_version_counter=False),
+    ]
+    if progress:
+        # Redrawing the bar every step costs more than a step; 20 is still smooth.
+        callbacks.append(TQDMProgressBar(refresh_rate=20))
+    return pl.Trainer(
+        max_epochs=epochs, accelerator=accelerator, devices=1, logger=loggers, callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+        enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
+        log_every_n_steps=10**9,  # we log per epoch, per run, ourselves
+        limit_train_batches=limit_train_batches, deterministic=False, default_root_dir=str(group_dir),
+    )
+
+
+@contextlib.contextmanager
+def fast_cpu_math() -> Iterator[None]:
+    """While training: flush denormals to zero, keep freed memory, skip Lightning's NVML probe.
+
+    * Denormals: as TensorFlow (the reference) does on CPU (see :mod:`fmnist_pl.engine.denormals`).
+    * Freed memory stays in the heap: no page faults for the tensors every step reallocates
+      (see :mod:`fmnist_pl.engine.heap`).
+    * Lightning sets ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` (fork safety for DataLoader workers,
+      which we do not use); with it every Adam step's CUDA-graph health check probes NVML on a
+      machine without a GPU.
+    """
+    flushed = flush_denormals(True)
+    nvml_check = os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
+    try:
+        with retain_freed_memory():
+            yield
+    finally:
+        if flushed:
+            flush_denormals(False)
+        if nvml_check is not None:
+            os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = nvml_check
+
+
+def group_checkpoint(out_dir: Path, group: Sequence[RunPlan]) -> Path:
+    """Where a lockstep group keeps its last-epoch Trainer checkpoint (what resume continues)."""
+    return out_dir / "checkpoints" / f"group-{group[0].name.replace('/', '_')}" / "last.ckpt"
+
+
+@dataclass
+class GroupResult:
+    """What training one lockstep group produced: each member's results and the group's wall time."""
+
+    members: list[MemberResult]
+    fit_seconds: float
+    trainer: pl.Trainer  # its loggers[k] is run k's TensorBoard run, still open for the test scalars
+
+
+def train_group(group: Sequence[RunPlan], datamodule: FashionMNISTDataModule, out_dir: Path, epochs: int,
+                accelerator: str = "auto", progress: bool = True, limit_train_batches: int | None = None,
+                resume: Path | None = None, echo: Callable[[str], None] = print) -> GroupResult:
+    """Train ``group`` (runs of one architecture, seed-major) in lockstep, then test every run."""
+    group_dir = group_checkpoint(out_dir, group).parent
+    model = LitLockstep(group, hidden=group[0].hidden)
+    trainer = make_trainer(out_dir, [r.name for r in group], epochs, accelerator, group_dir,
+                           progress, limit_train_batches)
+    compiled = sorted({r.optimizer.name for r in group if getattr(r.optimizer.info.cls, "fused_needs_compile", False)})
+    if compiled and trainer.strategy.root_device.type == "cpu" and model.compile_fused:
+        echo(f"{', '.join(compiled)}: the first step compiles the fused update with torch.compile "
+             "(seconds the first time on a machine, less once cached)")
+    started = time.perf_counter()
+    try:
+        with fast_cpu_math():
+            # weights_only: a checkpoint is data, never code to unpickle.
+            trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume) if resume else None, weights_only=True)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        # Lightning turns Ctrl-C into SystemExit(1) and SIGTERM into SIGTERMException(SystemExit)
+        # after its own graceful shutdown; the checkpoint of the last finished epoch stays.
+        raise TrainingInterrupted(type(exc).__name__) from None
+    if trainer.interrupted:
+        raise TrainingInterrupted("interrupted")
+    fit_seconds = time.perf_counter() - started
+    trainer.test(model, datamodule=datamodule, verbose=False)
+    return GroupResult(model.results(), fit_seconds, trainer)

@@ -1,0 +1,284 @@
+"""The optimizer registry: a name -> a ``torch.optim`` class and the hyperparameters to use.
+
+Modelled on timm's optimizer factory: each entry is a frozen :class:`OptimizerInfo`, the
+registry is a plain dict keyed by lower-case name, and an unknown name raises an error that
+lists the valid ones. The four reference entries carry exactly the hyperparameters of the
+Keras course report (Géron, *Hands-On ML*, ch. 10); the others use torch's defaults.
+
+Add any ``torch.optim`` class (or your own ``Optimizer`` subclass) with :func:`register`::
+
+    from fmnist_pl.optim import register
+    register("radam", torch.optim.RAdam, lr=1e-3, description="RAdam, torch defaults")
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+if TYPE_CHECKING:  # torch is imported only when an optimizer is built: keeps the CLI's errors fast
+    from torch.optim import Optimizer
+
+REFERENCE_OPTIMIZERS: tuple[str, ...] = ("sgd", "momentum", "rmsprop", "adam")
+
+
+@dataclass(frozen=True)
+class OptimizerInfo:
+    """One registry entry: the class to build and the hyperparameters it gets by default."""
+
+    name: str
+    cls_path: str
+    """``"module:Class"``, imported on first use so that listing and validating need no torch."""
+    defaults: Mapping[str, Any]
+    """Every hyperparameter the optimizer gets; ``--set`` may change exactly these keys."""
+    description: str = ""
+
+    @property
+    def cls(self) -> type["Optimizer"]:
+        module, _, attr = self.cls_path.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    @property
+    def class_name(self) -> str:
+        return self.cls_path.partition(":")[2]
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """A resolved choice: a registry name plus the final hyperparameters (after overrides).
+
+    Plain data so that it can be written to results JSON and logged as TensorBoard hparams.
+    """
+
+    name: str
+    hparams: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def info(self) -> OptimizerInfo:
+        return get_info(self.name)
+
+    def kwargs(self) -> dict[str, Any]:
+        out = dict(self.hparams)
+        if "betas" in out:  # JSON round-trips tuples as lists
+            out["betas"] = tuple(out["betas"])
+        return out
+
+    def build(self, params: Iterable[Any]) -> "Optimizer":
+        """Instantiate the optimizer on ``params``."""
+        return build_shared([self], [list(params)])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "class": self.info.class_name, "hparams": dict(self.hparams)}
+
+
+def build_shared(specs: list[OptimizerSpec], params: list[list[Any]], capturable: bool = False,
+                 compile_fused: bool = False) -> "Optimizer":
+    """One optimizer instance for several models of one optimizer class, a param group per setting.
+
+    Every model keeps its own hyperparameters (its param group's options) and its own state
+    (torch keeps state per parameter); the optimizers here are element-wise, so this is
+    exactly the update of separate instances, with one Python-side ``step`` for all of them.
+    That matters at batch 32, where ``Adam.step``'s Python overhead exceeds its arithmetic
+    for this MLP (figures: ``benchmarks/results-*.txt``).
+
+    ``capturable`` (CUDA only) keeps step counters on the device so that the step can be
+    captured in a CUDA graph; classes without the option are graph-safe as they are.
+    ``compile_fused`` lets classes whose fused kernel is built by ``torch.compile`` (their
+    ``fused_needs_compile``; :class:`~fmnist_pl.optim.keras_rmsprop.KerasRMSprop`) use it: it
+    costs a compile (a few seconds), so the caller opts in.
+    """
+    if len({s.info.cls_path for s in specs}) != 1:
+        raise ValueError("build_shared needs specs of one optimizer class")
+    info = specs[0].info
+    # Instance-wide options are the first spec's; every group overrides them with its own.
+    kwargs = specs[0].kwargs()
+    cls = info.cls
+    # Models with identical hyperparameters (the seeds of one optimizer) share a param group:
+    # torch steps a group with one fused/foreach call, and state stays per parameter.
+    by_setting: dict[str, dict[str, Any]] = {}
+    for spec, p in zip(specs, params):
+        key = repr(sorted(spec.kwargs().items()))
+        by_setting.setdefault(key, {**spec.kwargs(), "params": []})["params"].extend(p)
+    groups = list(by_setting.values())
+    # Fastest implementation the class has: fused (one kernel per tensor; for Adam about
+    # twice as fast as foreach on this MLP), else foreach (multi-tensor). The
+    # algorithm is the same; results differ only by float rounding.
+    compiled = getattr(cls, "fused_needs_compile", False)
+    if _accepts(cls, "fused") and (fused_supported(cls) or (compiled and compile_fused)):
+        kwargs.setdefault("fused", True)
+    elif _accepts(cls, "foreach"):
+        kwargs.setdefault("foreach", True)
+    if capturable and _accepts(cls, "capturable"):
+        kwargs["capturable"] = True
+    return cls(groups, **kwargs)
+
+
+REGISTRY: dict[str, OptimizerInfo] = {}
+
+
+def register(name: str, cls: "type[Optimizer] | str", description: str = "", **defaults: Any) -> OptimizerInfo:
+    """Add ``cls`` (a class or ``"module:Class"``) to the registry under ``name`` (lower case).
+
+    ``defaults`` are the hyperparameters it gets; they are also the keys ``--set`` may change.
+    """
+    key = name.lower()
+    path = cls if isinstance(cls, str) else f"{cls.__module__}:{cls.__qualname__}"
+    info = OptimizerInfo(key, path, dict(defaults), description)
+    REGISTRY[key] = info
+    return info
+
+
+def implementation(optimizer: "Optimizer") -> str:
+    """Which kernels ``optimizer`` steps with: ``fused``, ``fused (compiled)``, ``foreach`` or ``for-loop``.
+
+    Recorded with every run: the choice changes float rounding, which a long run can amplify.
+    """
+    if getattr(optimizer, "fused_needs_compile", False):
+        return "fused (compiled)" if getattr(optimizer, "fused_ran", False) else "foreach"
+    if optimizer.defaults.get("fused"):
+        return "fused"
+    return "foreach" if optimizer.defaults.get("foreach") else "for-loop"
+
+
+def fused_supported(cls: type) -> bool:
+    """Torch documents ``fused=True`` for these classes on CPU and CUDA; others raise."""
+    return cls.__module__.startswith("torch.optim") and cls.__name__ in {"SGD", "Adam", "AdamW", "Adagrad"}
+
+
+def _accepts(cls: type, arg: str) -> bool:
+    import inspect
+
+    return arg in inspect.signature(cls.__init__).parameters
+
+
+# The reference's four, with the Keras values (Keras' default eps is 1e-7, torch's 1e-8). Every
+# hyperparameter is spelled out, torch's defaults included, so that results and reports show
+# exactly what ran and ``--set`` knows which keys exist without importing torch.
+_SGD = "torch.optim:SGD"
+register("sgd", _SGD, "plain SGD, lr 0.01 (Keras default; reference)",
+         lr=0.01, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False)
+register("momentum", _SGD, "SGD with momentum 0.9, lr 0.01 (reference)",
+         lr=0.01, momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=False)
+register("rmsprop", "fmnist_pl.optim.keras_rmsprop:KerasRMSprop",
+         "RMSprop in Keras' form, eps inside the sqrt: w -= lr*g/sqrt(s+eps) (reference)",
+         lr=0.001, rho=0.9, eps=1e-7)
+register("adam", "torch.optim:Adam",
+         "Adam, lr 0.001, betas 0.9/0.999, eps 1e-7 (reference). Keras adds eps to sqrt(v) before "
+         "bias correction (the paper's 'epsilon hat'), torch to sqrt(v_hat): the same as torch with "
+         "eps/sqrt(1-beta2^t), at most ~3e-6 in the first steps - negligible against sqrt(v_hat)",
+         lr=0.001, betas=(0.9, 0.999), eps=1e-7, weight_decay=0.0, amsgrad=False)
+# Torch's own forms and other optimizers, with torch's defaults.
+register("rmsprop-torch", "torch.optim:RMSprop",
+         "torch's RMSprop (eps outside the sqrt) with the reference's lr/rho/eps",
+         lr=0.001, alpha=0.9, eps=1e-7, weight_decay=0.0, momentum=0.0, centered=False)
+register("adamw", "torch.optim:AdamW", "AdamW, torch defaults",
+         lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, amsgrad=False)
+register("nadam", "torch.optim:NAdam", "NAdam, torch defaults",
+         lr=0.002, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=0.004)
+register("adagrad", "torch.optim:Adagrad", "Adagrad, torch defaults",
+         lr=0.01, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10)
+register("adamax", "torch.optim:Adamax", "Adamax, torch defaults",
+         lr=0.002, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+register("radam", "torch.optim:RAdam", "RAdam, torch defaults",
+         lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+register("adadelta", "torch.optim:Adadelta", "Adadelta, torch defaults",
+         lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0)
+
+
+class OptimizerError(ValueError):
+    """A user-caused problem with an optimizer name or hyperparameter (one line, says the fix)."""
+
+
+def get_info(name: str) -> OptimizerInfo:
+    try:
+        return REGISTRY[name.lower()]
+    except KeyError:
+        raise OptimizerError(
+            f"unknown optimizer {name!r}; choose from: {', '.join(REGISTRY)}"
+        ) from None
+
+
+def _coerce(value: str, like: Any, where: str) -> Any:
+    """Parse a ``--set`` string into the type of the default it replaces."""
+    try:
+        if isinstance(like, bool):
+            if value.lower() in ("true", "1", "yes"):
+                return True
+            if value.lower() in ("false", "0", "no"):
+                return False
+            raise ValueError
+        if isinstance(like, (tuple, list)):
+            parts = [float(v) for v in value.strip("()[]").split(",")]
+            if len(parts) != len(like):
+                raise ValueError
+            return tuple(parts)
+        if isinstance(like, int) and not isinstance(like, bool):
+            as_float = float(value)
+            return int(as_float) if as_float.is_integer() else as_float
+        return float(value)
+    except ValueError:
+        raise OptimizerError(
+            f"bad value {value!r} for {where}: expected {type(like).__name__} like {like!r}"
+        ) from None
+
+
+def _check_number(key: str, value: Any, where: str) -> None:
+    values = value if isinstance(value, tuple) else (value,)
+    for v in values:
+        if isinstance(v, bool):
+            continue
+        if not math.isfinite(v):
+            raise OptimizerError(f"bad value {value!r} for {where}: must be a finite number")
+        if key in ("lr", "eps") and v <= 0:
+            raise OptimizerError(f"bad value {value!r} for {where}: must be > 0")
+        if v < 0:
+            raise OptimizerError(f"bad value {value!r} for {where}: must be >= 0")
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, dict[str, str]]:
+    """Turn ``["adam.lr=3e-4", "momentum.momentum=0.95"]`` into ``{"adam": {"lr": "3e-4"}, ...}``."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        target, sep, value = item.partition("=")
+        name, dot, key = target.partition(".")
+        if not sep or not dot or not name or not key or not value:
+            raise OptimizerError(f"bad --set {item!r}: write OPTIMIZER.PARAM=VALUE, e.g. adam.lr=3e-4")
+        get_info(name)
+        out.setdefault(name.lower(), {})[key] = value
+    return out
+
+
+def resolve(names: Iterable[str], lr: float | None = None,
+            overrides: Mapping[str, Mapping[str, str]] | None = None) -> list[OptimizerSpec]:
+    """Resolve registry names into :class:`OptimizerSpec` s.
+
+    ``lr`` gives every optimizer the same learning rate (the reference's own suggestion);
+    ``overrides`` then sets individual hyperparameters, and must name keys the optimizer has.
+    """
+    overrides = overrides or {}
+    names = [n.lower() for n in names]
+    if not names:
+        raise OptimizerError(f"no optimizer given; choose from: {', '.join(REGISTRY)}")
+    if len(set(names)) != len(names):
+        raise OptimizerError(f"optimizer listed twice in {','.join(names)}; list each once")
+    for name in overrides:
+        if name not in names:
+            raise OptimizerError(f"--set names {name!r}, which is not among --optimizers {','.join(names)}")
+    specs = []
+    for name in names:
+        info = get_info(name)
+        hparams = dict(info.defaults)
+        if lr is not None:  # checked once, by the config (config.check_lr)
+            hparams["lr"] = float(lr)
+        for key, raw in overrides.get(name, {}).items():
+            if key not in hparams:
+                raise OptimizerError(
+                    f"unknown hyperparameter {name}.{key}; {name} has: {', '.join(hparams)}"
+                )
+            where = f"{name}.{key}"
+            hparams[key] = _coerce(raw, hparams[key], where)
+            _check_number(key, hparams[key], where)
+        specs.append(OptimizerSpec(name, hparams))
+    return specs

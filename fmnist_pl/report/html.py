@@ -1,0 +1,139 @@
+"""Render results + summary on disk into one self-contained ``report.html`` (Jinja2, autoescape on).
+
+The template receives plain values only; every figure is drawn here from the results and
+embedded as a ``data:`` URI (as pytest-html's self-contained report does), so the file opens
+from disk or an e-mail with no network, and the report is rebuilt from the results alone.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from fmnist_pl import results
+from fmnist_pl.analysis.metrics import classification_report_text
+from fmnist_pl.analysis.summary import finished, summarize
+from fmnist_pl.data.idx import CLASS_NAMES
+
+TEMPLATE = "report.html.j2"
+_TEMPLATE_DIRS = [Path(__file__).parents[1] / "templates", Path(__file__).parents[2] / "templates"]
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader([str(p) for p in _TEMPLATE_DIRS]),
+                              autoescape=jinja2.select_autoescape(["html", "j2"], default=True),
+                              undefined=jinja2.StrictUndefined)
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _heat(value: float, lo: float, hi: float) -> str:
+    """Background colour for a per-class F1 cell: white (worst) to green (best) within the table."""
+    t = 0.0 if hi <= lo else (value - lo) / (hi - lo)
+    r, g, b = int(255 - 155 * t), int(255 - 55 * t), int(255 - 155 * t)
+    return f"rgb({r},{g},{b})"
+
+
+def _per_class(settings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-class F1 rows, coloured by the mean within the table."""
+    means = [c["mean"] for s in settings for c in s["per_class_f1"] if c["mean"] is not None]
+    lo, hi = (min(means), max(means)) if means else (0.0, 1.0)
+    return [{"run": s["setting"], "n": s["n"],
+             "cells": [c | {"color": _heat(c["mean"], lo, hi) if c["mean"] is not None else "white"}
+                       for c in s["per_class_f1"]]} for s in settings]
+
+
+def _figures(loaded: dict[str, Any]) -> dict[str, Any]:
+    """Every figure of the report, drawn from the results (and samples.json) as data URIs."""
+    from fmnist_pl.report import plots
+
+    def uri(fig: Any) -> str:
+        return data_uri(plots.png_bytes(fig))
+
+    folder = Path(loaded["folder"])
+    ok_runs = [r for r in loaded["runs"] if finished(r)]
+    overlays = [{"title": label, "src": uri(plots.overlay(ok_runs, key, label))}
+                for key, label in (("val_loss", "validation loss"), ("val_acc", "validation accuracy"),
+                                   ("train_loss", "training loss"))] if ok_runs else []
+    try:
+        samples = results.read_json(folder / results.SAMPLES_FILE)
+    except (OSError, ValueError):
+        samples = None
+    per_run = {}
+    for r in loaded["runs"]:
+        figs: dict[str, str | None] = {"curves": None, "confusion": None, "predictions": None}
+        if r.get("history"):
+            figs["curves"] = uri(plots.learning_curves(r["history"], title=r["run"]))
+        if r.get("test"):
+            figs["confusion"] = uri(plots.confusion_matrix(r["test"]["last"]["confusion_matrix"], CLASS_NAMES,
+                                                           title=r["run"]))
+        if samples is not None:
+            try:
+                predicted = results.read_json(Path(r["dir"]) / results.PREDICTIONS_FILE)
+            except (OSError, ValueError):
+                predicted = None
+            if predicted is not None:
+                n = len(samples["test_images"])
+                figs["predictions"] = uri(plots.image_grid(
+                    samples["test_images"], predicted["targets"][:n], predicted["last"][:n], CLASS_NAMES,
+                    title=f"{r['run']}: first {n} test images"))
+        per_run[r["run"]] = figs
+    train_grid = None
+    if samples is not None:
+        n = len(samples["train_images"])
+        train_grid = uri(plots.image_grid(samples["train_images"], samples["train_labels"], None, CLASS_NAMES,
+                                          title=f"First {n} training images"))
+    sweep = loaded["config"].get("sweep")
+    return {"overlays": overlays, "per_run": per_run, "train_images": train_grid,
+            "sweep_plot": uri(plots.lr_sweep(sweep)) if sweep else None}
+
+
+def build_context(loaded: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+    """Everything the template shows, as plain data: the summary, the results, the figures."""
+    config = loaded["config"]
+    setup = config["config"]
+    folder = Path(loaded["folder"])
+    figures = _figures(loaded)
+    run_observations = summary["run_observations"]
+    runs = [{
+        "run": r["run"], "status": r.get("status", "ok"),
+        "report_text": classification_report_text(r["test"]["last"]["report"]) if r.get("test") else "",
+        **figures["per_run"][r["run"]],
+        "observations": run_observations.get(r["run"], []),
+    } for r in loaded["runs"]]
+    return {
+        "title": f"fmnist-pl: optimizer comparison {folder.name}",
+        "folder": str(folder), "created": config.get("created"), "setup": setup,
+        "split": config.get("split", {}), "model": config.get("model", {}),
+        "environment": config.get("environment", {}),
+        "optimizers": [r["optimizer"] for r in config.get("runs", []) if r["seed"] == setup.get("seed")],
+        "class_names": list(CLASS_NAMES), "overlays": figures["overlays"], "rows": summary["rows"],
+        "rankings": summary["rankings"], "aggregates": summary["settings"], "per_class": _per_class(summary["settings"]),
+        "significance": summary["significance"], "target": summary["target"],
+        "sweep": {"table": config["sweep"], "plot": figures["sweep_plot"]} if config.get("sweep") else None,
+        "architectures": summary["architectures"], "runs": runs, "missing": summary["missing"],
+        "observations": summary["observations"], "run_observations": bool(run_observations),
+        "train_images": figures["train_images"],
+    }
+
+
+def render(folder: Path) -> Path:
+    """(Re)write ``folder/report.html`` from the results and ``summary.json`` in ``folder``; returns its path.
+
+    Without a ``summary.json`` (never written, or deleted) the summary is computed from the results.
+    """
+    folder = Path(folder)
+    loaded = results.load_compare(folder)
+    try:
+        summary = results.read_json(folder / results.SUMMARY_FILE)
+    except (OSError, ValueError):
+        summary = summarize(loaded)
+    html = _environment().get_template(TEMPLATE).render(**build_context(loaded, summary))
+    path = folder / "report.html"
+    results.atomic_write_text(path, html)
+    return path

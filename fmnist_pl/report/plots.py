@@ -1,0 +1,145 @@
+"""Matplotlib figures built from results (plain data in, a Figure out; PNG bytes via :func:`png_bytes`).
+
+Drawn when the report is rendered, from the results on disk, never at training time.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Sequence
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")  # files only; no display is needed or assumed
+# Run names are user text: shown as typed, never parsed as mathtext ("$...$" would be TeX, or an error).
+matplotlib.rcParams["text.parse_math"] = False
+# No creation date or software version in the PNG: the same results give the same bytes.
+_PNG_METADATA = {"Software": None}
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+
+
+def png_bytes(fig: Figure) -> bytes:
+    """``fig`` as PNG bytes; the figure is freed."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", metadata=_PNG_METADATA)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def learning_curves(history: list[dict[str, float]], title: str = "") -> Figure:
+    """The reference's plot: train/val loss and accuracy per epoch on one axis (0..1 range)."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    epochs = [row["epoch"] for row in history]
+    for key, style in (("train_loss", "-"), ("val_loss", "--"), ("train_acc", "-"), ("val_acc", "--")):
+        ax.plot(epochs, [row[key] for row in history], style, label=key.replace("_", " "))
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylim(0, 1)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="center right")
+    ax.set_title(title)
+    return fig
+
+
+def overlay(runs: list[dict[str, Any]], key: str, ylabel: str) -> Figure:
+    """One metric across runs; runs of one optimizer (seeds) as mean line with a min-max band."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    by_opt: dict[str, list[list[float]]] = {}
+    for run in runs:
+        by_opt.setdefault(run["setting"], []).append([row[key] for row in run["history"]])
+    for label, curves in by_opt.items():
+        n = min(len(c) for c in curves)
+        if n == 0:
+            continue
+        cols = list(zip(*[c[:n] for c in curves]))
+        mean = [sum(c) / len(c) for c in cols]
+        xs = list(range(1, n + 1))
+        (line,) = ax.plot(xs, mean, label=label if len(curves) == 1 else f"{label} (mean of {len(curves)})")
+        if len(curves) > 1:
+            ax.fill_between(xs, [min(c) for c in cols], [max(c) for c in cols], color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence[str], title: str = "") -> Figure:
+    fig, ax = plt.subplots(figsize=(6.2, 5.4))
+    im = ax.imshow(matrix, cmap="Blues")
+    n = len(class_names)
+    ax.set_xticks(range(n), class_names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(n), class_names, fontsize=8)
+    peak = max(max(row) for row in matrix) or 1
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(matrix[i][j]), ha="center", va="center", fontsize=7,
+                    color="white" if matrix[i][j] > peak / 2 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    return fig
+
+
+def image_grid(images: Any, labels: Sequence[int], predictions: Sequence[int] | None,
+               class_names: Sequence[str], title: str = "", cols: int = 10) -> Figure:
+    """Images with their labels; with predictions, mistakes are red and show 'pred (true)'."""
+    rows = -(-len(labels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.25, rows * 1.5))
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= len(labels):
+            continue
+        ax.imshow(np.asarray(images[i], dtype=np.uint8).reshape(28, 28), cmap="binary")
+        true = class_names[labels[i]]
+        if predictions is None:
+            ax.set_title(true, fontsize=7)
+        else:
+            pred = class_names[predictions[i]]
+            wrong = predictions[i] != labels[i]
+            ax.set_title(f"{pred}\n({true})" if wrong else pred, fontsize=7, color="red" if wrong else "black")
+    fig.suptitle(title + ("  (red: wrong, true label in brackets)" if predictions is not None else ""), fontsize=9)
+    return fig
+
+
+def _lr_axes(fig: Figure, ax: Any, ylabel: str, title: str) -> Figure:
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    return fig
+
+
+def lr_finder(found: dict[str, dict[str, Any]]) -> Figure:
+    """Lightning's lr_find curves: training loss vs learning rate (log x), suggestions circled."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, row in found.items():
+        pts = [(lr, loss) for lr, loss in zip(row["finder_lrs"], row["finder_losses"]) if loss is not None]
+        (line,) = ax.plot([p[0] for p in pts], [p[1] for p in pts], label=name)
+        if row.get("chosen") is not None and pts:
+            near = min(pts, key=lambda p: abs(p[0] - row["chosen"]))
+            ax.plot([near[0]], [near[1]], "o", ms=12, mfc="none", color=line.get_color())
+    return _lr_axes(fig, ax, "training loss (smoothed)", "learning-rate finder (circled: suggestion)")
+
+
+def lr_sweep(sweep: dict[str, dict[str, Any]]) -> Figure:
+    """Validation accuracy vs learning rate per optimizer (log x); chosen rates circled, diverged as x."""
+    if all(row.get("method") == "lr_find" for row in sweep.values()):
+        return lr_finder(sweep)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, row in sweep.items():
+        (line,) = ax.plot(row["lrs"], row["val_acc"], "o-", label=name)
+        if row.get("chosen") is not None:
+            ax.plot([row["chosen"]], [max(row["val_acc"])], "o", ms=14, mfc="none", color=line.get_color())
+        if row.get("diverged"):
+            low = min((v for r in sweep.values() for v in r["val_acc"]), default=0.0)
+            ax.plot(row["diverged"], [low] * len(row["diverged"]), "x", color=line.get_color(), ms=9)
+    return _lr_axes(fig, ax, "best validation accuracy", "learning-rate sweep (circled: chosen; x: diverged)")

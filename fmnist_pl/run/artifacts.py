@@ -1,0 +1,76 @@
+"""One trained run -> its files: history, metrics, predictions, report text, checkpoints, TensorBoard.
+
+Results only: plain data and tensors. Figures are drawn by the report, from these files
+(:mod:`fmnist_pl.report`), so ``fmnist-pl report DIR`` can always rebuild everything.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fmnist_pl import results
+from fmnist_pl.analysis.metrics import classification_metrics, classification_report_dict, classification_report_text
+from fmnist_pl.data.idx import CLASS_NAMES
+from fmnist_pl.engine.lockstep import MemberResult
+
+
+def _state_bytes(state: dict[str, Any]) -> int:
+    return sum(t.numel() * t.element_size() for s in state["state"] for t in s.values()
+               if torch.is_tensor(t) and t.dim() > 0)
+
+
+def write_run(member: MemberResult, out_dir: Path, fit_seconds: float, logger: Any | None = None) -> dict[str, Any]:
+    """Every file of one run; returns its ``metrics.json`` content. ``logger``: its TensorBoard run."""
+    plan, hist = member.plan, member.history
+    run_dir = results.run_dir(out_dir, plan.name)
+    targets = torch.tensor(member.test_targets)
+    test: dict[str, Any] = {}
+    for which in ("last", "best"):
+        metrics = classification_metrics(torch.tensor(member.test[which]["predictions"]), targets)
+        test[which] = metrics | {"loss": member.test[which]["loss"],
+                                 "report": classification_report_dict(metrics, CLASS_NAMES)}
+    epoch_seconds = [row["seconds"] for row in hist.epochs]
+    best_val_loss = hist.best_val_loss if math.isfinite(hist.best_val_loss) else None
+    summary = {
+        **plan.to_dict(), "status": hist.status, "diverged_epoch": hist.diverged_epoch,
+        "epochs": len(hist.epochs), "best_epoch": hist.best_epoch, "best_val_loss": best_val_loss,
+        "test": test,
+        "timing": {
+            "seconds_per_epoch": (sum(epoch_seconds) / len(epoch_seconds)) if epoch_seconds else None,
+            "fit_seconds": fit_seconds, "lockstep_runs": member.lockstep_runs,
+            "note": "wall time of the lockstep group, shared by all its runs" if member.lockstep_runs > 1
+            else "this run's own wall time",
+        },
+        "optimizer_state_bytes": _state_bytes(member.optimizer_state),
+        "optimizer_implementation": member.optimizer_implementation,
+        "device": member.device,
+    }
+    results.write_history(run_dir, hist.epochs)
+    results.write_json(run_dir / results.PREDICTIONS_FILE,
+                       {"targets": member.test_targets, **{w: member.test[w]["predictions"] for w in ("last", "best")}})
+    results.atomic_write_text(run_dir / "classification_report.txt", classification_report_text(test["last"]["report"]))
+    common = {"hidden": list(plan.hidden), "optimizer": plan.optimizer.to_dict(), "seed": plan.seed}
+    results.atomic_torch_save(run_dir / "checkpoints" / "last.pt", common | {
+        "epoch": len(hist.epochs), "state_dict": member.last_state, "optimizer_state": member.optimizer_state})
+    results.atomic_torch_save(run_dir / "checkpoints" / "best.pt", common | {
+        "epoch": hist.best_epoch, "val_loss": best_val_loss, "state_dict": member.best_state})
+    if logger is not None:
+        _log_test(logger, plan, test["last"], len(hist.epochs), best_val_loss)
+    # metrics.json last: its presence marks the run finished (resume skips it).
+    results.write_json(run_dir / results.METRICS_FILE, summary)
+    return summary
+
+
+def _log_test(logger: Any, plan: Any, last: dict[str, Any], step: int, best_val_loss: float | None) -> None:
+    """Test scalars and the HPARAMS row of one run's TensorBoard run."""
+    logger.log_metrics({"test/loss": last["loss"], "test/acc": last["accuracy"], "test/f1": last["macro_f1"]}, step=step)
+    logger.log_hyperparams(
+        {"optimizer": plan.optimizer.name, "seed": plan.seed, "hidden": ",".join(map(str, plan.hidden)),
+         **{f"opt/{k}": (str(v) if isinstance(v, (tuple, list)) else v) for k, v in plan.optimizer.hparams.items()}},
+        metrics={"hparams/test_acc": last["accuracy"], "hparams/test_f1": last["macro_f1"],
+                 "hparams/best_val_loss": best_val_loss if best_val_loss is not None else math.nan})
+    logger.finalize("success")

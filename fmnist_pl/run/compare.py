@@ -1,0 +1,180 @@
+"""The plain Python API behind ``fmnist-pl compare``: plan -> lockstep groups -> results on disk -> summary -> report.
+
+    from fmnist_pl.run import compare
+    from fmnist_pl.config import CompareConfig
+    out = compare(CompareConfig(epochs=30))   # -> outputs/<timestamp>/report.html
+
+Everything a user can get wrong (names, values, data folder, output folder) is checked
+before any training starts. Results are written per run as they finish; a rerun with the
+same folder (``resume``) skips finished runs and continues an interrupted group from its
+last epoch checkpoint. ``arrays`` runs the whole API on in-memory data (tests, notebooks).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+from pathlib import Path
+from typing import Any, Callable
+
+from fmnist_pl import results
+from fmnist_pl.architecture import format_summary, model_summary, parameter_count
+from fmnist_pl.config import CompareConfig, ConfigError, RunPlan
+from fmnist_pl.data import idx
+from fmnist_pl.run.plan import groups, plan
+
+GRID_IMAGES = 40  # the reference showed the first 40 test images
+
+
+class Interrupted(Exception):
+    """Training was stopped (Ctrl-C, SIGTERM); finished results and the last checkpoint are kept."""
+
+    def __init__(self, folder: Path, how: str | None = None) -> None:
+        how = how or f"fmnist-pl compare --resume {folder}"
+        super().__init__(f"interrupted; finished results are in {folder}. Continue with: {how}")
+        self.folder = folder
+
+
+def output_folder(config: CompareConfig) -> Path:
+    name = config.name or _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path(config.output_dir) / name
+
+
+def check_writable(folder: Path, create: bool = True) -> None:
+    """Fail before training, not after 30 epochs, when results could not be written.
+
+    With ``create=False`` it only looks (the nearest existing ancestor must be a writable
+    folder), so that a run refused for another reason leaves nothing behind.
+    """
+    if not create:
+        existing = next(p for p in [folder, *folder.absolute().parents] if p.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise ConfigError(f"cannot write to output folder {folder} ({existing} is not a writable folder); "
+                              "pass a writable --output-dir")
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"cannot write to output folder {folder} ({exc.strerror}); "
+                          "pass a writable --output-dir") from None
+
+
+def environment(device_name: str) -> dict[str, Any]:
+    """Versions and the device, recorded with every compare."""
+    import lightning
+    import torch
+    import torchmetrics
+    import torchvision
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "lightning": lightning.__version__,
+            "torchmetrics": torchmetrics.__version__, "torchvision": torchvision.__version__,
+            "platform": platform.platform(), "device": device_name, "cpu_threads": torch.get_num_threads()}
+
+
+def prepare(config: CompareConfig, resume: bool = False,
+            arrays: "idx.FashionMNISTArrays | None" = None) -> tuple[Path, Path | None, list[RunPlan]]:
+    """Validate everything and return (output folder, data folder or None, planned runs). Writes nothing."""
+    runs = plan(config)
+    data_folder = None
+    if arrays is None:
+        data_folder = idx.locate(config.data_dir, allow_download=config.download)
+        idx.check_data_dir(data_folder)
+    out = output_folder(config)
+    check_writable(out, create=False)
+    if (out / results.CONFIG_FILE).exists() and not resume:
+        raise ConfigError(f"{out} already holds a compare; continue it with `fmnist-pl compare --resume {out}` "
+                          "or choose another --name")
+    return out, data_folder, runs
+
+
+def _device(accelerator: str) -> tuple[str, str]:
+    import torch
+
+    cuda = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return ("cuda", torch.cuda.get_device_name(0)) if cuda else ("cpu", f"CPU ({os.cpu_count()} cores)")
+
+
+def _write_setup(out: Path, config: CompareConfig, runs: list[RunPlan], data_folder: Path | None,
+                 arrays: "idx.FashionMNISTArrays", device_name: str, extra: dict[str, Any] | None) -> None:
+    """config.json (what runs, on what) and samples.json (the images the report's grids show)."""
+    n_train = len(arrays.train_labels)
+    results.write_json(out / results.SAMPLES_FILE, {
+        "train_images": arrays.train_images[:GRID_IMAGES].reshape(-1, 28 * 28).tolist(),
+        "train_labels": arrays.train_labels[:GRID_IMAGES].tolist(),
+        "test_images": arrays.test_images[:GRID_IMAGES].reshape(-1, 28 * 28).tolist(),
+    }, indent=None)
+    results.write_json(out / results.CONFIG_FILE, {
+        "format": results.FORMAT_VERSION,
+        "config": config.to_dict(), "runs": [r.to_dict() for r in runs],
+        "data_dir": str(data_folder) if data_folder else "(in-memory arrays)",
+        "split": {"train": n_train - config.val_size, "val": config.val_size, "test": len(arrays.test_labels)},
+        "model": {"hidden": list(config.hidden), "parameters": parameter_count(config.hidden),
+                  "summary": model_summary(config.hidden),
+                  "architectures": [{"hidden": list(a), "parameters": parameter_count(a)}
+                                    for a in config.architecture_list]},
+        "environment": environment(device_name), "created": _dt.datetime.now().isoformat(timespec="seconds"),
+        **(extra or {}),
+    })
+
+
+def finish(out: Path) -> Path:
+    """Results on disk -> summary.json -> report.html (also what an interrupted compare renders)."""
+    from fmnist_pl.analysis.summary import write_summary
+    from fmnist_pl.report import render
+
+    write_summary(out)
+    return render(out)
+
+
+def compare(config: CompareConfig, resume: bool = False, echo: Callable[[str], None] = print,
+            extra: dict[str, Any] | None = None, arrays: "idx.FashionMNISTArrays | None" = None) -> Path:
+    """Run the comparison described by ``config``; return the output folder (report.html inside).
+
+    ``arrays``: train on these in-memory arrays instead of the dataset files (``config.val_size``
+    of their training images validate).
+    """
+    out, data_folder, runs = prepare(config, resume, arrays)
+    from fmnist_pl.data.datamodule import FashionMNISTDataModule
+    from fmnist_pl.engine.trainer import TrainingInterrupted, group_checkpoint, train_group
+    from fmnist_pl.run.artifacts import write_run
+
+    # Data errors (corrupt/truncated files) surface here, before anything is trained.
+    arrays = arrays if arrays is not None else idx.load_arrays(data_folder)
+    if config.val_size >= len(arrays.train_labels):
+        raise ConfigError(f"val_size {config.val_size} leaves no training images (the data has "
+                          f"{len(arrays.train_labels)}); use a smaller val_size")
+    check_writable(out)
+    _, device_name = _device(config.accelerator)
+    if not (out / results.CONFIG_FILE).exists():
+        _write_setup(out, config, runs, data_folder, arrays, device_name, extra)
+    for arch in config.architecture_list:
+        echo(format_summary(arch))
+    done = 0
+    for group in groups(runs, config.separate):
+        first, done = done + 1, done + len(group)
+        if all((results.run_dir(out, r.name) / results.METRICS_FILE).exists() for r in group):
+            echo(f"runs {first}-{done} of {len(runs)} already finished")
+            continue
+        ckpt = group_checkpoint(out, group)
+        start = f"resuming from {ckpt}" if ckpt.exists() else "in lockstep"
+        echo(f"runs {first}-{done} of {len(runs)}: {', '.join(r.name for r in group)} - {start} on "
+             f"{device_name}, {config.epochs} epochs, batch {config.batch_size}")
+        echo(f"watch live: tensorboard --logdir {out / 'tensorboard'}")
+        # The group's seeds come from its runs' plans: the one source of every run's seed.
+        seeds = list(dict.fromkeys(r.seed for r in group))
+        datamodule = FashionMNISTDataModule(arrays=arrays, batch_size=config.batch_size, seeds=seeds,
+                                            val_size=config.val_size)
+        try:
+            trained = train_group(group, datamodule, out, config.epochs, config.accelerator, config.progress,
+                                  config.limit_train_batches, resume=ckpt if ckpt.exists() else None, echo=echo)
+        except TrainingInterrupted:
+            finish(out)  # what finished, with the missing runs named
+            raise Interrupted(out) from None
+        for k, member in enumerate(trained.members):
+            write_run(member, out, trained.fit_seconds, trained.trainer.loggers[k])
+    finish(out)
+    return out

@@ -1,0 +1,66 @@
+"""Config -> the runs of a compare (:class:`~fmnist_pl.config.RunPlan`) -> lockstep groups.
+
+A run is identified by a structured key (architecture, optimizer with every hyperparameter,
+seed). Its display name - its folder and TensorBoard run - is derived from the parts of the
+key that vary in this compare, and every name is checked unique before anything runs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Sequence
+
+from fmnist_pl.architecture import arch_name
+from fmnist_pl.config import CompareConfig, ConfigError, RunPlan
+from fmnist_pl.optim import registry
+
+
+def lr_label(lr: float) -> str:
+    """``lr-0.000129``: six significant digits, enough to tell any two grid points apart."""
+    return f"lr-{lr:g}"
+
+
+def plan(config: CompareConfig) -> list[RunPlan]:
+    """The runs of a compare, per architecture and seed-major (the lockstep engine's member order).
+
+    Names: ``adam``; with a learning-rate grid ``adam/lr-0.001``; with several seeds
+    ``.../seed-43``; with several architectures ``h512-256-128/adam``.
+    """
+    specs = registry.resolve(config.optimizers, config.lr, registry.parse_overrides(config.overrides))
+    several_archs = len(config.architecture_list) > 1
+    runs = []
+    for hidden in config.architecture_list:
+        for seed in config.seed_list:
+            for spec in specs:
+                for lr in config.lrs or (None,):
+                    run_spec = spec if lr is None else registry.OptimizerSpec(spec.name, dict(spec.hparams) | {"lr": lr})
+                    variant = spec.name if lr is None else f"{spec.name}/{lr_label(lr)}"
+                    setting = f"{arch_name(hidden)}/{variant}" if several_archs else variant
+                    name = f"{setting}/seed-{seed}" if config.seeds > 1 else setting
+                    runs.append(RunPlan(name=name, setting=setting, variant=variant, optimizer=run_spec,
+                                        seed=seed, hidden=tuple(hidden)))
+    check_unique(runs)
+    return runs
+
+
+def check_unique(runs: Sequence[RunPlan]) -> None:
+    """Two runs must never share a name: they would write into one folder."""
+    twice = [name for name, n in Counter(r.name for r in runs).items() if n > 1]
+    if twice:
+        raise ConfigError(f"runs {', '.join(twice)} are planned more than once (a learning rate or layer size "
+                          "listed twice?); list each value once")
+
+
+def groups(runs: Sequence[RunPlan], separate: bool = False) -> list[list[RunPlan]]:
+    """Lockstep groups: one per architecture (its runs keep their seed-major order), or one per run.
+
+    A run's numbers do not depend on its group (the engine guarantees it, a test checks it), so
+    grouping is a matter of speed and of whose wall time a run's seconds are: ``separate``
+    trains each run alone, so that its seconds per epoch are its optimizer's own cost.
+    """
+    if separate:
+        return [[r] for r in runs]
+    by_arch: dict[tuple[int, ...], list[RunPlan]] = {}
+    for r in runs:
+        by_arch.setdefault(r.hidden, []).append(r)
+    return list(by_arch.values())

@@ -1,0 +1,103 @@
+"""The lockstep engine: equal to the textbook Lightning path, independent of its companions, one seed source."""
+
+import math
+import os
+
+import lightning.pytorch as pl
+import pytest
+
+from fmnist_pl.config import RunPlan
+from fmnist_pl.data.datamodule import FashionMNISTDataModule
+from fmnist_pl.data.idx import load_arrays
+from fmnist_pl.engine.classifier import LitClassifier
+from fmnist_pl.engine.lockstep import LitLockstep
+from fmnist_pl.engine.mlp import seeded_mlp
+from fmnist_pl.optim.keras_rmsprop import KerasRMSprop
+from fmnist_pl.optim.registry import resolve
+
+
+def members(specs, seeds):
+    """Seed-major run plans, as the planner makes them."""
+    return [RunPlan(f"{s.name}/seed-{seed}", s.name, s.name, s, seed, ()) for seed in seeds for s in specs]
+
+
+class EpochMetrics(pl.Callback):
+    def __init__(self):
+        self.rows = []
+
+    def on_train_epoch_end(self, trainer, module):
+        m = trainer.callback_metrics
+        self.rows.append({k: float(m[f"{k.split('_')[0]}/{k.split('_')[1]}"])
+                          for k in ("train_loss", "train_acc", "val_loss", "val_acc")})
+
+
+def _trainer(max_epochs=2, **kw):
+    # CPU in CI; the GPU check script sets FMNIST_TEST_ACCELERATOR=gpu to run the same test there.
+    return pl.Trainer(max_epochs=max_epochs, accelerator=os.environ.get("FMNIST_TEST_ACCELERATOR", "cpu"), logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, **kw)
+
+
+@pytest.mark.parametrize("compile_fused", [False, True], ids=["foreach", "compiled"])
+def test_lockstep_matches_the_straightforward_lightning_path(fake_data, compile_fused):
+    """The fast engine's per-epoch metrics equal one LitClassifier per optimizer, same seed.
+
+    ``compiled``: RMSprop's update as one torch.compile-d kernel, what long CPU runs use.
+    """
+    arrays = load_arrays(fake_data, counts=None)
+    specs = resolve(["sgd", "momentum", "rmsprop", "adam"])
+    seed, hidden = 7, (32, 16)
+    lock = LitLockstep(members(specs, [seed]), hidden=hidden, compile_fused=compile_fused)
+    trainer = _trainer()
+    trainer.fit(lock, FashionMNISTDataModule(arrays=arrays, val_size=100, seeds=[seed]))
+    (rms,) = [o for o in trainer.optimizers if isinstance(o, KerasRMSprop)]
+    # The path under test really ran (the compiled kernel is CPU-only; on a GPU, foreach in a CUDA graph).
+    assert rms.fused_ran is (compile_fused and trainer.strategy.root_device.type == "cpu")
+    for k, spec in enumerate(specs):
+        single = LitClassifier(seeded_mlp(hidden, seed), spec)
+        cb = EpochMetrics()
+        _trainer(callbacks=[cb]).fit(single, FashionMNISTDataModule(arrays=arrays, val_size=100, seeds=[seed],
+                                                                    stack_seeds=False))
+        fast = lock.histories[k].epochs
+        assert len(fast) == len(cb.rows) == 2
+        for a, b in zip(fast, cb.rows):
+            for key in b:
+                assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), (spec.name, key)
+    assert lock.histories[3].epochs[-1]["val_acc"] > 0.5  # it learned the fake data
+
+
+def test_divergence_stops_only_that_run(fake_data):
+    arrays = load_arrays(fake_data, counts=None)
+    specs = resolve(["sgd", "adam"], overrides={"sgd": {"lr": "1e6"}})
+    lock = LitLockstep(members(specs, [1]), hidden=(32,))
+    _trainer().fit(lock, FashionMNISTDataModule(arrays=arrays, val_size=100, seeds=[1]))
+    sgd, adam = lock.histories
+    assert sgd.status == "diverged" and sgd.diverged_epoch == 1
+    assert adam.status == "ok" and len(adam.epochs) == 2 and math.isfinite(adam.epochs[-1]["val_loss"])
+
+
+def _fit(arrays, plans, seeds, hidden=(300, 100), epochs=2):
+    lock = LitLockstep(plans, hidden=hidden)
+    _trainer(max_epochs=epochs).fit(lock, FashionMNISTDataModule(arrays=arrays, val_size=100, seeds=seeds))
+    return lock
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "rmsprop"])
+def test_a_runs_numbers_do_not_depend_on_its_lockstep_group(fake_data, optimizer):
+    """Every epoch of a run, alone and inside a four-optimizer, two-seed group: equal, not merely close."""
+    arrays = load_arrays(fake_data, counts=None)
+    alone = _fit(arrays, members(resolve([optimizer]), [42]), [42])
+    specs = resolve(["sgd", "momentum", "rmsprop", "adam"])
+    grouped = _fit(arrays, members(specs, [42, 43]), [42, 43])
+    k = [m.optimizer.name for m in grouped.members].index(optimizer)
+    assert grouped.members[k].seed == 42
+    assert alone.histories[0].epochs[-1]["val_acc"] > 0.3  # it trained
+    for a, b in zip(alone.histories[0].epochs, grouped.histories[k].epochs):
+        assert {key: v for key, v in a.items() if key != "seconds"} == \
+               {key: v for key, v in b.items() if key != "seconds"}
+
+
+def test_the_datamodule_must_shuffle_for_the_runs_own_seeds(fake_data):
+    arrays = load_arrays(fake_data, counts=None)
+    lock = LitLockstep(members(resolve(["sgd"]), [43]), hidden=(16,))
+    with pytest.raises(ValueError, match=r"shuffles for seeds \[42\] but these runs have seeds \[43\]"):
+        _trainer().fit(lock, FashionMNISTDataModule(arrays=arrays, val_size=100, seeds=[42]))

@@ -1,0 +1,67 @@
+"""The plain MLP (Keras' initialisation) and the stacked forward of K of them."""
+
+import math
+
+import torch
+
+from fmnist_pl.engine.mlp import MLP, StackedMLP, seeded_mlp
+
+
+def test_parameter_count_is_the_references():
+    assert sum(p.numel() for p in MLP((300, 100)).parameters()) == 266_610
+
+
+def test_glorot_uniform_weights_and_zero_biases():
+    net = seeded_mlp((300, 100), seed=3)
+    for layer in net.linears():
+        fan_out, fan_in = layer.weight.shape
+        limit = math.sqrt(6 / (fan_in + fan_out))
+        assert layer.weight.abs().max() <= limit
+        assert layer.weight.abs().max() > 0.9 * limit  # uniform over the whole range, not Kaiming's
+        assert torch.count_nonzero(layer.bias) == 0
+    assert torch.equal(seeded_mlp((300, 100), 3).linears()[0].weight, net.linears()[0].weight)
+    assert not torch.equal(seeded_mlp((300, 100), 4).linears()[0].weight, net.linears()[0].weight)
+
+
+def test_stacked_forward_and_gradients_equal_separate_models():
+    torch.manual_seed(0)
+    members = [seeded_mlp((30, 20), s) for s in (1, 2, 1, 2)]  # 2 seed groups x 2 members
+    for m in members:  # non-zero biases so that their layout is exercised too
+        for layer in m.linears():
+            torch.nn.init.uniform_(layer.bias, -0.1, 0.1)
+    net = StackedMLP(members, groups=2)
+    x = torch.rand(2, 7, 784)
+    logits = net(x)  # [K, C, B]
+    assert logits.shape == (4, 10, 7)
+    group_of = [0, 0, 1, 1]
+    for k, m in enumerate(members):
+        torch.testing.assert_close(logits[k].T, m(x[group_of[k]]), rtol=1e-5, atol=1e-5)
+    y = torch.randint(0, 10, (7,))
+    torch.nn.functional.cross_entropy(logits, y.expand(4, 7), reduction="none").mean(1).sum().backward()
+    for k, m in enumerate(members):
+        torch.nn.functional.cross_entropy(m(x[group_of[k]]), y).backward()
+        torch.testing.assert_close(net.weights[0].grad[k], m.linears()[0].weight.grad, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(net.biases[2].grad[k], m.linears()[2].bias.grad, rtol=1e-4, atol=1e-6)
+        reloaded = MLP((30, 20))
+        reloaded.load_state_dict(net.member_state_dict(k))  # a member is a plain MLP again
+        torch.testing.assert_close(reloaded(x[group_of[k]]), logits[k].T, rtol=1e-5, atol=1e-5)
+
+
+def test_a_members_numbers_do_not_depend_on_its_companions():
+    """Bit for bit: one member alone, beside three others, and in a two-seed stack (CPU BLAS threading)."""
+    torch.manual_seed(0)
+    x, y = torch.rand(2, 32, 784), torch.randint(0, 10, (2, 32))
+
+    def step(seeds, groups):
+        net = StackedMLP([seeded_mlp((300, 100), s) for s in seeds], groups=groups)
+        for b in net.biases:
+            b.data += 0.01
+        logits = net(x[:groups])
+        targets = y[:groups].repeat_interleave(len(seeds) // groups, 0)
+        torch.nn.functional.cross_entropy(logits, targets, reduction="none").mean(1).sum().backward()
+        return [logits[0].detach(), net(x[0, :5])[0].detach(), *(p.grad[0] for p in net.parameters_in_order())]
+
+    alone = step([42], 1)
+    for seeds, groups in (([42, 42, 42, 42], 1), ([42, 43], 2), ([42, 42, 43, 43], 2)):
+        beside = step(seeds, groups)
+        assert all(torch.equal(a, b) for a, b in zip(alone, beside)), (seeds, groups)

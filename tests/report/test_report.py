@@ -1,0 +1,96 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from fmnist_pl import report, results
+from fmnist_pl.analysis.summary import write_summary
+from fmnist_pl.data.idx import CLASS_NAMES
+
+XSS = "<script>alert(1)</script>"
+
+
+def _metrics(acc):
+    per = {"precision": [acc] * 10, "recall": [acc] * 10, "f1": [acc - i / 100 for i in range(10)]}
+    test = {"accuracy": acc, "macro_f1": acc - 0.01, "per_class": per, "support": [1000] * 10,
+            "macro": {"precision": acc, "recall": acc, "f1": acc - 0.01},
+            "weighted": {"precision": acc, "recall": acc, "f1": acc - 0.01},
+            "confusion_matrix": [[100] * 10] * 10, "loss": 0.3}
+    from fmnist_pl.analysis.metrics import classification_report_dict
+
+    test["report"] = classification_report_dict(test, CLASS_NAMES)
+    return test
+
+
+def make_results(folder: Path, names: list[str], missing: list[str] = ()) -> Path:
+    runs = [{"run": n, "setting": n, "variant": n, "optimizer": {"name": n, "class": "SGD", "hparams": {"lr": 0.01}},
+             "seed": 42, "hidden": [300, 100]} for n in [*names, *missing]]
+    results.write_json(folder / "config.json", {
+        "format": results.FORMAT_VERSION,
+        "config": {"epochs": 3, "batch_size": 32, "seeds": 1, "seed": 42, "target": 0.88}, "runs": runs,
+        "split": {"train": 55000, "val": 5000, "test": 10000},
+        "model": {"hidden": [300, 100], "parameters": 266610, "summary": [{"layer": "Dense", "output": "(None, 300)", "params": 235500}]},
+        "environment": {"torch": "x"}, "created": "now"})
+    for i, n in enumerate(names):
+        d = folder / "runs" / n
+        acc = 0.85 + i / 100
+        history = [{"epoch": e, "train_loss": 1 / e, "train_acc": acc, "val_loss": 0.4 + (e - 2) ** 2 / 10,
+                    "val_acc": acc, "seconds": 2.0} for e in (1, 2, 3)]
+        results.write_history(d, history)
+        targets = [i % 10 for i in range(1000)]
+        preds = [t if j < 1000 * acc else (t + 1) % 10 for j, t in enumerate(targets)]
+        results.write_json(d / "predictions.json", {"targets": targets, "last": preds, "best": preds})
+        results.write_json(d / "metrics.json", runs[i] | {
+            "status": "ok", "epochs": 3, "best_epoch": 2,
+            "test": {"last": _metrics(acc), "best": _metrics(acc)}, "timing": {"seconds_per_epoch": 2.0, "fit_seconds": 6.0},
+            "optimizer_state_bytes": 0})
+    results.write_json(folder / "samples.json", {"train_images": [[i * 6 % 256] * 784 for i in range(40)],
+                                                 "train_labels": [i % 10 for i in range(40)],
+                                                 "test_images": [[i * 3 % 256] * 784 for i in range(40)]})
+    return folder
+
+
+def test_report_sections_values_and_escaping(tmp_path):
+    folder = make_results(tmp_path / "cmp", ["sgd", XSS], missing=["adam"])
+    html = report.render(folder).read_text()
+    for section in ('id="ranking"', 'id="significance"', 'id="summary"', 'id="observations"', 'id="curves"', 'id="per-class"',
+                    'id="reports"', 'id="setup"', 'id="missing"'):
+        assert section in html
+    assert XSS not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "0.8600" in html and "0.8500" in html  # exact values beside the ranking
+    assert "validation loss was lowest at epoch 2 (0.4000) and is 0.5000 at epoch 3" in html
+    assert "adam" in html.split('id="missing"')[1].split("</section>")[0]
+    # overlays (3) + per run: curves, confusion, predictions (2 x 3) + the training images
+    assert html.count("data:image/png;base64,") == 3 + 6 + 1
+    assert "http://" not in html and "https://" not in html  # nothing to fetch: opens offline
+
+
+def test_report_on_a_folder_without_results_is_a_clear_error(tmp_path):
+    with pytest.raises(results.ResultsError, match="holds no fmnist-pl results"):
+        report.render(tmp_path)
+
+
+def test_the_report_is_rebuilt_from_results_on_disk_alone(tmp_path):
+    folder = make_results(tmp_path / "cmp", ["sgd", "adam"])
+    write_summary(folder)
+    first = report.render(folder).read_bytes()
+    assert not list(folder.rglob("*.png"))  # no figure files: every figure is drawn from the results
+    (folder / "report.html").unlink()
+    assert report.render(folder).read_bytes() == first  # the same report, byte for byte
+    (folder / "summary.json").unlink()
+    assert report.render(folder).read_bytes() == first  # and without summary.json, computed from the runs
+
+
+def test_a_previous_results_format_is_a_one_line_error(tmp_path):
+    folder = make_results(tmp_path / "old", ["sgd"])
+    config = results.read_json(folder / "config.json")
+    del config["format"]
+    results.write_json(folder / "config.json", config)
+    with pytest.raises(results.ResultsError, match="results format 1 .*re-run the compare") as info:
+        report.render(folder)
+    assert "\n" not in str(info.value)
+
+
+def test_run_names_are_plain_text_in_figures(tmp_path):
+    folder = make_results(tmp_path / "tex", ["bad$\\foo{$name"])
+    assert "bad$\\foo{$name" in report.render(folder).read_text()  # matplotlib did not parse it as mathtext
