@@ -42,7 +42,7 @@ from fmnist_pl.data.datamodule import FashionMNISTDataModule  # noqa: E402
 from fmnist_pl.data.idx import FILES, load_arrays, locate  # noqa: E402
 from fmnist_pl.engine.lockstep import LitLockstep  # noqa: E402
 from fmnist_pl.engine.mlp import seeded_mlp  # noqa: E402
-from fmnist_pl.engine.trainer import fast_cpu_math, make_trainer  # noqa: E402
+from fmnist_pl.engine.trainer import fast_cpu_math, make_trainer, quiet_lightning  # noqa: E402
 from fmnist_pl.optim.registry import REFERENCE_OPTIMIZERS, resolve  # noqa: E402
 from fmnist_pl.run.plan import plan  # noqa: E402
 
@@ -227,6 +227,19 @@ def help_seconds() -> float:
     return time.perf_counter() - t
 
 
+def cpu_model() -> str:
+    """The CPU's model name (figures are only comparable on the same CPU kind)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown CPU"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=400, help="timed steps per implementation")
@@ -238,6 +251,7 @@ def main() -> None:
                         help="also time whole trainings of this many epochs: the hand-tuned loop once per "
                              "optimizer vs one `compare` (the goal's own terms; 30 takes ~7 min on 2 CPU cores)")
     args = parser.parse_args()
+    quiet_lightning()  # the textbook Trainers too: no start-up tips between the figures
     device = torch.device("cuda" if args.accelerator != "cpu" and torch.cuda.is_available() else "cpu")
     args.accelerator = "gpu" if device.type == "cuda" else "cpu"
     args.tmp = tempfile.mkdtemp(prefix="fmnist-bench-")
@@ -246,7 +260,8 @@ def main() -> None:
     data = FashionMNISTDataModule(arrays=arrays)
     data.prepare()
     names = list(REFERENCE_OPTIMIZERS)
-    where = torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    where = torch.cuda.get_device_name(0) if device.type == "cuda" else \
+        f"{cpu_model()} ({torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} threads"
     print(f"device: {where}; torch {torch.__version__}; {args.batches} timed steps (+{args.warmup} warm-up) each")
     table: dict[str, dict[str, float]] = {}
     if not args.skip_textbook:

@@ -119,10 +119,12 @@ class LitLockstep(pl.LightningModule):
         real = [build_shared([self.members[k].optimizer for k in ks], [self._views[k] for k in ks],
                              capturable=capturable, compile_fused=self.fused_by_compile())
                 for ks in self.optimizer_groups().values()]
-        # The step clock: an optimizer with one empty parameter, stepped through Lightning's public
-        # LightningOptimizer.step once per batch. In manual optimization that call is what advances
-        # trainer.global_step (which checkpointing keys on); the real optimizers step raw inside
-        # the (possibly graph-captured) step, where Lightning's wrapper cannot run.
+        # The epoch clock: an optimizer with one empty parameter, stepped through Lightning's public
+        # LightningOptimizer.step once per EPOCH (at its first batch). In manual optimization that call is what advances
+        # trainer.global_step, which ModelCheckpoint keys on (it skips a save at an unchanged step);
+        # the real optimizers step raw inside the (possibly graph-captured) step, where Lightning's
+        # wrapper cannot run, and once per batch its bookkeeping would cost a fifth of a GPU step.
+        # So trainer.global_step counts epochs here.
         clock = torch.optim.SGD([nn.Parameter(torch.zeros(0, device=self.device))], lr=0.0)
         return [*real, clock]
 
@@ -175,7 +177,7 @@ class LitLockstep(pl.LightningModule):
 
     def on_train_start(self) -> None:
         # Every real optimizer steps raw (LightningOptimizer.step's bookkeeping would cost more than
-        # the arithmetic at batch 32); the clock (the last one) steps through Lightning once a batch.
+        # the arithmetic at batch 32); the clock (the last one) steps through Lightning once an epoch.
         self._raw_optimizers = list(self.trainer.optimizers[:-1])
         wrapped = self.optimizers()
         self._clock = wrapped[-1] if isinstance(wrapped, list) else wrapped
@@ -227,7 +229,8 @@ class LitLockstep(pl.LightningModule):
             self._clear_grads()  # after a capture, .grad holds the graph's static buffers: never add to them
             self._step(x, y, self.manual_backward)
             self._clear_grads()
-        self._clock.step()
+        if batch_idx == 0:  # Lightning counts wrapper steps only inside training_step
+            self._clock.step()
         self._train_seen += y.shape[1]
 
     # ----------------------------------------------------------------- validation

@@ -148,11 +148,14 @@ def compare(config: CompareConfig, resume: bool = False, echo: Callable[[str], N
         raise ConfigError(f"val_size {config.val_size} leaves no training images (the data has "
                           f"{len(arrays.train_labels)}); use a smaller val_size")
     check_writable(out)
-    _, device_name = _device(config.accelerator)
+    device, device_name = _device(config.accelerator)
     if not (out / results.CONFIG_FILE).exists():
         _write_setup(out, config, runs, data_folder, arrays, device_name, extra)
     for arch in config.architecture_list:
         echo(format_summary(arch))
+    if device == "cuda":
+        echo("float32 matrix multiplies at full precision (no TF32), on purpose: GPU and CPU results then "
+             "differ only by rounding")
     done = 0
     for group in groups(runs, config.separate):
         first, done = done + 1, done + len(group)

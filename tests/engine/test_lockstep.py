@@ -83,7 +83,7 @@ def _fit(arrays, plans, seeds, hidden=(300, 100), epochs=2):
 
 @pytest.mark.parametrize("optimizer", ["sgd", "rmsprop"])
 def test_a_runs_numbers_do_not_depend_on_its_lockstep_group(fake_data, optimizer):
-    """Every epoch of a run, alone and inside a four-optimizer, two-seed group: equal, not merely close."""
+    """Every epoch of a run, alone and inside a four-optimizer, two-seed group: equal on the CPU, not merely close."""
     arrays = load_arrays(fake_data, counts=None)
     alone = _fit(arrays, members(resolve([optimizer]), [42]), [42])
     specs = resolve(["sgd", "momentum", "rmsprop", "adam"])
@@ -92,8 +92,11 @@ def test_a_runs_numbers_do_not_depend_on_its_lockstep_group(fake_data, optimizer
     assert grouped.members[k].seed == 42
     assert alone.histories[0].epochs[-1]["val_acc"] > 0.3  # it trained
     for a, b in zip(alone.histories[0].epochs, grouped.histories[k].epochs):
-        assert {key: v for key, v in a.items() if key != "seconds"} == \
-               {key: v for key, v in b.items() if key != "seconds"}
+        a, b = ({key: v for key, v in row.items() if key != "seconds"} for row in (a, b))
+        if grouped.device.type == "cpu":
+            assert a == b
+        else:  # cuBLAS picks its GEMM kernels by problem size, batch count included (README)
+            assert a == pytest.approx(b, rel=1e-3, abs=1e-4)
 
 
 def test_the_datamodule_must_shuffle_for_the_runs_own_seeds(fake_data):
