@@ -52,7 +52,11 @@ DEFAULT_OPTIMIZERS = ",".join(REFERENCE_OPTIMIZERS)
 
 
 def fail(message: str) -> None:
-    """One line on stderr, exit code 2: the convention for bad input."""
+    """One line on stderr, exit code 2: the convention for bad input (unless a stop caused it)."""
+    from fmnist_pl import stops
+
+    if stops.requested() is not None:
+        raise stops.Stopped(stops.requested())
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)
 
@@ -68,6 +72,7 @@ def _config(*, optimizers: str, set_: list[str], hidden: list[str], data_dir: Op
 
 @app.command()
 def compare(
+    ctx: typer.Context,
     epochs: Epochs = 30, batch_size: BatchSize = 32, optimizers: Optimizers = DEFAULT_OPTIMIZERS,
     lr: Annotated[Optional[float], typer.Option(help="One learning rate for every optimizer.")] = None,
     set_: Set = [], seed: Seed = 42, seeds: Seeds = 1, hidden: Hidden = ["300,100"], target: Target = 0.88,
@@ -80,7 +85,7 @@ def compare(
     from fmnist_pl.run.compare import compare as run_compare
 
     try:
-        config = resume_config(resume) if resume is not None else _config(
+        config = resume_config(resume, ctx, progress) if resume is not None else _config(
             optimizers=optimizers, set_=set_, hidden=hidden, data_dir=data_dir, output_dir=output_dir,
             epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, seeds=seeds, target=target,
             accelerator=accelerator, download=download, name=name, limit_train_batches=limit_train_batches,
@@ -131,18 +136,47 @@ def run_and_report(train: Callable[[], Path]) -> None:
         fail(str(exc))
     except Interrupted as exc:
         typer.echo(str(exc), err=True)
-        raise typer.Exit(130)
+        raise typer.Exit(exc.exit_code)
     print_ranking(out)
     typer.echo(f"report: {out / 'report.html'}")
 
 
-def resume_config(folder: Path) -> CompareConfig:
+def _given(ctx: typer.Context) -> dict[str, object]:
+    """The options typed on the command line (not left at their defaults), as config fields."""
+    out: dict[str, object] = {}
+    for name, value in ctx.params.items():
+        source = ctx.get_parameter_source(name)  # Click's ParameterSource (Typer may vendor Click)
+        if name in ("resume", "progress") or source is None or source.name == "DEFAULT":
+            continue
+        if name == "optimizers":
+            out["optimizers"] = tuple(n.strip() for n in str(value).split(",") if n.strip())
+        elif name == "set_":
+            out["overrides"] = tuple(value)
+        elif name == "hidden":
+            sizes = [parse_hidden(h) for h in value]
+            out["hidden"], out["more_hidden"] = sizes[0], tuple(sizes[1:])
+        elif name in ("data_dir", "output_dir"):
+            out[name] = str(value)
+        else:
+            out[name] = value
+    return out
+
+
+def resume_config(folder: Path, ctx: typer.Context | None = None, progress: bool = True) -> CompareConfig:
+    """The saved config of ``folder``; an option typed beside ``--resume`` must agree with it."""
     from fmnist_pl import results
 
     loaded = results.load_compare(folder)  # raises ResultsError for a folder without results
-    saved = dict(loaded["config"]["config"])
-    saved.update(output_dir=str(folder.parent), name=folder.name)
-    return CompareConfig.from_dict(saved)
+    saved = CompareConfig.from_dict(loaded["config"]["config"]).to_dict()
+    given = _given(ctx) if ctx is not None else {}
+    flag = {"overrides": "--set", "more_hidden": "--hidden"}
+    asked = CompareConfig.from_dict(saved | given).to_dict()  # the same normal form as the saved settings
+    conflicts = [f"{flag.get(k, '--' + k.replace('_', '-'))} {given[k]!r} (saved: {saved[k]!r})" for k in given
+                 if k in ("output_dir", "name") or asked[k] != saved[k]]
+    if conflicts:
+        raise ConfigError(f"--resume continues with the settings saved in {folder / results.CONFIG_FILE}; "
+                          f"{'; '.join(conflicts)} conflict: drop them, or start a new compare with another --name")
+    return CompareConfig.from_dict(saved | {"output_dir": str(folder.parent), "name": folder.name, "progress": progress})
 
 
 def print_ranking(folder: Path) -> None:
@@ -195,9 +229,16 @@ def list_optimizers() -> None:
 
 
 def main() -> None:
-    """Console entry point: Click's usage errors become one line and exit code 2."""
+    """Console entry point: Click's usage errors become one line and exit code 2; Ctrl-C or SIGTERM
+    before a compare has started (while torch loads, say) exit 130/143 with one line, too."""
+    from fmnist_pl import stops
+
     try:
-        rc = app(standalone_mode=False)
+        with stops.stops_as_exceptions():
+            rc = app(standalone_mode=False)
+    except stops.Stopped as stop:
+        typer.echo("interrupted before anything was written", err=True)
+        sys.exit(stop.exit_code)
     except UsageError as exc:
         hint = f" (see `fmnist-pl {exc.ctx.info_name} --help`)" if exc.ctx and exc.ctx.parent else ""
         typer.echo(f"error: {exc.format_message()}{hint}", err=True)
@@ -205,6 +246,12 @@ def main() -> None:
     except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(130)
+    except Exception:
+        if stops.requested() is None:
+            raise
+        # A stop that landed inside a library (torch's import, say) and came out as another error.
+        typer.echo("interrupted before anything was written", err=True)
+        sys.exit(128 + stops.requested())
     sys.exit(rc if isinstance(rc, int) else 0)
 
 

@@ -16,6 +16,11 @@ from fmnist_pl.data.idx import VAL_SIZE
 from fmnist_pl.optim.registry import REFERENCE_OPTIMIZERS, OptimizerSpec
 
 
+NAME_MAX = 255  # bytes in one folder name on Linux/macOS file systems
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit seed
+MAX_LRS = 1_000  # points in one learning-rate grid (a bound, so a typo cannot plan 10^8 runs)
+
+
 class ConfigError(ValueError):
     """A user-caused bad setting; the message names the value and the fix."""
 
@@ -70,8 +75,15 @@ class CompareConfig:
             raise ConfigError(f"--target must be a validation accuracy in (0, 1], got {self.target!r}")
         if self.accelerator not in ("auto", "cpu", "gpu", "cuda", "mps"):
             raise ConfigError(f"--accelerator must be one of auto, cpu, gpu, cuda, mps; got {self.accelerator!r}")
-        if self.name is not None and (not self.name or "/" in self.name or self.name in (".", "..")):
+        if self.name is not None and (not self.name or "/" in self.name or "\0" in self.name
+                                      or self.name in (".", "..")):
             raise ConfigError(f"--name must be a plain folder name, got {self.name!r}")
+        if self.name is not None and len(self.name.encode()) > NAME_MAX:
+            raise ConfigError(f"--name is {len(self.name.encode())} bytes long; a folder name has at most "
+                              f"{NAME_MAX}: choose a shorter --name")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED - self.seeds + 1:
+            raise ConfigError(f"--seed must be a whole number from 0 to {MAX_SEED - self.seeds + 1:,} (with --seeds "
+                              f"{self.seeds}, every seed up to seed+{self.seeds - 1} must fit in 63 bits), got {self.seed!r}")
 
     @property
     def architecture_list(self) -> list[tuple[int, ...]]:
@@ -141,9 +153,16 @@ def parse_lrs(text: str) -> tuple[float, ...]:
             lo, hi, n = math.log10(float(start)), math.log10(float(stop)), int(count)
             if n < 2:
                 raise ValueError
+            if n > MAX_LRS:
+                raise ConfigError(f"--lrs asks for {n:,} learning rates; at most {MAX_LRS:,} (DeepOBS uses 36): "
+                                  "use a smaller COUNT")
             lrs = tuple(float(f"{10 ** (lo + (hi - lo) * i / (n - 1)):.3g}") for i in range(n))
         else:
             lrs = tuple(float(v) for v in text.split(","))
+            if len(lrs) > MAX_LRS:
+                raise ConfigError(f"--lrs lists {len(lrs):,} learning rates; at most {MAX_LRS:,}")
+    except ConfigError:
+        raise
     except ValueError:
         raise ConfigError(f"--lrs must be START:STOP:COUNT (log grid, COUNT >= 2) like 1e-4:1e0:7, "
                           f"or a list like 0.001,0.01; got {text!r}") from None

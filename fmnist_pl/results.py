@@ -42,10 +42,6 @@ def _umask() -> int:
     return mask
 
 
-def run_dir(folder: Path, run: str) -> Path:
-    """A run's folder; run names come from the planner and are checked unique there."""
-    return Path(folder) / "runs" / run
-
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,36 +91,77 @@ def atomic_torch_save(path: Path, obj: Any) -> None:
 
 
 class ResultsError(ValueError):
-    """A folder that holds no results; the message says what to pass instead."""
+    """A results folder or file that cannot be used; the message names the file, the field and what to do."""
+
+
+def run_dir(folder: Path, run: str) -> Path:
+    """A run's folder. Names come from the planner; one read from a file must stay inside ``folder/runs``."""
+    from fmnist_pl.schema import check_run_name
+
+    try:
+        check_run_name(run)
+    except ValueError as exc:
+        raise ResultsError(f"{folder}: {exc}; results name runs by plain relative paths") from None
+    base = (Path(folder) / "runs").resolve()
+    path = (base / run).resolve()
+    if base not in path.parents:
+        raise ResultsError(f"{folder}: run {run!r} resolves outside {base} (a link?); refused")
+    return Path(folder) / "runs" / run
+
+
+def read_checked(path: Path, model: Any) -> Any:
+    """Read a JSON file and validate it against a schema model (:mod:`fmnist_pl.schema`); one-line errors."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from fmnist_pl.schema import one_line
+
+    try:
+        data = read_json(path)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{path} is not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]}); "
+                           "it was damaged: restore it, or delete it and re-run") from None
+    adapter = model if isinstance(model, TypeAdapter) else TypeAdapter(model)
+    try:
+        adapter.validate_python(data)
+    except ValidationError as exc:
+        raise ResultsError(f"{path}: {one_line(exc)}; the file does not have fmnist-pl's results format "
+                           f"{FORMAT_VERSION} (damaged or edited?): restore it, or delete it and re-run") from None
+    return data
 
 
 def load_compare(folder: Path) -> dict[str, Any]:
-    """Read a compare folder: its config, and every finished run's metrics and history.
+    """Read a compare folder: its config, and every finished run's metrics and history, all validated.
 
     Runs listed in the config whose files are missing (interrupted, or deleted) are returned
     under ``"missing"`` so the report can say so instead of failing.
     """
+    from fmnist_pl import schema
+
     folder = Path(folder)
     config_path = folder / CONFIG_FILE
     if not config_path.is_file():
         raise ResultsError(f"{folder} holds no fmnist-pl results ({CONFIG_FILE} missing); "
                            "pass a folder made by `fmnist-pl compare`, e.g. outputs/<run>")
     try:
-        config = read_json(config_path)
+        raw = read_json(config_path)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ResultsError(f"{config_path} is not valid JSON ({exc}); re-run the compare") from None
-    found = config.get("format", 1) if isinstance(config, dict) else None
-    if found != FORMAT_VERSION:
+    # fmnist-pl 0.1 wrote no "format" (its folders have "runs"): that is format 1.
+    found = raw.get("format", 1 if "runs" in raw else None) if isinstance(raw, dict) else None
+    if isinstance(found, int) and not isinstance(found, bool) and found < FORMAT_VERSION:
         raise ResultsError(f"{folder} holds results format {found} (fmnist-pl 0.1); this version reads format "
                            f"{FORMAT_VERSION}: re-run the compare with this version (its folder is left as is)")
+    config = read_checked(config_path, schema.ConfigFile)
     runs, missing = [], []
-    for planned in config.get("runs", []):
+    for planned in config["runs"]:
         folder_of_run = run_dir(folder, planned["run"])
-        try:
-            metrics = read_json(folder_of_run / METRICS_FILE)
-            history = read_json(folder_of_run / HISTORY_JSON)
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        if not (folder_of_run / METRICS_FILE).is_file():
             missing.append(planned["run"])
             continue
+        metrics = read_checked(folder_of_run / METRICS_FILE, schema.MetricsFile)
+        if metrics["run"] != planned["run"]:
+            raise ResultsError(f"{folder_of_run / METRICS_FILE}: run is {metrics['run']!r}, but {CONFIG_FILE} "
+                               f"files it as {planned['run']!r}: restore it, or delete the run's folder and resume")
+        history = read_checked(folder_of_run / HISTORY_JSON, schema.History)
         runs.append(metrics | {"history": history, "dir": str(folder_of_run)})
     return {"folder": str(folder), "config": config, "runs": runs, "missing": missing}

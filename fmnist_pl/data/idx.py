@@ -40,12 +40,32 @@ class DataError(ValueError):
     """The data cannot be found or read; the message names the file and the fix."""
 
 
+def _candidates(folder: Path, stem: str) -> list[Path]:
+    """Every copy of one IDX file in ``folder``, in the order they are tried (gzipped first)."""
+    return [c for c in (folder / f"{stem}.gz", folder / stem,
+                        folder / "FashionMNIST" / "raw" / stem, folder / "FashionMNIST" / "raw" / f"{stem}.gz")
+            if c.is_file()]
+
+
 def _find_file(folder: Path, stem: str) -> Path | None:
-    for candidate in (folder / f"{stem}.gz", folder / stem,
-                      folder / "FashionMNIST" / "raw" / stem, folder / "FashionMNIST" / "raw" / f"{stem}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
+    found = _candidates(folder, stem)
+    return found[0] if found else None
+
+
+def _read_first_good(folder: Path, stem: str, magic: int, count: int | None) -> tuple[Path, "torch.Tensor"]:
+    """Read the first copy of ``stem`` that reads: a corrupt ``x.gz`` beside a good ``x`` is passed over."""
+    errors: list[DataError] = []
+    for path in _candidates(folder, stem):
+        try:
+            return path, read_idx(path, magic, count)
+        except DataError as exc:
+            errors.append(exc)
+    if not errors:
+        raise DataError(f"{folder} lacks {stem}.gz; {HOW_TO_GET}")
+    if len(errors) == 1:
+        raise errors[0]
+    reasons = " / ".join(str(e).split("; ")[0] for e in errors)
+    raise DataError(f"no readable copy of {stem} in {folder}: {reasons}; re-install or re-download it")
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
@@ -57,6 +77,9 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
     for source, value in (("--data-dir", data_dir), ("FMNIST_DATA", os.environ.get("FMNIST_DATA"))):
         if value:
             path = Path(value).expanduser()
+            if path.exists() and not path.is_dir():
+                raise DataError(f"data folder {str(path)!r} (from {source}) is a file, not a folder; pass the "
+                                "folder that holds the four *-idx?-ubyte(.gz) files")
             if not path.is_dir():
                 raise DataError(f"data folder {str(path)!r} (from {source}) does not exist; {HOW_TO_GET}")
             return path
@@ -116,12 +139,10 @@ def load_arrays(folder: Path, counts: dict[str, int] | None = EXPECTED_COUNT) ->
     """
     arrays = {}
     for key, stem in FILES.items():
-        path = _find_file(folder, stem)
-        if path is None:
-            raise DataError(f"{folder} lacks {stem}.gz; {HOW_TO_GET}")
         split = key.split("_")[0]
         is_images = key.endswith("images")
-        arrays[key] = read_idx(path, IMAGE_MAGIC if is_images else LABEL_MAGIC, counts[split] if counts else None)
+        path, arrays[key] = _read_first_good(folder, stem, IMAGE_MAGIC if is_images else LABEL_MAGIC,
+                                             counts[split] if counts else None)
         if is_images and tuple(arrays[key].shape[1:]) != (28, 28):
             raise DataError(f"{path} holds {tuple(arrays[key].shape[1:])} images, expected 28x28: wrong file")
     for split in ("train", "test"):

@@ -86,6 +86,8 @@ class LitLockstep(pl.LightningModule):
         self.val_acc = torchmetrics.classification.MulticlassAccuracy(
             NUM_CLASSES, average="micro", multidim_average="samplewise")
         self._captured: CapturedStep | None = None
+        self.previous_fit_seconds = 0.0  # training time before the checkpoint this fit resumed from
+        self._fit_clock: float | None = None
         self._test: dict[str, dict[str, Any]] = {}
         self._test_targets: list[int] = []
         self._reset_epoch_sums()
@@ -138,7 +140,13 @@ class LitLockstep(pl.LightningModule):
                 "state": [{n: (t.detach().cpu().clone() if torch.is_tensor(t) else t)
                            for n, t in opt.state.get(v, {}).items()} for v in self._views[k]]}
 
+    def fit_seconds(self) -> float:
+        """Wall seconds of training so far, across interruptions (each resume adds its own)."""
+        now = time.perf_counter() - self._fit_clock if self._fit_clock is not None else 0.0
+        return self.previous_fit_seconds + now
+
     def on_fit_start(self) -> None:
+        self._fit_clock = time.perf_counter()
         datamodule = getattr(self.trainer, "datamodule", None)
         seeds = getattr(datamodule, "seeds", None)
         # One source of truth for seeds: the runs' plans. The data must shuffle for exactly these.
@@ -328,8 +336,10 @@ class LitLockstep(pl.LightningModule):
     # ----------------------------------------------------------------- resume
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["fmnist_histories"] = [h.to_dict() for h in self.histories]
+        checkpoint["fmnist_fit_seconds"] = self.fit_seconds()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("fmnist_histories")
         if saved:
             self.histories = [MemberHistory.from_dict(h) for h in saved]
+        self.previous_fit_seconds = float(checkpoint.get("fmnist_fit_seconds", 0.0))

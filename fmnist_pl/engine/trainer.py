@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import time
+import signal
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +21,11 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from fmnist_pl import results
+from fmnist_pl.stops import Stopped
+from fmnist_pl.architecture import IN_FEATURES
 from fmnist_pl.config import RunPlan
 from fmnist_pl.data.datamodule import FashionMNISTDataModule
 from fmnist_pl.engine.denormals import flush_denormals
@@ -52,10 +55,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         results.atomic_torch_save(Path(path), checkpoint)
-
-
-class TrainingInterrupted(Exception):
-    """Ctrl-C or SIGTERM stopped training; the last epoch's checkpoint is kept for --resume."""
 
 
 def make_trainer(out_dir: Path, runs: Sequence[str], epochs: int, accelerator: str, group_dir: Path,
@@ -115,7 +114,7 @@ class GroupResult:
     """What training one lockstep group produced: each member's results and the group's wall time."""
 
     members: list[MemberResult]
-    fit_seconds: float
+    fit_seconds: float  # the group's training wall time, summed over interruptions and resumes
     trainer: pl.Trainer  # its loggers[k] is run k's TensorBoard run, still open for the test scalars
 
 
@@ -131,17 +130,40 @@ def train_group(group: Sequence[RunPlan], datamodule: FashionMNISTDataModule, ou
     if compiled and trainer.strategy.root_device.type == "cpu" and model.compile_fused:
         echo(f"{', '.join(compiled)}: the first step compiles the fused update with torch.compile "
              "(seconds the first time on a machine, less once cached)")
-    started = time.perf_counter()
+    if resume is not None:
+        check_checkpoint(resume, group)
     try:
         with fast_cpu_math():
             # weights_only: a checkpoint is data, never code to unpickle.
             trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume) if resume else None, weights_only=True)
-    except (KeyboardInterrupt, SystemExit) as exc:
-        # Lightning turns Ctrl-C into SystemExit(1) and SIGTERM into SIGTERMException(SystemExit)
-        # after its own graceful shutdown; the checkpoint of the last finished epoch stays.
-        raise TrainingInterrupted(type(exc).__name__) from None
+    except SIGTERMException:
+        raise Stopped(signal.SIGTERM) from None
+    except (KeyboardInterrupt, SystemExit):
+        # Outside a compare's own handlers (stops_as_exceptions), Lightning turns Ctrl-C into
+        # SystemExit(1) after its graceful shutdown; the last finished epoch's checkpoint stays.
+        raise Stopped(signal.SIGINT) from None
     if trainer.interrupted:
-        raise TrainingInterrupted("interrupted")
-    fit_seconds = time.perf_counter() - started
+        raise Stopped(signal.SIGINT)
     trainer.test(model, datamodule=datamodule, verbose=False)
-    return GroupResult(model.results(), fit_seconds, trainer)
+    return GroupResult(model.results(), model.fit_seconds(), trainer)
+
+
+def check_checkpoint(path: Path, group: Sequence[RunPlan]) -> None:
+    """A group checkpoint must load as data (``weights_only``) and hold this group's runs, before
+    Lightning is handed it: a damaged one is one line saying what to do, not a traceback."""
+    import torch
+
+    fix = f"delete it to restart that group from scratch: rm {path}"
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing a file
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - garbage bytes, a refused pickle, a truncated zip: all one answer
+        raise results.ResultsError(f"{path} is not a valid checkpoint ({type(exc).__name__}); {fix}") from None
+    histories = checkpoint.get("fmnist_histories") if isinstance(checkpoint, dict) else None
+    weights = checkpoint.get("state_dict", {}).get("net.weights.0") if isinstance(checkpoint, dict) else None
+    expected = (len(group), group[0].hidden[0], IN_FEATURES)
+    if not isinstance(histories, list) or len(histories) != len(group) or weights is None \
+            or tuple(weights.shape) != expected:
+        raise results.ResultsError(f"{path} does not hold this group's {len(group)} runs of hidden "
+                                   f"{','.join(map(str, group[0].hidden))}; {fix}")

@@ -282,3 +282,18 @@ def resolve(names: Iterable[str], lr: float | None = None,
             _check_number(key, hparams[key], where)
         specs.append(OptimizerSpec(name, hparams))
     return specs
+
+
+def check_buildable(specs: Iterable[OptimizerSpec]) -> None:
+    """Construct every optimizer on a dummy parameter, so that hyperparameters its class rejects
+    (Adam's betas outside [0, 1), SGD's nesterov without momentum, a user-registered class's own
+    checks) fail now, in one line, before anything is trained or written."""
+    import torch
+
+    for spec in specs:
+        try:
+            spec.build([torch.nn.Parameter(torch.zeros(1))])
+        except (ValueError, TypeError, RuntimeError) as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise OptimizerError(f"{spec.name} ({spec.info.class_name}) rejects its hyperparameters: {reason}; "
+                                 f"change the --set values for {spec.name}") from None

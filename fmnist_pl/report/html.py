@@ -122,17 +122,21 @@ def build_context(loaded: dict[str, Any], summary: dict[str, Any]) -> dict[str, 
     }
 
 
-def render(folder: Path) -> Path:
-    """(Re)write ``folder/report.html`` from the results and ``summary.json`` in ``folder``; returns its path.
+def render(folder: Path, summary: dict[str, Any] | None = None) -> Path:
+    """(Re)write ``folder/report.html`` from the results in ``folder`` and their summary; returns its path.
 
-    Without a ``summary.json`` (never written, or deleted) the summary is computed from the results.
+    ``summary``: as :func:`~fmnist_pl.analysis.summary.summarize` returns it; by default
+    ``summary.json``, or, where that is missing or of another format, computed from the results.
     """
     folder = Path(folder)
     loaded = results.load_compare(folder)
-    try:
-        summary = results.read_json(folder / results.SUMMARY_FILE)
-    except (OSError, ValueError):
-        summary = summarize(loaded)
+    if summary is None:
+        try:
+            summary = results.read_json(folder / results.SUMMARY_FILE)
+        except (OSError, ValueError):
+            summary = None
+        if not isinstance(summary, dict) or summary.get("format") != results.FORMAT_VERSION:
+            summary = summarize(loaded)
     html = _environment().get_template(TEMPLATE).render(**build_context(loaded, summary))
     path = folder / "report.html"
     results.atomic_write_text(path, html)

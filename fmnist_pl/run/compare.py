@@ -1,6 +1,6 @@
 """The plain Python API behind ``fmnist-pl compare``: plan -> lockstep groups -> results on disk -> summary -> report.
 
-    from fmnist_pl.run import compare
+    from fmnist_pl.run.compare import compare
     from fmnist_pl.config import CompareConfig
     out = compare(CompareConfig(epochs=30))   # -> outputs/<timestamp>/report.html
 
@@ -13,27 +13,40 @@ last epoch checkpoint. ``arrays`` runs the whole API on in-memory data (tests, n
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import os
 import platform
+import shutil
+import signal
 from pathlib import Path
 from typing import Any, Callable
 
-from fmnist_pl import results
+from fmnist_pl import results, stops
 from fmnist_pl.architecture import format_summary, model_summary, parameter_count
 from fmnist_pl.config import CompareConfig, ConfigError, RunPlan
 from fmnist_pl.data import idx
+from fmnist_pl.run.folder import exclusive, remove_failed_start
 from fmnist_pl.run.plan import groups, plan
+from fmnist_pl.stops import Stopped, stops_as_exceptions
 
 GRID_IMAGES = 40  # the reference showed the first 40 test images
 
 
 class Interrupted(Exception):
-    """Training was stopped (Ctrl-C, SIGTERM); finished results and the last checkpoint are kept."""
+    """Ctrl-C or SIGTERM stopped the compare; finished results and the last epoch checkpoint are kept."""
 
-    def __init__(self, folder: Path, how: str | None = None) -> None:
+    def __init__(self, folder: Path, signum: int = signal.SIGINT, how: str | None = None,
+                 started: bool = True) -> None:
         how = how or f"fmnist-pl compare --resume {folder}"
-        super().__init__(f"interrupted; finished results are in {folder}. Continue with: {how}")
-        self.folder = folder
+        text = (f"interrupted; finished results are in {folder}. Continue with: {how}" if started else
+                f"interrupted before the compare started; nothing was kept in {folder}")
+        super().__init__(text)
+        self.folder, self.signum, self.started = folder, signum, started
+
+    @property
+    def exit_code(self) -> int:
+        """130 for SIGINT (Ctrl-C), 143 for SIGTERM: what a shell reports for a process those signals end."""
+        return 128 + self.signum
 
 
 def output_folder(config: CompareConfig) -> Path:
@@ -41,26 +54,20 @@ def output_folder(config: CompareConfig) -> Path:
     return Path(config.output_dir) / name
 
 
-def check_writable(folder: Path, create: bool = True) -> None:
+def _nearest_existing(folder: Path) -> Path:
+    return next(p for p in [folder, *folder.absolute().parents] if p.exists())
+
+
+def check_writable(folder: Path) -> None:
     """Fail before training, not after 30 epochs, when results could not be written.
 
-    With ``create=False`` it only looks (the nearest existing ancestor must be a writable
-    folder), so that a run refused for another reason leaves nothing behind.
+    It only looks (the nearest existing ancestor must be a writable folder), so that a run
+    refused for another reason leaves nothing behind; the folder is made under its lock.
     """
-    if not create:
-        existing = next(p for p in [folder, *folder.absolute().parents] if p.exists())
-        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-            raise ConfigError(f"cannot write to output folder {folder} ({existing} is not a writable folder); "
-                              "pass a writable --output-dir")
-        return
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"cannot write to output folder {folder} ({exc.strerror}); "
-                          "pass a writable --output-dir") from None
+    existing = _nearest_existing(folder)
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write to output folder {folder} ({existing} is not a writable folder); "
+                          "pass a writable --output-dir")
 
 
 def environment(device_name: str) -> dict[str, Any]:
@@ -75,20 +82,47 @@ def environment(device_name: str) -> dict[str, Any]:
             "platform": platform.platform(), "device": device_name, "cpu_threads": torch.get_num_threads()}
 
 
+def check_device(config: CompareConfig, runs: list[RunPlan]) -> None:
+    """The accelerator asked for exists, and the largest lockstep group fits in its memory."""
+    import torch
+
+    from fmnist_pl.engine.memory import available_bytes, gib, group_bytes
+
+    if config.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--accelerator {config.accelerator}, but torch {torch.__version__} sees no CUDA GPU "
+                          "here; use --accelerator cpu (or auto: the GPU when there is one)")
+    if config.accelerator == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--accelerator mps, but this machine has no Apple GPU (MPS); use --accelerator cpu or auto")
+    device, _ = _device(config.accelerator)
+    biggest = max(groups(runs, config.separate), key=lambda g: group_bytes(g[0].hidden, len(g), config.batch_size))
+    need = group_bytes(biggest[0].hidden, len(biggest), config.batch_size)
+    free, where = available_bytes(device)
+    if free is not None and need > free:
+        raise ConfigError(f"the largest lockstep group ({len(biggest)} runs of hidden "
+                          f"{','.join(map(str, biggest[0].hidden))}) needs about {gib(need)} (weights, gradients, "
+                          f"optimizer state, activations), but only {gib(free)} is {where}: use smaller --hidden, "
+                          "fewer --seeds/--lrs/--optimizers, or --separate")
+
+
 def prepare(config: CompareConfig, resume: bool = False,
             arrays: "idx.FashionMNISTArrays | None" = None) -> tuple[Path, Path | None, list[RunPlan]]:
     """Validate everything and return (output folder, data folder or None, planned runs). Writes nothing."""
     runs = plan(config)
+    check_device(config, runs)
     data_folder = None
     if arrays is None:
         data_folder = idx.locate(config.data_dir, allow_download=config.download)
         idx.check_data_dir(data_folder)
     out = output_folder(config)
-    check_writable(out, create=False)
+    check_writable(out)
+    return out, data_folder, runs
+
+
+def _check_fresh(out: Path, resume: bool) -> None:
+    """Under the folder's lock: a new compare never writes into another's results."""
     if (out / results.CONFIG_FILE).exists() and not resume:
         raise ConfigError(f"{out} already holds a compare; continue it with `fmnist-pl compare --resume {out}` "
                           "or choose another --name")
-    return out, data_folder, runs
 
 
 def _device(accelerator: str) -> tuple[str, str]:
@@ -102,11 +136,17 @@ def _write_setup(out: Path, config: CompareConfig, runs: list[RunPlan], data_fol
                  arrays: "idx.FashionMNISTArrays", device_name: str, extra: dict[str, Any] | None) -> None:
     """config.json (what runs, on what) and samples.json (the images the report's grids show)."""
     n_train = len(arrays.train_labels)
+    if (out / results.CONFIG_FILE).exists() and (out / results.SAMPLES_FILE).exists():
+        return
+    # samples.json first, config.json last: config.json's presence marks a finished setup (a stop in
+    # between leaves a folder that the next start completes, or removes if it created it).
     results.write_json(out / results.SAMPLES_FILE, {
         "train_images": arrays.train_images[:GRID_IMAGES].reshape(-1, 28 * 28).tolist(),
         "train_labels": arrays.train_labels[:GRID_IMAGES].tolist(),
         "test_images": arrays.test_images[:GRID_IMAGES].reshape(-1, 28 * 28).tolist(),
     }, indent=None)
+    if (out / results.CONFIG_FILE).exists():
+        return
     results.write_json(out / results.CONFIG_FILE, {
         "format": results.FORMAT_VERSION,
         "config": config.to_dict(), "runs": [r.to_dict() for r in runs],
@@ -126,8 +166,7 @@ def finish(out: Path) -> Path:
     from fmnist_pl.analysis.summary import write_summary
     from fmnist_pl.report import render
 
-    write_summary(out)
-    return render(out)
+    return render(out, write_summary(out))
 
 
 def compare(config: CompareConfig, resume: bool = False, echo: Callable[[str], None] = print,
@@ -135,11 +174,43 @@ def compare(config: CompareConfig, resume: bool = False, echo: Callable[[str], N
     """Run the comparison described by ``config``; return the output folder (report.html inside).
 
     ``arrays``: train on these in-memory arrays instead of the dataset files (``config.val_size``
-    of their training images validate).
+    of their training images validate). The folder is held by this process alone while it runs
+    (:mod:`fmnist_pl.run.folder`); a start that fails before its setup is written leaves nothing.
     """
     out, data_folder, runs = prepare(config, resume, arrays)
+    with exclusive(out) as created:
+        try:
+            with stops_as_exceptions():
+                _check_fresh(out, resume)
+                return _run(out, config, runs, data_folder, arrays, echo, extra)
+        except BaseException as exc:
+            signum = exc.signum if isinstance(exc, Stopped) else stops.requested()
+            setup_written = (out / results.CONFIG_FILE).exists()
+            if signum is not None:
+                if not setup_written:
+                    remove_failed_start(created)
+                    raise Interrupted(out, signum, started=False) from None
+                try:
+                    finish(out)  # what finished, with the missing runs named
+                except (results.ResultsError, OSError):
+                    pass  # the results stay as they are; `report` can render them later
+                raise Interrupted(out, signum) from None
+            if not setup_written:
+                remove_failed_start(created)  # a failed start leaves no folder behind to block the name
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise results.ResultsError(
+                    f"no space left on the disk of {out} while writing {exc.filename or 'results'} "
+                    f"({shutil.disk_usage(_nearest_existing(out)).free / 2**20:,.0f} MiB free); free "
+                    + (f"some, then continue with: fmnist-pl compare --resume {out}" if setup_written else
+                       "some and run the compare again")) from None
+            raise
+
+
+def _run(out: Path, config: CompareConfig, runs: list[RunPlan], data_folder: Path | None,
+         arrays: "idx.FashionMNISTArrays | None", echo: Callable[[str], None], extra: dict[str, Any] | None) -> Path:
+    """Setup, every lockstep group not yet finished, summary and report (see :func:`compare`)."""
     from fmnist_pl.data.datamodule import FashionMNISTDataModule
-    from fmnist_pl.engine.trainer import TrainingInterrupted, group_checkpoint, train_group
+    from fmnist_pl.engine.trainer import group_checkpoint, train_group
     from fmnist_pl.run.artifacts import write_run
 
     # Data errors (corrupt/truncated files) surface here, before anything is trained.
@@ -147,10 +218,8 @@ def compare(config: CompareConfig, resume: bool = False, echo: Callable[[str], N
     if config.val_size >= len(arrays.train_labels):
         raise ConfigError(f"val_size {config.val_size} leaves no training images (the data has "
                           f"{len(arrays.train_labels)}); use a smaller val_size")
-    check_writable(out)
     device, device_name = _device(config.accelerator)
-    if not (out / results.CONFIG_FILE).exists():
-        _write_setup(out, config, runs, data_folder, arrays, device_name, extra)
+    _write_setup(out, config, runs, data_folder, arrays, device_name, extra)
     for arch in config.architecture_list:
         echo(format_summary(arch))
     if device == "cuda":
@@ -171,12 +240,8 @@ def compare(config: CompareConfig, resume: bool = False, echo: Callable[[str], N
         seeds = list(dict.fromkeys(r.seed for r in group))
         datamodule = FashionMNISTDataModule(arrays=arrays, batch_size=config.batch_size, seeds=seeds,
                                             val_size=config.val_size)
-        try:
-            trained = train_group(group, datamodule, out, config.epochs, config.accelerator, config.progress,
-                                  config.limit_train_batches, resume=ckpt if ckpt.exists() else None, echo=echo)
-        except TrainingInterrupted:
-            finish(out)  # what finished, with the missing runs named
-            raise Interrupted(out) from None
+        trained = train_group(group, datamodule, out, config.epochs, config.accelerator, config.progress,
+                              config.limit_train_batches, resume=ckpt if ckpt.exists() else None, echo=echo)
         for k, member in enumerate(trained.members):
             write_run(member, out, trained.fit_seconds, trained.trainer.loggers[k])
     finish(out)

@@ -20,6 +20,9 @@ def lr_label(lr: float) -> str:
     return f"lr-{lr:g}"
 
 
+MAX_RUNS = 10_000  # runs in one compare: 7x a DeepOBS-scale study (4 optimizers x 36 rates x 10 seeds)
+
+
 def plan(config: CompareConfig) -> list[RunPlan]:
     """The runs of a compare, per architecture and seed-major (the lockstep engine's member order).
 
@@ -27,6 +30,11 @@ def plan(config: CompareConfig) -> list[RunPlan]:
     ``.../seed-43``; with several architectures ``h512-256-128/adam``.
     """
     specs = registry.resolve(config.optimizers, config.lr, registry.parse_overrides(config.overrides))
+    registry.check_buildable(specs)
+    count = len(config.architecture_list) * config.seeds * len(specs) * max(1, len(config.lrs))
+    if count > MAX_RUNS:
+        raise ConfigError(f"this compare plans {count:,} runs (architectures x seeds x optimizers x learning rates); "
+                          f"at most {MAX_RUNS:,}: split the study into several compares")
     several_archs = len(config.architecture_list) > 1
     runs = []
     for hidden in config.architecture_list:

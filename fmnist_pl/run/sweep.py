@@ -105,7 +105,7 @@ def sweep(config: CompareConfig, final_epochs: int | None = None, echo: Callable
         try:
             sweep_dir = compare(sweep_config, resume=(top / "sweep" / results.CONFIG_FILE).exists(), echo=echo)
         except Interrupted as exc:
-            raise Interrupted(exc.folder, how) from None
+            raise Interrupted(exc.folder, exc.signum, how, exc.started) from None
         chosen = grid_selection(sweep_dir)
     results.write_json(top / "sweep.json", chosen)
     missing = [n for n, c in chosen.items() if c["chosen"] is None]
@@ -121,4 +121,4 @@ def sweep(config: CompareConfig, final_epochs: int | None = None, echo: Callable
         return compare(final_config, resume=(top / "final" / results.CONFIG_FILE).exists(), echo=echo,
                        extra={"sweep": chosen})
     except Interrupted as exc:
-        raise Interrupted(exc.folder, how) from None
+        raise Interrupted(exc.folder, exc.signum, how, exc.started) from None

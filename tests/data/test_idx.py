@@ -60,3 +60,15 @@ def test_locate_order(tmp_path, monkeypatch):
     assert locate(None) == b  # then $FMNIST_DATA
     with pytest.raises(DataError, match="does not exist"):
         locate(tmp_path / "nope")
+
+
+def test_a_corrupt_gz_beside_a_good_plain_file_reads_the_good_one(tmp_path):
+    folder = make_dataset(tmp_path / "d", n_train=20, n_test=10)
+    good = gzip.decompress((folder / "train-images-idx3-ubyte.gz").read_bytes())
+    (folder / "train-images-idx3-ubyte").write_bytes(good)
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
+    arrays = load_arrays(folder, counts=None)  # the plain copy reads
+    assert arrays.train_images.shape == (20, 28, 28)
+    (folder / "train-images-idx3-ubyte").write_bytes(good[:100])
+    with pytest.raises(DataError, match="no readable copy of train-images-idx3-ubyte in .*gz.* / .*truncated"):
+        load_arrays(folder, counts=None)  # neither reads: both named

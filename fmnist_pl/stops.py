@@ -1,0 +1,61 @@
+"""Ctrl-C and SIGTERM as one exception, whatever the compare is doing when they arrive.
+
+While a compare runs, both signals raise :class:`Stopped` (a ``BaseException``, like
+``KeyboardInterrupt``), in training, testing, writing a run's files or rendering. Lightning
+keeps its own SIGTERM bookkeeping and calls the handler that was there before it (ours), so a
+stop inside ``Trainer.fit`` arrives the same way. The compare then keeps what finished, renders
+the report from it and exits 130 (SIGINT) or 143 (SIGTERM), as shells report those signals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from typing import Any, Iterator
+
+
+class Stopped(BaseException):
+    """The user (Ctrl-C) or the system (SIGTERM) asked the compare to stop."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+_received: int | None = None
+
+
+def requested() -> int | None:
+    """The signal that asked this process to stop, if one did (even if its exception was swallowed:
+    a stop that lands inside a library's import can be caught there and resurface as another error)."""
+    return _received
+
+
+def _raise(signum: int, frame: Any) -> None:
+    global _received
+    _received = signum
+    raise Stopped(signum)
+
+
+@contextlib.contextmanager
+def stops_as_exceptions() -> Iterator[None]:
+    """Within: SIGINT and SIGTERM raise :class:`Stopped`; the previous handlers come back after.
+
+    Only the main thread can own signal handlers; elsewhere (a worker thread) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in previous:
+        signal.signal(s, _raise)
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
