@@ -91,8 +91,13 @@ def stacked_logits(weights: Sequence[torch.Tensor], biases: Sequence[torch.Tenso
         x = x.expand(g, *x.shape[1:])
     w0, b0 = weights[0], biases[0]
     out0, batch = w0.shape[1], x.shape[1]
-    # [G, M*out, in] @ [G, in, B] -> [G, M*out, B]: one GEMM per seed group (members share x).
-    h = torch.baddbmm(b0.reshape(g, m * out0, 1), w0.reshape(g, m * out0, -1), x.transpose(1, 2))
+    if g == 1 and not w0.is_contiguous():
+        # Members' weights are slices of one [P, n] population tensor (population.py): merging them
+        # into one GEMM would copy them all first, so each member multiplies its own slice instead.
+        h = torch.baddbmm(b0.unsqueeze(2), w0, x[0].T.unsqueeze(0).expand(k, -1, -1))
+    else:
+        # [G, M*out, in] @ [G, in, B] -> [G, M*out, B]: one GEMM per seed group (members share x).
+        h = torch.baddbmm(b0.reshape(g, m * out0, 1), w0.reshape(g, m * out0, -1), x.transpose(1, 2))
     h = h.relu_().view(k, out0, batch)
     last = len(weights) - 1
     for i in range(1, len(weights)):

@@ -136,15 +136,14 @@ def _write_setup(out: Path, config: CompareConfig, runs: list[RunPlan], data_fol
                  arrays: "idx.FashionMNISTArrays", device_name: str, extra: dict[str, Any] | None) -> None:
     """config.json (what runs, on what) and samples.json (the images the report's grids show)."""
     n_train = len(arrays.train_labels)
-    if (out / results.CONFIG_FILE).exists() and (out / results.SAMPLES_FILE).exists():
-        return
     # samples.json first, config.json last: config.json's presence marks a finished setup (a stop in
     # between leaves a folder that the next start completes, or removes if it created it).
-    results.write_json(out / results.SAMPLES_FILE, {
-        "train_images": arrays.train_images[:GRID_IMAGES].reshape(-1, 28 * 28).tolist(),
-        "train_labels": arrays.train_labels[:GRID_IMAGES].tolist(),
-        "test_images": arrays.test_images[:GRID_IMAGES].reshape(-1, 28 * 28).tolist(),
-    }, indent=None)
+    if not (out / results.SAMPLES_FILE).exists():
+        results.write_json(out / results.SAMPLES_FILE, {
+            "train_images": arrays.train_images[:GRID_IMAGES].reshape(-1, 28 * 28).tolist(),
+            "train_labels": arrays.train_labels[:GRID_IMAGES].tolist(),
+            "test_images": arrays.test_images[:GRID_IMAGES].reshape(-1, 28 * 28).tolist(),
+        }, indent=None)
     if (out / results.CONFIG_FILE).exists():
         return
     results.write_json(out / results.CONFIG_FILE, {
@@ -234,7 +233,7 @@ def _run(out: Path, config: CompareConfig, runs: list[RunPlan], data_folder: Pat
         ckpt = group_checkpoint(out, group)
         start = f"resuming from {ckpt}" if ckpt.exists() else "in lockstep"
         echo(f"runs {first}-{done} of {len(runs)}: {', '.join(r.name for r in group)} - {start} on "
-             f"{device_name}, {config.epochs} epochs, batch {config.batch_size}")
+             f"{device_name}, {config.epochs} epoch{'s' if config.epochs != 1 else ''}, batch {config.batch_size}")
         echo(f"watch live: tensorboard --logdir {out / 'tensorboard'}")
         # The group's seeds come from its runs' plans: the one source of every run's seed.
         seeds = list(dict.fromkeys(r.seed for r in group))
