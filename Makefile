@@ -31,6 +31,7 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/bench_compare.py
+	$(PY) benchmarks/bench_population.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
