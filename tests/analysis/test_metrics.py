@@ -1,4 +1,3 @@
-import pytest
 import torch
 
 from fmnist_pl.analysis import metrics

@@ -10,7 +10,7 @@ def test_split_is_the_reference_split(fake_data):
     arrays = load_arrays(fake_data, counts=None)
     dm = FashionMNISTDataModule(arrays=arrays, val_size=100, seeds=[1])
     dm.prepare()
-    (tx, ty), (vx, vy), (sx, sy) = dm.splits["train"], dm.splits["val"], dm.splits["test"]
+    (tx, ty), (vx, _), (sx, _) = dm.splits["train"], dm.splits["val"], dm.splits["test"]
     assert (len(tx), len(vx), len(sx)) == (500, 100, 200)
     # validation = the FIRST images of the training file, pixels / 255
     assert torch.equal(vx[0], arrays.train_images[0].flatten().float() / 255)

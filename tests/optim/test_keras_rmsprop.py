@@ -7,7 +7,7 @@ import torch
 
 from fmnist_pl.optim import registry as optimizers
 from fmnist_pl.optim.keras_rmsprop import KerasRMSprop
-from fmnist_pl.optim.registry import REGISTRY, OptimizerError, parse_overrides, resolve
+from fmnist_pl.optim.registry import resolve
 
 
 @pytest.mark.parametrize("fused", [False, True], ids=["foreach", "compiled"])
