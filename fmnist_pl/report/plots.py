@@ -89,21 +89,29 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence[str]
 
 def image_grid(images: Any, labels: Sequence[int], predictions: Sequence[int] | None,
                class_names: Sequence[str], title: str = "", cols: int = 10) -> Figure:
-    """Images with their labels; with predictions, mistakes are red and show 'pred (true)'."""
+    """Images with their labels; with predictions, mistakes are red and show 'pred (true)'.
+
+    One mosaic in one axes, the labels as text above each cell: drawing forty axes cost most of a
+    report's time (~0.8 s a grid vs ~0.2 s), and a report has one grid per run.
+    """
     rows = -(-len(labels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.25, rows * 1.5))
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= len(labels):
-            continue
-        ax.imshow(np.asarray(images[i], dtype=np.uint8).reshape(28, 28), cmap="binary")
+    cell_w, cell_h = 28 + 4, 28 + 16  # image plus a margin, and room for two lines of label above it
+    mosaic = np.zeros((rows * cell_h, cols * cell_w), dtype=np.uint8)
+    for i in range(len(labels)):
+        r, c = divmod(i, cols)
+        top, left = r * cell_h + cell_h - 28 - 2, c * cell_w + 2
+        mosaic[top:top + 28, left:left + 28] = np.asarray(images[i], dtype=np.uint8).reshape(28, 28)
+    fig, ax = plt.subplots(figsize=(cols * 1.25, rows * 1.5))
+    ax.imshow(mosaic, cmap="binary", interpolation="nearest", vmin=0, vmax=255)
+    ax.axis("off")
+    for i in range(len(labels)):
+        r, c = divmod(i, cols)
+        x, y = c * cell_w + cell_w / 2, r * cell_h + cell_h - 28 - 3
         true = class_names[labels[i]]
-        if predictions is None:
-            ax.set_title(true, fontsize=7)
-        else:
-            pred = class_names[predictions[i]]
-            wrong = predictions[i] != labels[i]
-            ax.set_title(f"{pred}\n({true})" if wrong else pred, fontsize=7, color="red" if wrong else "black")
+        wrong = predictions is not None and predictions[i] != labels[i]
+        text = true if predictions is None else (f"{class_names[predictions[i]]}\n({true})" if wrong
+                                                 else class_names[predictions[i]])
+        ax.text(x, y, text, ha="center", va="bottom", fontsize=7, color="red" if wrong else "black")
     fig.suptitle(title + ("  (red: wrong, true label in brackets)" if predictions is not None else ""), fontsize=9)
     return fig
 
