@@ -15,16 +15,15 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from fmnist_pl.architecture import IN_FEATURES, NUM_CLASSES, REFERENCE_HIDDEN
+from fmnist_pl.architecture import REFERENCE_HIDDEN, layer_sizes
 
 
 class MLP(nn.Module):
     """Flatten -> Dense(h, ReLU)... -> Dense(10) logits; 266,610 parameters for hidden=(300, 100)."""
 
-    def __init__(self, hidden: Sequence[int] = REFERENCE_HIDDEN, in_features: int = IN_FEATURES,
-                 num_classes: int = NUM_CLASSES) -> None:
+    def __init__(self, hidden: Sequence[int] = REFERENCE_HIDDEN) -> None:
         super().__init__()
-        sizes = [in_features, *hidden, num_classes]
+        sizes = layer_sizes(hidden)
         layers: list[nn.Module] = [nn.Flatten()]
         for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             linear = nn.Linear(fan_in, fan_out)
