@@ -16,9 +16,9 @@ from typing import Any
 
 from fmnist_pl import results
 from fmnist_pl.analysis import stats
+from fmnist_pl.analysis.metrics import REPORT_DIGITS  # rankings tie at the reports' two decimals
 from fmnist_pl.architecture import arch_name, parameter_count
 
-REPORT_DIGITS = 2  # rankings tie at the classification reports' two decimals (the reference's)
 OVERFIT_PATIENCE = 3  # "overfits": validation loss above its minimum for this many final epochs...
 OVERFIT_TOLERANCE = 0.01  # ...each by more than this (relative); a one-epoch uptick is noise, not overfitting
 
