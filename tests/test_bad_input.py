@@ -171,6 +171,18 @@ def _start(tmp_path: Path, name: str) -> subprocess.Popen:
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
+def _wait_until_caught(proc: subprocess.Popen, signum: int, deadline: float = 60) -> None:
+    """Until ``proc`` has a handler for ``signum`` (the SigCgt mask in /proc/PID/status)."""
+    end = time.time() + deadline
+    while True:
+        assert proc.poll() is None and time.time() < end
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:")).split()[1], 16)
+        if caught & (1 << (signum - 1)):
+            return
+        time.sleep(0.002)
+
+
 def _wait_for(proc: subprocess.Popen, path: Path, deadline: float = 300) -> None:
     end = time.time() + deadline
     while not path.exists():
@@ -187,7 +199,9 @@ def test_sigterm_at_any_phase_exits_143_with_one_line_and_resume_finishes(finish
     proc = _start(tmp_path, "stop")
     folder = tmp_path / "stop"
     if phase == "importing":
-        time.sleep(0.5)
+        # As soon as the CLI's entry point catches SIGTERM (before it, Python's own start-up ends the
+        # process the ordinary way), while the compare imports torch and Lightning.
+        _wait_until_caught(proc, signal.SIGTERM)
     elif phase == "setup written":
         _wait_for(proc, folder / "config.json")
     else:
