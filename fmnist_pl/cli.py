@@ -61,13 +61,26 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def _config(*, optimizers: str, set_: list[str], hidden: list[str], data_dir: Optional[Path], output_dir: Path,
-            **options: object) -> CompareConfig:
-    """The shared options -> a validated config (raises the one-line user errors)."""
-    sizes = [parse_hidden(h) for h in hidden]
-    return CompareConfig(optimizers=tuple(n.strip() for n in optimizers.split(",") if n.strip()),
-                         overrides=tuple(set_), hidden=sizes[0], more_hidden=tuple(sizes[1:]),
-                         data_dir=str(data_dir) if data_dir else None, output_dir=str(output_dir), **options)
+def _fields(name: str, value: object) -> dict[str, object]:
+    """One command-line option -> the CompareConfig field(s) it sets, in the config's own form."""
+    if name == "optimizers":
+        return {"optimizers": tuple(n.strip() for n in str(value).split(",") if n.strip())}
+    if name == "set_":
+        return {"overrides": tuple(value)}  # type: ignore[arg-type]
+    if name == "hidden":
+        sizes = [parse_hidden(h) for h in value]  # type: ignore[union-attr]
+        return {"hidden": sizes[0], "more_hidden": tuple(sizes[1:])}
+    if name in ("data_dir", "output_dir"):
+        return {name: str(value) if value else None}
+    return {name: value}
+
+
+def _config(**options: object) -> CompareConfig:
+    """The options -> a validated config (raises the one-line user errors)."""
+    fields: dict[str, object] = {}
+    for name, value in options.items():
+        fields |= _fields(name, value)
+    return CompareConfig(**fields)  # type: ignore[arg-type]
 
 
 @app.command()
@@ -148,17 +161,7 @@ def _given(ctx: typer.Context) -> dict[str, object]:
         source = ctx.get_parameter_source(name)  # Click's ParameterSource (Typer may vendor Click)
         if name in ("resume", "progress") or source is None or source.name == "DEFAULT":
             continue
-        if name == "optimizers":
-            out["optimizers"] = tuple(n.strip() for n in str(value).split(",") if n.strip())
-        elif name == "set_":
-            out["overrides"] = tuple(value)
-        elif name == "hidden":
-            sizes = [parse_hidden(h) for h in value]
-            out["hidden"], out["more_hidden"] = sizes[0], tuple(sizes[1:])
-        elif name in ("data_dir", "output_dir"):
-            out[name] = str(value)
-        else:
-            out[name] = value
+        out |= _fields(name, value)
     return out
 
 

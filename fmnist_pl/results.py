@@ -111,15 +111,20 @@ def run_dir(folder: Path, run: str) -> Path:
 
 def read_checked(path: Path, model: Any) -> Any:
     """Read a JSON file and validate it against a schema model (:mod:`fmnist_pl.schema`); one-line errors."""
-    from pydantic import TypeAdapter, ValidationError
-
-    from fmnist_pl.schema import one_line
-
     try:
         data = read_json(path)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ResultsError(f"{path} is not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]}); "
                            "it was damaged: restore it, or delete it and re-run") from None
+    return check(path, data, model)
+
+
+def check(path: Path, data: Any, model: Any) -> Any:
+    """Validate ``data`` read from ``path`` against a schema model; one-line errors naming file and field."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from fmnist_pl.schema import one_line
+
     adapter = model if isinstance(model, TypeAdapter) else TypeAdapter(model)
     try:
         adapter.validate_python(data)
@@ -151,7 +156,7 @@ def load_compare(folder: Path) -> dict[str, Any]:
     if isinstance(found, int) and not isinstance(found, bool) and found < FORMAT_VERSION:
         raise ResultsError(f"{folder} holds results format {found} (fmnist-pl 0.1); this version reads format "
                            f"{FORMAT_VERSION}: re-run the compare with this version (its folder is left as is)")
-    config = read_checked(config_path, schema.ConfigFile)
+    config = check(config_path, raw, schema.ConfigFile)
     runs, missing = [], []
     for planned in config["runs"]:
         folder_of_run = run_dir(folder, planned["run"])

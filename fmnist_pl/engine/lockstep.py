@@ -35,8 +35,7 @@ class MemberResult:
     """Everything training produced for one member, as data for the results writer."""
 
     plan: RunPlan
-    history: MemberHistory
-    test: dict[str, dict[str, Any]]  # "last"/"best": {"loss", "predictions"}
+    history: MemberHistory  # its .test: "last"/"best" -> {"loss", "predictions"}
     test_targets: list[int]
     last_state: dict[str, torch.Tensor]  # plain-MLP state_dicts
     best_state: dict[str, torch.Tensor]
@@ -326,7 +325,7 @@ class LitLockstep(pl.LightningModule):
         """Each member's history, test predictions, weights and optimizer state (after ``trainer.test``)."""
         best = self.best_tensors()
         return [MemberResult(
-            plan=plan, history=hist, test=hist.test, test_targets=self._test_targets,
+            plan=plan, history=hist, test_targets=self._test_targets,
             last_state=self.net.member_state_dict(k), best_state=self.net.member_state_dict(k, best),
             optimizer_state=self.member_optimizer_state(k),
             optimizer_implementation=implementation(self._member_optimizer(k)),

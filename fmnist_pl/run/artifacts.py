@@ -30,8 +30,8 @@ def write_run(member: MemberResult, out_dir: Path, fit_seconds: float, logger: A
     targets = torch.tensor(member.test_targets)
     test: dict[str, Any] = {}
     for which in ("last", "best"):
-        metrics = classification_metrics(torch.tensor(member.test[which]["predictions"]), targets)
-        test[which] = metrics | {"loss": member.test[which]["loss"],
+        metrics = classification_metrics(torch.tensor(hist.test[which]["predictions"]), targets)
+        test[which] = metrics | {"loss": hist.test[which]["loss"],
                                  "report": classification_report_dict(metrics, CLASS_NAMES)}
     epoch_seconds = [row["seconds"] for row in hist.epochs]
     best_val_loss = hist.best_val_loss if math.isfinite(hist.best_val_loss) else None
@@ -51,7 +51,7 @@ def write_run(member: MemberResult, out_dir: Path, fit_seconds: float, logger: A
     }
     results.write_history(run_dir, hist.epochs)
     results.write_json(run_dir / results.PREDICTIONS_FILE,
-                       {"targets": member.test_targets, **{w: member.test[w]["predictions"] for w in ("last", "best")}})
+                       {"targets": member.test_targets, **{w: hist.test[w]["predictions"] for w in ("last", "best")}})
     results.atomic_write_text(run_dir / "classification_report.txt", classification_report_text(test["last"]["report"]))
     common = {"hidden": list(plan.hidden), "optimizer": plan.optimizer.to_dict(), "seed": plan.seed}
     results.atomic_torch_save(run_dir / "checkpoints" / "last.pt", common | {

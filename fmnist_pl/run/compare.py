@@ -94,8 +94,8 @@ def check_device(config: CompareConfig, runs: list[RunPlan]) -> None:
     if config.accelerator == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("--accelerator mps, but this machine has no Apple GPU (MPS); use --accelerator cpu or auto")
     device, _ = _device(config.accelerator)
-    biggest = max(groups(runs, config.separate), key=lambda g: group_bytes(g[0].hidden, len(g), config.batch_size))
-    need = group_bytes(biggest[0].hidden, len(biggest), config.batch_size)
+    need, biggest = max(((group_bytes(g[0].hidden, len(g), config.batch_size), g) for g in groups(runs, config.separate)),
+                        key=lambda pair: pair[0])
     free, where = available_bytes(device)
     if free is not None and need > free:
         raise ConfigError(f"the largest lockstep group ({len(biggest)} runs of hidden "
