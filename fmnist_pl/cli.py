@@ -87,11 +87,15 @@ def _config(**options: object) -> CompareConfig:
 def compare(
     ctx: typer.Context,
     epochs: Epochs = 30, batch_size: BatchSize = 32, optimizers: Optimizers = DEFAULT_OPTIMIZERS,
-    lr: Annotated[Optional[float], typer.Option(help="One learning rate for every optimizer.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="One learning rate for every gradient optimizer "
+                                                "(gradient-free ones keep theirs; see --set).")] = None,
     set_: Set = [], seed: Seed = 42, seeds: Seeds = 1, hidden: Hidden = ["300,100"], target: Target = 0.88,
     accelerator: Accelerator = "auto", data_dir: DataDir = None, download: Download = False,
     output_dir: OutputDir = Path("outputs"), name: Name = None, limit_train_batches: LimitTrainBatches = None,
     progress: Progress = True, separate: Separate = False,
+    time_budget: Annotated[Optional[float], typer.Option(
+        help="Stop every run after this many seconds of training (each run then trains alone), to compare "
+             "methods at equal time; --epochs still caps it.")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the compare in this folder (its own settings).")] = None,
 ) -> None:
     """Train every optimizer on Fashion-MNIST, then write the HTML report and print the ranking."""
@@ -102,7 +106,7 @@ def compare(
             optimizers=optimizers, set_=set_, hidden=hidden, data_dir=data_dir, output_dir=output_dir,
             epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, seeds=seeds, target=target,
             accelerator=accelerator, download=download, name=name, limit_train_batches=limit_train_batches,
-            progress=progress, separate=separate)
+            progress=progress, separate=separate, time_budget=time_budget)
     except USER_ERRORS as exc:
         fail(str(exc))
     run_and_report(lambda: run_compare(config, resume=resume is not None, echo=typer.echo))
@@ -224,11 +228,13 @@ def report(folder: Path = typer.Argument(..., help="A compare folder, e.g. outpu
 
 @app.command("list-optimizers")
 def list_optimizers() -> None:
-    """Print the optimizer registry with each optimizer's hyperparameters."""
-    for info in REGISTRY.values():
-        params = ", ".join(f"{k}={v}" for k, v in info.defaults.items())
-        typer.echo(f"{info.name:14} {info.class_name:13} {params}")
-        typer.echo(f"{'':14} {info.description}")
+    """Print the optimizer registry, gradient and gradient-free, with each one's hyperparameters."""
+    for kind in ("gradient", "gradient-free"):
+        typer.echo(f"{kind} optimizers:")
+        for info in (i for i in REGISTRY.values() if i.kind == kind):
+            params = ", ".join(f"{k}={v}" for k, v in info.defaults.items())
+            typer.echo(f"  {info.name:14} {info.class_name:16} {params}")
+            typer.echo(f"  {'':14} {info.description}")
 
 
 def main() -> None:

@@ -56,6 +56,7 @@ class CompareConfig:
     lrs: tuple[float, ...] = ()  # a learning-rate grid: every optimizer runs at each (used by sweep)
     target: float | None = 0.88  # report epochs/seconds to this validation accuracy (AlgoPerf's time-to-result)
     val_size: int = VAL_SIZE  # the first N training images validate (reference: 5,000); small data in tests
+    time_budget: float | None = None  # seconds of training per run (the reference asked for time as a criterion)
 
     def __post_init__(self) -> None:
         for key in ("epochs", "batch_size", "seeds", "val_size"):
@@ -71,6 +72,9 @@ class CompareConfig:
         for hidden in (self.hidden, *self.more_hidden):
             if not hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
                 raise ConfigError(f"--hidden must list layer sizes >= 1 like 300,100, got {hidden!r}")
+        if self.time_budget is not None and (isinstance(self.time_budget, bool) or not isinstance(
+                self.time_budget, (int, float)) or not math.isfinite(self.time_budget) or self.time_budget <= 0):
+            raise ConfigError(f"--time-budget must be a number of seconds > 0, got {self.time_budget!r}")
         if self.target is not None and not 0 < self.target <= 1:
             raise ConfigError(f"--target must be a validation accuracy in (0, 1], got {self.target!r}")
         if self.accelerator not in ("auto", "cpu", "gpu", "cuda", "mps"):
@@ -88,6 +92,12 @@ class CompareConfig:
     @property
     def architecture_list(self) -> list[tuple[int, ...]]:
         return list(dict.fromkeys([tuple(self.hidden), *(tuple(h) for h in self.more_hidden)]))
+
+    @property
+    def trains_alone(self) -> bool:
+        """Every run trains in its own group: asked for, or under a time budget, where a run's seconds
+        must be its own (K runs in lockstep would share one budget)."""
+        return self.separate or self.time_budget is not None
 
     @property
     def seed_list(self) -> list[int]:

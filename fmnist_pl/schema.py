@@ -72,6 +72,9 @@ class HistoryRow(_Model):
     val_loss: float
     val_acc: float
     seconds: float
+    # Running totals (format 2 folders written before gradient-free methods lack them).
+    images: int | None = Field(default=None, ge=0)
+    evaluations: int | None = Field(default=None, ge=0)
 
 
 History = TypeAdapter(list[HistoryRow])

@@ -12,19 +12,16 @@ A run's numbers do not depend on its companions (see ``_stacked_layer`` in ``mlp
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
-import torchmetrics
 from torch import nn
 
-from fmnist_pl.architecture import IN_FEATURES, NUM_CLASSES, REFERENCE_HIDDEN
+from fmnist_pl.architecture import IN_FEATURES, REFERENCE_HIDDEN
 from fmnist_pl.config import RunPlan
 from fmnist_pl.engine.cuda_graph import CapturedStep
+from fmnist_pl.engine.evaluated import LitEvaluated
 from fmnist_pl.engine.history import MemberHistory
 from fmnist_pl.engine.mlp import StackedMLP, seeded_mlp
 from fmnist_pl.optim.registry import build_shared, implementation
@@ -45,7 +42,7 @@ class MemberResult:
     lockstep_runs: int
 
 
-class LitLockstep(pl.LightningModule):
+class LitLockstep(LitEvaluated):
     """K runs of one architecture in lockstep; manual optimization.
 
     One backward of the summed loss, then each member's optimizer steps on that member's
@@ -64,12 +61,11 @@ class LitLockstep(pl.LightningModule):
 
     def __init__(self, members: Sequence[RunPlan], hidden: Sequence[int] = REFERENCE_HIDDEN,
                  use_cuda_graphs: bool = True, compile_fused: bool = True) -> None:
-        super().__init__()
+        super().__init__(members)
         self.save_hyperparameters({"members": [m.to_dict() for m in members], "hidden": list(hidden),
                                    "use_cuda_graphs": use_cuda_graphs, "compile_fused": compile_fused})
         self.automatic_optimization = False
         self.use_cuda_graphs, self.compile_fused = use_cuda_graphs, compile_fused
-        self.members = list(members)
         seeds = [m.seed for m in self.members]
         self.group_seeds = list(dict.fromkeys(seeds))
         per_group = len(seeds) // len(self.group_seeds)
@@ -79,17 +75,8 @@ class LitLockstep(pl.LightningModule):
         for i, p in enumerate(self.net.parameters_in_order()):
             # The weights of each member's best validation epoch (early stopping's answer).
             self.register_buffer(f"best_{i}", p.detach().clone())
-        self.register_buffer("active", torch.ones(len(self.members), dtype=torch.bool))
-        self.histories = [MemberHistory() for _ in self.members]
         self._views: list[list[nn.Parameter]] = []
-        self.val_acc = torchmetrics.classification.MulticlassAccuracy(
-            NUM_CLASSES, average="micro", multidim_average="samplewise")
         self._captured: CapturedStep | None = None
-        self.previous_fit_seconds = 0.0  # training time before the checkpoint this fit resumed from
-        self._fit_clock: float | None = None
-        self._test: dict[str, dict[str, Any]] = {}
-        self._test_targets: list[int] = []
-        self._reset_epoch_sums()
 
     # ----------------------------------------------------------------- optimizers
     def optimizer_groups(self) -> dict[str, list[int]]:
@@ -139,13 +126,8 @@ class LitLockstep(pl.LightningModule):
                 "state": [{n: (t.detach().cpu().clone() if torch.is_tensor(t) else t)
                            for n, t in opt.state.get(v, {}).items()} for v in self._views[k]]}
 
-    def fit_seconds(self) -> float:
-        """Wall seconds of training so far, across interruptions (each resume adds its own)."""
-        now = time.perf_counter() - self._fit_clock if self._fit_clock is not None else 0.0
-        return self.previous_fit_seconds + now
-
     def on_fit_start(self) -> None:
-        self._fit_clock = time.perf_counter()
+        super().on_fit_start()
         datamodule = getattr(self.trainer, "datamodule", None)
         seeds = getattr(datamodule, "seeds", None)
         # One source of truth for seeds: the runs' plans. The data must shuffle for exactly these.
@@ -158,29 +140,10 @@ class LitLockstep(pl.LightningModule):
                 view.data = p.data[k]
 
     # ----------------------------------------------------------------- training
-    def _reset_epoch_sums(self) -> None:
-        # Zeroed in place, never reallocated: a captured CUDA graph keeps writing to these.
-        k, device = len(self.members), self.active.device
-        sums = getattr(self, "_train_loss_sum", None)
-        if sums is None or sums.device != device:
-            self._train_loss_sum = torch.zeros(k, device=device, dtype=torch.float64)
-            self._train_correct = torch.zeros(k, device=device, dtype=torch.long)
-            self._val_loss_sum = torch.zeros(k, device=device, dtype=torch.float64)
-        else:
-            for t in (self._train_loss_sum, self._train_correct, self._val_loss_sum):
-                t.zero_()
-        self._train_seen = 0
-        self._val_seen = 0
-
     def member_targets(self, y: torch.Tensor) -> torch.Tensor:
         """``y: [G, B]`` -> ``[K, B]``, each member getting its seed group's labels."""
         per_group = len(self.members) // y.shape[0]
         return y.repeat_interleave(per_group, dim=0) if per_group > 1 else y
-
-    @staticmethod
-    def member_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Per-member, per-image cross-entropy ``[K, B]`` from logits ``[K, C, B]``."""
-        return F.cross_entropy(logits, targets, reduction="none")
 
     def on_train_start(self) -> None:
         # Every real optimizer steps raw (LightningOptimizer.step's bookkeeping would cost more than
@@ -195,10 +158,6 @@ class LitLockstep(pl.LightningModule):
             shape = torch.Size([len(self.group_seeds), datamodule.batch_size, IN_FEATURES])
             self._captured = CapturedStep(lambda x, y: self._step(x, y, lambda loss: loss.backward()),
                                           self._clear_grads, shape, self.device)
-
-    def on_train_epoch_start(self) -> None:
-        self._reset_epoch_sums()
-        self._epoch_started = time.perf_counter()
 
     def _step(self, x: torch.Tensor, y: torch.Tensor, backward: Any) -> None:
         """One training step of every member: forward, one backward, each optimizer, epoch sums.
@@ -239,87 +198,30 @@ class LitLockstep(pl.LightningModule):
         if batch_idx == 0:  # Lightning counts wrapper steps only inside training_step
             self._clock.step()
         self._train_seen += y.shape[1]
+        self._train_evaluations += y.shape[1]  # one forward (and its backward) per image
 
-    # ----------------------------------------------------------------- validation
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        x, y = batch
-        logits = self.net(x)
-        targets = y.expand(len(self.members), -1)
-        self._val_loss_sum += self.member_losses(logits, targets).sum(1)
-        self._val_seen += len(y)
-        self.val_acc.update(logits.argmax(1), targets)
+    # ----------------------------------------------------------------- what LitEvaluated asks
+    def member_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
 
-    def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking:
-            return
-        self._val_loss = (self._val_loss_sum / max(self._val_seen, 1)).tolist()
-        self._val_acc = torch.atleast_1d(self.val_acc.compute()).tolist()  # torchmetrics squeezes K=1
-        self.val_acc.reset()
-        self._val_loss_sum.zero_()
-        self._val_seen = 0
+    def best_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.logits_with(self.best_tensors(), x)
+
+    def keep_best(self, k: int) -> None:
+        with torch.no_grad():
+            for b, p in zip(self.best_tensors(), self.net.parameters_in_order()):
+                b[k].copy_(p[k])
 
     def on_train_epoch_end(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        seconds = time.perf_counter() - self._epoch_started
-        epoch = self.current_epoch + 1
-        n = len(self.members)
-        train_loss = (self._train_loss_sum / max(self._train_seen, 1)).tolist()
-        train_acc = (self._train_correct.double() / max(self._train_seen, 1)).tolist()
-        val_loss = getattr(self, "_val_loss", [float("nan")] * n)
-        val_acc = getattr(self, "_val_acc", [float("nan")] * n)
-        stacked, best = self.net.parameters_in_order(), self.best_tensors()
-        for k, hist in enumerate(self.histories):
-            if not hist.finished:
-                continue
-            row = {"epoch": epoch, "train_loss": train_loss[k], "train_acc": train_acc[k],
-                   "val_loss": val_loss[k], "val_acc": val_acc[k], "seconds": seconds}
-            outcome = hist.record(row)
-            if outcome == "diverged":
-                self.active[k] = False
-                continue
-            if outcome == "best":
-                with torch.no_grad():
-                    for b, p in zip(best, stacked):
-                        b[k].copy_(p[k])
-            if self.loggers:
-                self.loggers[k].log_metrics(
-                    {"train/loss": train_loss[k], "train/acc": train_acc[k], "val/loss": val_loss[k],
-                     "val/acc": val_acc[k], "time/epoch_seconds": seconds}, step=epoch)
+        super().on_train_epoch_end()
         active = self.active.tolist()
         if active != self._active_list and self._captured is not None:
             self._captured.invalidate()  # the captured step still updates the diverged run: capture anew
         self._active_list = active
-        if not any(active):
-            self.trainer.should_stop = True
 
     def best_tensors(self) -> list[torch.Tensor]:
         """The stacked weights of every member's best validation epoch, in ``parameters_in_order``."""
         return [getattr(self, f"best_{i}") for i in range(len(self.net.parameters_in_order()))]
-
-    # ----------------------------------------------------------------- test
-    def on_test_epoch_start(self) -> None:
-        n = len(self.members)
-        self._test = {which: {"loss": torch.zeros(n, dtype=torch.float64, device=self.device), "predictions": []}
-                      for which in ("last", "best")}
-        self._test_targets = []
-
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        x, y = batch
-        targets = y.expand(len(self.members), -1)
-        for which, logits in (("last", self.net(x)), ("best", self.net.logits_with(self.best_tensors(), x))):
-            self._test[which]["predictions"].append(logits.argmax(1))
-            self._test[which]["loss"] += self.member_losses(logits, targets).sum(1)
-        self._test_targets.append(y)
-
-    def on_test_epoch_end(self) -> None:
-        target = torch.cat(self._test_targets)
-        for which in ("last", "best"):
-            preds = torch.cat(self._test[which]["predictions"], dim=1).tolist()
-            losses = (self._test[which]["loss"] / len(target)).tolist()
-            for k, hist in enumerate(self.histories):
-                hist.test[which] = {"loss": losses[k], "predictions": preds[k]}
-        self._test_targets = target.tolist()
 
     def results(self) -> list[MemberResult]:
         """Each member's history, test predictions, weights and optimizer state (after ``trainer.test``)."""
@@ -331,14 +233,3 @@ class LitLockstep(pl.LightningModule):
             optimizer_implementation=implementation(self._member_optimizer(k)),
             device=str(self.device), lockstep_runs=len(self.members),
         ) for k, (plan, hist) in enumerate(zip(self.members, self.histories))]
-
-    # ----------------------------------------------------------------- resume
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["fmnist_histories"] = [h.to_dict() for h in self.histories]
-        checkpoint["fmnist_fit_seconds"] = self.fit_seconds()
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = checkpoint.get("fmnist_histories")
-        if saved:
-            self.histories = [MemberHistory.from_dict(h) for h in saved]
-        self.previous_fit_seconds = float(checkpoint.get("fmnist_fit_seconds", 0.0))

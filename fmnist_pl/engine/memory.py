@@ -1,4 +1,4 @@
-"""How much memory a lockstep group needs, estimated before anything is allocated or written.
+"""How much memory a lockstep group (or a gradient-free run) needs, estimated before anything is allocated or written.
 
 So that ``--hidden 100000,100000`` or a huge grid is refused in one line, saying how much it
 needs and how much there is, instead of dying in an allocation half-way through a start.
@@ -26,6 +26,20 @@ def group_bytes(hidden: Sequence[int], members: int, batch_size: int, eval_batch
     train_activations = members * batch_size * widths * FLOAT * 3  # outputs, their gradients, ReLU masks
     eval_activations = members * eval_batch_size * widths * FLOAT * 2  # last and best weights' logits
     return weights + max(train_activations, eval_activations) + DATASET_BYTES
+
+
+# A search holds its population [P, n], the sampled noise, and the library's temporaries
+# (ranked weights, the gradient estimate; a GA's parents beside its children): about four copies.
+POPULATION_COPIES = 4
+
+
+def search_bytes(hidden: Sequence[int], popsize: int, batch_size: int, eval_batch_size: int = 5_000) -> int:
+    """Bytes one gradient-free run of population ``popsize`` scoring batches of ``batch_size`` needs at its peak."""
+    widths = sum(hidden) + NUM_CLASSES
+    population = popsize * parameter_count(hidden) * FLOAT * POPULATION_COPIES
+    train_activations = 2 * popsize * batch_size * widths * FLOAT  # a GA scores parents and children
+    eval_activations = eval_batch_size * widths * FLOAT * 2
+    return population + max(train_activations, eval_activations) + DATASET_BYTES
 
 
 def available_bytes(device: str) -> tuple[int | None, str]:

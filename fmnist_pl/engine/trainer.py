@@ -1,4 +1,4 @@
-"""A Lightning Trainer around one lockstep group: fit, test, hand back each run's results.
+"""A Lightning Trainer around one group (lockstep runs, or one gradient-free run): fit, test, hand back results.
 
 The Trainer gets one TensorBoard logger per run (``trainer.loggers[k]`` is run k's
 ``tensorboard/<run>``), an atomic epoch checkpoint of the whole group (what ``--resume``
@@ -25,11 +25,12 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from fmnist_pl import results
 from fmnist_pl.stops import Stopped
-from fmnist_pl.architecture import IN_FEATURES
+from fmnist_pl.architecture import IN_FEATURES, parameter_count
 from fmnist_pl.config import RunPlan
 from fmnist_pl.data.datamodule import FashionMNISTDataModule
 from fmnist_pl.engine.denormals import flush_denormals
 from fmnist_pl.engine.heap import retain_freed_memory
+from fmnist_pl.engine.evaluated import LitEvaluated
 from fmnist_pl.engine.lockstep import LitLockstep, MemberResult
 
 # Lightning warns that epochs shorter than log_every_n_steps log nothing per step: we log per
@@ -58,8 +59,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def make_trainer(out_dir: Path, runs: Sequence[str], epochs: int, accelerator: str, group_dir: Path,
-                 progress: bool = True, limit_train_batches: int | None = None) -> pl.Trainer:
-    """A Trainer whose ``loggers[k]`` is run k's TensorBoard run (``tensorboard/<run>``)."""
+                 progress: bool = True, limit_train_batches: int | None = None,
+                 time_budget: float | None = None) -> pl.Trainer:
+    """A Trainer whose ``loggers[k]`` is run k's TensorBoard run (``tensorboard/<run>``).
+
+    ``time_budget``: seconds of training after which the run stops (Lightning's ``max_time``,
+    checked after every step; the epoch it stops in is validated and recorded, partial).
+    """
     quiet_lightning()
     loggers = [TensorBoardLogger(save_dir=str(out_dir / "tensorboard"), name=run, version="",
                                  default_hp_metric=False) for run in runs]
@@ -78,6 +84,7 @@ def make_trainer(out_dir: Path, runs: Sequence[str], epochs: int, accelerator: s
         enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
         log_every_n_steps=10**9,  # we log per epoch, per run, ourselves
         limit_train_batches=limit_train_batches, deterministic=False, default_root_dir=str(group_dir),
+        max_time=None if time_budget is None else {"seconds": time_budget},
     )
 
 
@@ -118,16 +125,34 @@ class GroupResult:
     trainer: pl.Trainer  # its loggers[k] is run k's TensorBoard run, still open for the test scalars
 
 
+def is_search(group: Sequence[RunPlan]) -> bool:
+    """A group of one gradient-free run (the planner never mixes kinds: see ``run.plan.groups``)."""
+    return group[0].optimizer.info.gradient_free
+
+
+def build_module(group: Sequence[RunPlan]) -> LitEvaluated:
+    """The engine for a group: an EvoTorch search for a gradient-free run, else the lockstep ensemble."""
+    if is_search(group):
+        from fmnist_pl.engine.search import LitSearch
+
+        if len(group) != 1:
+            raise ValueError("a gradient-free run trains alone")
+        return LitSearch(group[0])
+    return LitLockstep(group, hidden=group[0].hidden)
+
+
 def train_group(group: Sequence[RunPlan], datamodule: FashionMNISTDataModule, out_dir: Path, epochs: int,
                 accelerator: str = "auto", progress: bool = True, limit_train_batches: int | None = None,
-                resume: Path | None = None, echo: Callable[[str], None] = print) -> GroupResult:
-    """Train ``group`` (runs of one architecture, seed-major) in lockstep, then test every run."""
+                resume: Path | None = None, echo: Callable[[str], None] = print,
+                time_budget: float | None = None) -> GroupResult:
+    """Train ``group`` (runs of one architecture, seed-major, or one gradient-free run), then test every run."""
     group_dir = group_checkpoint(out_dir, group).parent
-    model = LitLockstep(group, hidden=group[0].hidden)
+    model = build_module(group)
     trainer = make_trainer(out_dir, [r.name for r in group], epochs, accelerator, group_dir,
-                           progress, limit_train_batches)
-    compiled = sorted({r.optimizer.name for r in group if getattr(r.optimizer.info.cls, "fused_needs_compile", False)})
-    if compiled and trainer.strategy.root_device.type == "cpu" and model.compile_fused:
+                           progress, limit_train_batches, time_budget)
+    compiled = sorted({r.optimizer.name for r in group if not r.optimizer.info.gradient_free
+                       and getattr(r.optimizer.info.cls, "fused_needs_compile", False)})
+    if compiled and trainer.strategy.root_device.type == "cpu" and getattr(model, "compile_fused", False):
         echo(f"{', '.join(compiled)}: the first step compiles the fused update with torch.compile "
              "(seconds the first time on a machine, less once cached)")
     if resume is not None:
@@ -161,9 +186,12 @@ def check_checkpoint(path: Path, group: Sequence[RunPlan]) -> None:
     except Exception as exc:  # noqa: BLE001 - garbage bytes, a refused pickle, a truncated zip: all one answer
         raise results.ResultsError(f"{path} is not a valid checkpoint ({type(exc).__name__}); {fix}") from None
     histories = checkpoint.get("fmnist_histories") if isinstance(checkpoint, dict) else None
-    weights = checkpoint.get("state_dict", {}).get("net.weights.0") if isinstance(checkpoint, dict) else None
-    expected = (len(group), group[0].hidden[0], IN_FEATURES)
+    # The tensor that tells whose weights these are: a search's flat solution, a lockstep group's first layer.
+    key, expected = (("solution", (parameter_count(group[0].hidden),)) if is_search(group) else
+                     ("net.weights.0", (len(group), group[0].hidden[0], IN_FEATURES)))
+    weights = checkpoint.get("state_dict", {}).get(key) if isinstance(checkpoint, dict) else None
+    searched = not is_search(group) or isinstance(checkpoint.get("fmnist_searcher"), dict)
     if not isinstance(histories, list) or len(histories) != len(group) or weights is None \
-            or tuple(weights.shape) != expected:
+            or tuple(weights.shape) != expected or not searched:
         raise results.ResultsError(f"{path} does not hold this group's {len(group)} runs of hidden "
                                    f"{','.join(map(str, group[0].hidden))}; {fix}")

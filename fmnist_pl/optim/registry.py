@@ -1,4 +1,4 @@
-"""The optimizer registry: a name -> a ``torch.optim`` class and the hyperparameters to use.
+"""The optimizer registry: a name -> a ``torch.optim`` class (or an EvoTorch algorithm) and its hyperparameters.
 
 Modelled on timm's optimizer factory: each entry is a frozen :class:`OptimizerInfo`, the
 registry is a plain dict keyed by lower-case name, and an unknown name raises an error that
@@ -9,6 +9,10 @@ Add any ``torch.optim`` class (or your own ``Optimizer`` subclass) with :func:`r
 
     from fmnist_pl.optim import register
     register("radam", torch.optim.RAdam, lr=1e-3, description="RAdam, torch defaults")
+
+Gradient-free entries (``kind="gradient-free"``) name an EvoTorch search algorithm; they train
+by scoring a population of weight vectors (:mod:`fmnist_pl.optim.evolution`), and their
+``limits`` say which values each hyperparameter may take.
 """
 
 from __future__ import annotations
@@ -34,6 +38,14 @@ class OptimizerInfo:
     defaults: Mapping[str, Any]
     """Every hyperparameter the optimizer gets; ``--set`` may change exactly these keys."""
     description: str = ""
+    kind: str = "gradient"
+    """``gradient`` (a ``torch.optim`` optimizer stepping on gradients) or ``gradient-free`` (an EvoTorch searcher)."""
+    limits: Mapping[str, "Limit"] = field(default_factory=dict)
+    """Allowed values of some hyperparameters (others: any finite number >= 0, see ``_check_number``)."""
+
+    @property
+    def gradient_free(self) -> bool:
+        return self.kind == "gradient-free"
 
     @property
     def cls(self) -> type["Optimizer"]:
@@ -115,17 +127,53 @@ def build_shared(specs: list[OptimizerSpec], params: list[list[Any]], capturable
     return cls(groups, **kwargs)
 
 
+@dataclass(frozen=True)
+class Limit:
+    """The values one hyperparameter may take: a numeric range (``low_open``: excluding ``low``),
+    whole numbers only (``integer``), ``even`` ones, or one of ``choices`` (a string)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    integer: bool = False
+    even: bool = False
+    choices: tuple[Any, ...] = ()
+
+    def allows(self, value: Any) -> bool:
+        if self.choices:
+            return value in self.choices
+        if self.integer and (not isinstance(value, int) or isinstance(value, bool)):
+            return False
+        if self.even and value % 2:
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+    def __str__(self) -> str:
+        if self.choices:
+            return f"one of {', '.join(map(str, self.choices))}"
+        kind = "an even whole number" if self.even else "a whole number" if self.integer else "a number"
+        bounds = [f"{'>' if self.low_open else '>='} {self.low:g}"] if self.low is not None else []
+        bounds += [f"<= {self.high:g}"] if self.high is not None else []
+        return f"{kind} {' and '.join(bounds)}".strip()
+
+
 REGISTRY: dict[str, OptimizerInfo] = {}
 
 
-def register(name: str, cls: "type[Optimizer] | str", description: str = "", **defaults: Any) -> OptimizerInfo:
+def register(name: str, cls: "type[Optimizer] | str", description: str = "", kind: str = "gradient",
+             limits: Mapping[str, Limit] | None = None, **defaults: Any) -> OptimizerInfo:
     """Add ``cls`` (a class or ``"module:Class"``) to the registry under ``name`` (lower case).
 
     ``defaults`` are the hyperparameters it gets; they are also the keys ``--set`` may change.
+    ``kind="gradient-free"``: ``cls`` is an EvoTorch search algorithm (see :mod:`fmnist_pl.optim.evolution`).
     """
+    if kind not in ("gradient", "gradient-free"):
+        raise ValueError(f"kind must be gradient or gradient-free, got {kind!r}")
     key = name.lower()
     path = cls if isinstance(cls, str) else f"{cls.__module__}:{cls.__qualname__}"
-    info = OptimizerInfo(key, path, dict(defaults), description)
+    info = OptimizerInfo(key, path, dict(defaults), description, kind, dict(limits or {}))
     REGISTRY[key] = info
     return info
 
@@ -203,6 +251,8 @@ def get_info(name: str) -> OptimizerInfo:
 def _coerce(value: str, like: Any, where: str) -> Any:
     """Parse a ``--set`` string into the type of the default it replaces."""
     try:
+        if isinstance(like, str):
+            return value
         if isinstance(like, bool):
             if value.lower() in ("true", "1", "yes"):
                 return True
@@ -224,7 +274,12 @@ def _coerce(value: str, like: Any, where: str) -> Any:
         ) from None
 
 
-def _check_number(key: str, value: Any, where: str) -> None:
+def _check_number(key: str, value: Any, where: str, limit: Limit | None = None) -> None:
+    if limit is not None:
+        if not limit.allows(value):
+            raise OptimizerError(f"bad value {value!r} for {where}: must be {limit}")
+        if limit.choices:
+            return
     values = value if isinstance(value, tuple) else (value,)
     for v in values:
         if isinstance(v, bool):
@@ -270,7 +325,7 @@ def resolve(names: Iterable[str], lr: float | None = None,
     for name in names:
         info = get_info(name)
         hparams = dict(info.defaults)
-        if lr is not None:  # checked once, by the config (config.check_lr)
+        if lr is not None and not info.gradient_free:  # checked once, by the config (config.check_lr)
             hparams["lr"] = float(lr)
         for key, raw in overrides.get(name, {}).items():
             if key not in hparams:
@@ -279,7 +334,7 @@ def resolve(names: Iterable[str], lr: float | None = None,
                 )
             where = f"{name}.{key}"
             hparams[key] = _coerce(raw, hparams[key], where)
-            _check_number(key, hparams[key], where)
+            _check_number(key, hparams[key], where, info.limits.get(key))
         specs.append(OptimizerSpec(name, hparams))
     return specs
 
@@ -291,9 +346,71 @@ def check_buildable(specs: Iterable[OptimizerSpec]) -> None:
     import torch
 
     for spec in specs:
+        if spec.info.gradient_free:
+            _check_searcher(spec)
+            continue
         try:
             spec.build([torch.nn.Parameter(torch.zeros(1))])
         except (ValueError, TypeError, RuntimeError) as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__
             raise OptimizerError(f"{spec.name} ({spec.info.class_name}) rejects its hyperparameters: {reason}; "
                                  f"change the --set values for {spec.name}") from None
+
+
+def _check_searcher(spec: OptimizerSpec) -> None:
+    """Build the searcher on a small network, so that what EvoTorch itself rejects fails before training."""
+    import torch
+
+    from fmnist_pl.architecture import parameter_count
+    from fmnist_pl.optim.evolution import build_searcher, make_problem
+
+    hidden = (2,)
+    problem = make_problem(hidden, torch.zeros(parameter_count(hidden)), 0, spec.hparams)
+    try:
+        build_searcher(spec.info.cls, spec.kwargs(), problem)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise OptimizerError(f"{spec.name} ({spec.info.class_name}) rejects its hyperparameters: {reason}; "
+                             f"change the --set values for {spec.name}") from None
+
+
+# Gradient-free methods: EvoTorch's algorithms on the flat 266,610 weights, each starting from the
+# seed's Glorot weights. Shared by all: the population scores a mini-batch of `batch_size`
+# training images per generation (an epoch is still one pass over the 55,000 images), by
+# `fitness` (cross-entropy, or accuracy). Defaults were chosen by measurement: README,
+# "Gradient-free methods".
+_POPULATION = {"popsize": Limit(2, integer=True), "batch_size": Limit(1, integer=True),
+               "fitness": Limit(choices=("cross_entropy", "accuracy")), "stdev_init": Limit(0, low_open=True)}
+register("snes", "evotorch.algorithms:SNES",
+         "separable natural evolution strategy (EvoTorch SNES): a diagonal Gaussian, natural-gradient updates",
+         kind="gradient-free", limits=_POPULATION | {"center_learning_rate": Limit(0, low_open=True),
+                                                      "stdev_learning_rate": Limit(0, low_open=True)},
+         popsize=50, stdev_init=0.05, center_learning_rate=1.0, stdev_learning_rate=0.006,
+         batch_size=256, fitness="cross_entropy")
+register("pgpe", "evotorch.algorithms:PGPE",
+         "policy gradients with parameter-based exploration, symmetric sampling, ClipUp centre updates (EvoTorch PGPE)",
+         kind="gradient-free", limits=_POPULATION | {"popsize": Limit(2, integer=True, even=True),
+                                                      "center_learning_rate": Limit(0, low_open=True),
+                                                      "stdev_learning_rate": Limit(0, low_open=True),
+                                                      "stdev_max_change": Limit(0, low_open=True)},
+         popsize=50, stdev_init=0.05, center_learning_rate=0.05, stdev_learning_rate=0.1, stdev_max_change=0.2,
+         batch_size=256, fitness="cross_entropy")
+register("cem", "evotorch.algorithms:CEM",
+         "cross-entropy method (EvoTorch CEM): the next Gaussian is fitted to the elite fraction",
+         kind="gradient-free", limits=_POPULATION | {"parenthood_ratio": Limit(0, 1, low_open=True),
+                                                      "stdev_max_change": Limit(0, low_open=True)},
+         popsize=50, stdev_init=0.05, parenthood_ratio=0.5, stdev_max_change=0.2,
+         batch_size=256, fitness="cross_entropy")
+register("cmaes", "evotorch.algorithms:CMAES",
+         "separable (diagonal) CMA-ES (EvoTorch CMAES, separable=True): a full covariance over 266,610 "
+         "weights would need 284 GB",
+         kind="gradient-free", limits=_POPULATION | {"popsize": Limit(4, integer=True),
+                                                      "separable": Limit(choices=(True,))},
+         popsize=50, stdev_init=0.05, separable=True, batch_size=256, fitness="cross_entropy")
+register("ga", "evotorch.algorithms:GeneticAlgorithm",
+         "genetic algorithm (EvoTorch): tournament selection, two-point cross-over, Gaussian mutation, elitism",
+         kind="gradient-free", limits=_POPULATION | {"tournament_size": Limit(1, integer=True),
+                                                      "mutation_stdev": Limit(0, low_open=True),
+                                                      "mutation_probability": Limit(0, 1, low_open=True)},
+         popsize=50, tournament_size=4, mutation_stdev=0.01, mutation_probability=0.1, elitist=True,
+         stdev_init=0.05, batch_size=256, fitness="cross_entropy")

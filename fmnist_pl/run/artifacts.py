@@ -18,9 +18,15 @@ from fmnist_pl.data.idx import CLASS_NAMES
 from fmnist_pl.engine.lockstep import MemberResult
 
 
-def _state_bytes(state: dict[str, Any]) -> int:
-    return sum(t.numel() * t.element_size() for s in state["state"] for t in s.values()
-               if torch.is_tensor(t) and t.dim() > 0)
+def _state_bytes(state: Any) -> int:
+    """Bytes of the optimizer's (or searcher's) state tensors; step counters (0-d) are not counted."""
+    if torch.is_tensor(state):
+        return state.numel() * state.element_size() if state.dim() > 0 else 0
+    if isinstance(state, dict):
+        return sum(_state_bytes(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(_state_bytes(v) for v in state)
+    return 0
 
 
 def write_run(member: MemberResult, out_dir: Path, fit_seconds: float, logger: Any | None = None) -> dict[str, Any]:

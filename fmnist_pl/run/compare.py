@@ -86,7 +86,7 @@ def check_device(config: CompareConfig, runs: list[RunPlan]) -> None:
     """The accelerator asked for exists, and the largest lockstep group fits in its memory."""
     import torch
 
-    from fmnist_pl.engine.memory import available_bytes, gib, group_bytes
+    from fmnist_pl.engine.memory import available_bytes, gib, group_bytes, search_bytes
 
     if config.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--accelerator {config.accelerator}, but torch {torch.__version__} sees no CUDA GPU "
@@ -94,12 +94,23 @@ def check_device(config: CompareConfig, runs: list[RunPlan]) -> None:
     if config.accelerator == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("--accelerator mps, but this machine has no Apple GPU (MPS); use --accelerator cpu or auto")
     device, _ = _device(config.accelerator)
-    need, biggest = max(((group_bytes(g[0].hidden, len(g), config.batch_size), g) for g in groups(runs, config.separate)),
-                        key=lambda pair: pair[0])
+
+    def need(group: list[RunPlan]) -> int:
+        hp = group[0].optimizer.hparams
+        if group[0].optimizer.info.gradient_free:
+            return search_bytes(group[0].hidden, int(hp["popsize"]), int(hp["batch_size"]))
+        return group_bytes(group[0].hidden, len(group), config.batch_size)
+
+    most, biggest = max(((need(g), g) for g in groups(runs, config.trains_alone)), key=lambda pair: pair[0])
     free, where = available_bytes(device)
-    if free is not None and need > free:
+    if free is not None and most > free:
+        if biggest[0].optimizer.info.gradient_free:
+            raise ConfigError(f"{biggest[0].name} (population {biggest[0].optimizer.hparams['popsize']} of "
+                              f"{parameter_count(biggest[0].hidden):,} weights) needs about {gib(most)}, but only "
+                              f"{gib(free)} is {where}: use a smaller --set {biggest[0].optimizer.name}.popsize "
+                              "or smaller --hidden")
         raise ConfigError(f"the largest lockstep group ({len(biggest)} runs of hidden "
-                          f"{','.join(map(str, biggest[0].hidden))}) needs about {gib(need)} (weights, gradients, "
+                          f"{','.join(map(str, biggest[0].hidden))}) needs about {gib(most)} (weights, gradients, "
                           f"optimizer state, activations), but only {gib(free)} is {where}: use smaller --hidden, "
                           "fewer --seeds/--lrs/--optimizers, or --separate")
 
@@ -209,7 +220,7 @@ def _run(out: Path, config: CompareConfig, runs: list[RunPlan], data_folder: Pat
          arrays: "idx.FashionMNISTArrays | None", echo: Callable[[str], None], extra: dict[str, Any] | None) -> Path:
     """Setup, every lockstep group not yet finished, summary and report (see :func:`compare`)."""
     from fmnist_pl.data.datamodule import FashionMNISTDataModule
-    from fmnist_pl.engine.trainer import group_checkpoint, train_group
+    from fmnist_pl.engine.trainer import group_checkpoint, is_search, train_group
     from fmnist_pl.run.artifacts import write_run
 
     # Data errors (corrupt/truncated files) surface here, before anything is trained.
@@ -225,22 +236,32 @@ def _run(out: Path, config: CompareConfig, runs: list[RunPlan], data_folder: Pat
         echo("float32 matrix multiplies at full precision (no TF32), on purpose: GPU and CPU results then "
              "differ only by rounding")
     done = 0
-    for group in groups(runs, config.separate):
+    if config.time_budget is not None:
+        echo(f"every run trains alone for at most {config.time_budget:g} s (or {config.epochs} epochs), "
+             "so that each has the machine to itself for the same time")
+    for group in groups(runs, config.trains_alone):
         first, done = done + 1, done + len(group)
         if all((results.run_dir(out, r.name) / results.METRICS_FILE).exists() for r in group):
             echo(f"runs {first}-{done} of {len(runs)} already finished")
             continue
         ckpt = group_checkpoint(out, group)
-        start = f"resuming from {ckpt}" if ckpt.exists() else "in lockstep"
+        search = is_search(group)
+        hp = group[0].optimizer.hparams
+        # A search scores its population on its own fitness batch; gradient runs step on --batch-size.
+        batch_size = int(hp["batch_size"]) if search else config.batch_size
+        how = (f"population {hp['popsize']}, fitness batch {batch_size}" if search else
+               f"{'alone' if len(group) == 1 else 'in lockstep'}, batch {batch_size}")
+        start = f"resuming from {ckpt}" if ckpt.exists() else how
         echo(f"runs {first}-{done} of {len(runs)}: {', '.join(r.name for r in group)} - {start} on "
-             f"{device_name}, {config.epochs} epoch{'s' if config.epochs != 1 else ''}, batch {config.batch_size}")
+             f"{device_name}, {config.epochs} epoch{'s' if config.epochs != 1 else ''}")
         echo(f"watch live: tensorboard --logdir {out / 'tensorboard'}")
         # The group's seeds come from its runs' plans: the one source of every run's seed.
         seeds = list(dict.fromkeys(r.seed for r in group))
-        datamodule = FashionMNISTDataModule(arrays=arrays, batch_size=config.batch_size, seeds=seeds,
-                                            val_size=config.val_size)
+        datamodule = FashionMNISTDataModule(arrays=arrays, batch_size=batch_size, seeds=seeds,
+                                            stack_seeds=not search, val_size=config.val_size)
         trained = train_group(group, datamodule, out, config.epochs, config.accelerator, config.progress,
-                              config.limit_train_batches, resume=ckpt if ckpt.exists() else None, echo=echo)
+                              config.limit_train_batches, resume=ckpt if ckpt.exists() else None, echo=echo,
+                              time_budget=config.time_budget)
         for k, member in enumerate(trained.members):
             write_run(member, out, trained.fit_seconds, trained.trainer.loggers[k])
     finish(out)

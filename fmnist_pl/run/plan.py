@@ -31,6 +31,11 @@ def plan(config: CompareConfig) -> list[RunPlan]:
     """
     specs = registry.resolve(config.optimizers, config.lr, registry.parse_overrides(config.overrides))
     registry.check_buildable(specs)
+    searches = [s.name for s in specs if s.info.gradient_free]
+    if config.lrs and searches:
+        raise ConfigError(f"a learning-rate grid (--lrs) trains gradient optimizers; {', '.join(searches)} "
+                          f"{'is' if len(searches) == 1 else 'are'} gradient-free: compare "
+                          f"{'it' if len(searches) == 1 else 'them'} without --lrs, or set their own rates with --set")
     count = len(config.architecture_list) * config.seeds * len(specs) * max(1, len(config.lrs))
     if count > MAX_RUNS:
         raise ConfigError(f"this compare plans {count:,} runs (architectures x seeds x optimizers x learning rates); "
@@ -60,15 +65,18 @@ def check_unique(runs: Sequence[RunPlan]) -> None:
 
 
 def groups(runs: Sequence[RunPlan], separate: bool = False) -> list[list[RunPlan]]:
-    """Lockstep groups: one per architecture (its runs keep their seed-major order), or one per run.
+    """Training groups: the gradient runs of one architecture in lockstep (in their seed-major
+    order), and every gradient-free run alone (a search is its own batched population).
 
     A run's numbers do not depend on its group (the engine guarantees it, a test checks it), so
     grouping is a matter of speed and of whose wall time a run's seconds are: ``separate``
     trains each run alone, so that its seconds per epoch are its optimizer's own cost.
     """
-    if separate:
-        return [[r] for r in runs]
     by_arch: dict[tuple[int, ...], list[RunPlan]] = {}
+    alone: list[list[RunPlan]] = []
     for r in runs:
-        by_arch.setdefault(r.hidden, []).append(r)
-    return list(by_arch.values())
+        if separate or r.optimizer.info.gradient_free:
+            alone.append([r])
+        else:
+            by_arch.setdefault(r.hidden, []).append(r)
+    return [*by_arch.values(), *alone]

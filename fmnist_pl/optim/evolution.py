@@ -1,0 +1,189 @@
+"""The EvoTorch glue: our MLP as an EvoTorch ``Problem``, searchers built from registry specs, and their state.
+
+The algorithms are EvoTorch's (``SNES``, ``PGPE`` with ClipUp, ``CEM``, separable ``CMAES``,
+``GeneticAlgorithm`` with its operators); what is written here is only what EvoTorch cannot know:
+
+* :class:`MLPProblem` - a vectorized fitness: the whole ``[P, n]`` population scored in one
+  batched forward (:func:`fmnist_pl.engine.population.population_fitness`) on the mini-batch of
+  training images the engine sets before each generation; the initial population (a GA's) is
+  the seed's Glorot weights plus Gaussian noise, so every method starts where the gradient
+  runs of that seed start.
+* :func:`build_searcher` - a registry spec's hyperparameters -> the algorithm's arguments.
+* :func:`searcher_state` / :func:`load_searcher_state` - everything a searcher's next generation
+  depends on (centre, step sizes, covariance paths, ClipUp velocity, a GA's population and the
+  problem's random generator) as plain tensors and numbers, so that a resumed run continues
+  exactly and checkpoints stay loadable with ``torch.load(weights_only=True)`` - no pickled
+  library objects. A resume-equality test holds it to that.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import torch
+
+from fmnist_pl.architecture import parameter_count
+from fmnist_pl.engine.population import population_fitness
+
+if TYPE_CHECKING:
+    from evotorch import Problem, SolutionBatch
+    from evotorch.algorithms import SearchAlgorithm
+
+# Hyperparameters that are ours, not the algorithm's: the fitness's mini-batch and metric, and
+# for the GA the spread of its initial population and its operators' settings.
+FITNESS_KEYS = ("batch_size", "fitness")
+GA_KEYS = ("stdev_init", "tournament_size", "mutation_stdev", "mutation_probability")
+FITNESS_SENSE = {"cross_entropy": "min", "accuracy": "max"}
+
+
+def _problem_class() -> type:
+    # EvoTorch (and the Ray it imports) load in ~3 s: only when a gradient-free run is planned.
+    with warnings.catch_warnings():  # its import uses torch.jit.script, which torch now deprecates
+        warnings.simplefilter("ignore", FutureWarning)
+        from evotorch import Problem
+    # It logs an INFO line per problem and optimizer built (dtype, device, actors): ours to say or not.
+    logging.getLogger("evotorch").setLevel(logging.WARNING)
+
+    class MLPProblem(Problem):
+        """The MLP's flat weights as the solution; fitness on the images set by :meth:`set_batch`.
+
+        Args:
+            hidden: hidden layer sizes (the solution length is the MLP's parameter count).
+            center: the flat initial weights (the seed's Glorot init, ``parameters_to_vector`` order).
+            seed: seeds the problem's own generator, which every sample of the search draws from.
+            fitness: ``cross_entropy`` (minimized) or ``accuracy`` (maximized) on the mini-batch.
+            stdev_init: spread of an initial population around ``center`` (a GA's).
+        """
+
+        def __init__(self, hidden: Sequence[int], center: torch.Tensor, seed: int, fitness: str = "cross_entropy",
+                     stdev_init: float = 0.0) -> None:
+            super().__init__(FITNESS_SENSE[fitness], solution_length=parameter_count(hidden), dtype=torch.float32,
+                             device=center.device, seed=seed, store_solution_stats=False)
+            self.hidden, self.metric = tuple(hidden), fitness
+            self.center_init, self.stdev_init = center, float(stdev_init)
+            self.x: torch.Tensor | None = None
+            self.y: torch.Tensor | None = None
+            self.evaluated = 0  # solutions scored on the current batch (a GA re-evaluates its parents too)
+
+        def set_batch(self, x: torch.Tensor, y: torch.Tensor) -> None:
+            self.x, self.y, self.evaluated = x, y, 0
+
+        def _fill(self, values: torch.Tensor) -> None:
+            values.copy_(self.center_init.expand_as(values))
+            if self.stdev_init > 0:
+                values.add_(self.make_gaussian(values.shape, center=0.0, stdev=self.stdev_init))
+
+        def _evaluate_batch(self, solutions: "SolutionBatch") -> None:
+            if self.x is None:
+                raise RuntimeError("set_batch(x, y) before a generation")
+            # EvoTorch hands a ReadOnlyTensor (no in-place methods); the forward only reads it: no copy.
+            values = solutions.values.as_subclass(torch.Tensor)
+            self.evaluated += len(values)
+            solutions.set_evals(population_fitness(values, self.x, self.y, self.hidden, self.metric))
+
+    return MLPProblem
+
+
+def make_problem(hidden: Sequence[int], center: torch.Tensor, seed: int, hparams: Mapping[str, Any]) -> "Problem":
+    """The problem for one run (see :class:`MLPProblem` inside :func:`_problem_class`)."""
+    return _problem_class()(hidden, center, seed, str(hparams.get("fitness", "cross_entropy")),
+                            float(hparams.get("stdev_init", 0.0)))
+
+
+def _is_ga(cls: type) -> bool:
+    from evotorch.algorithms import GeneticAlgorithm
+
+    return issubclass(cls, GeneticAlgorithm)
+
+
+def build_searcher(cls: type, hparams: Mapping[str, Any], problem: "Problem") -> "SearchAlgorithm":
+    """The EvoTorch algorithm ``cls`` on ``problem``, with a registry spec's hyperparameters.
+
+    Every key the registry lists that is not ours (:data:`FITNESS_KEYS`) is an argument of the
+    algorithm; distribution-based methods start their centre at the problem's initial weights.
+    """
+    kwargs = {k: v for k, v in hparams.items() if k not in FITNESS_KEYS}
+    if _is_ga(cls):
+        from evotorch.operators import GaussianMutation, TwoPointCrossOver
+
+        # Selection (tournament) happens inside the cross-over operator, as in EvoTorch's examples.
+        operators = [TwoPointCrossOver(problem, tournament_size=int(kwargs.pop("tournament_size"))),
+                     GaussianMutation(problem, stdev=float(kwargs.pop("mutation_stdev")),
+                                      mutation_probability=float(kwargs.pop("mutation_probability")))]
+        kwargs.pop("stdev_init")
+        # re_evaluate: a mini-batch fitness is noisy, so parents are scored again on each new batch.
+        return cls(problem, operators=operators, re_evaluate=True, **kwargs)
+    return cls(problem, center_init=problem.center_init, **kwargs)
+
+
+def center(searcher: "SearchAlgorithm") -> torch.Tensor:
+    """The one solution a run stands for: a distribution's centre, or a GA's best on the latest batch."""
+    if hasattr(searcher, "_distribution"):
+        return searcher._distribution.mu
+    if hasattr(searcher, "m"):  # CMAES
+        return searcher.m
+    population = searcher.population
+    return population.values[population.argbest()]
+
+
+def stdev(searcher: "SearchAlgorithm") -> float | None:
+    """The search's mean step size (root-mean-square sigma), logged per epoch; None for a GA."""
+    if hasattr(searcher, "_distribution"):
+        sigma = searcher._distribution.sigma
+    elif hasattr(searcher, "m"):
+        sigma = searcher.sigma * searcher.A  # separable CMA-ES: sigma * sqrt(diag C)
+    else:
+        return None
+    return float(sigma.float().pow(2).mean().sqrt())
+
+
+# The attributes each family's next generation depends on (read from EvoTorch 0.6's sources):
+# CMAES keeps its state as plain attributes, the Gaussian searchers as the distribution's
+# parameters plus the centre optimizer (ClipUp's velocity) - see searcher_state.
+_CMAES_STATE = ("m", "sigma", "C", "A", "p_sigma", "p_c")
+
+
+def searcher_state(searcher: "SearchAlgorithm") -> dict[str, Any]:
+    """Everything the searcher's future depends on, as tensors and numbers (``weights_only``-safe)."""
+    problem = searcher.problem
+    state: dict[str, Any] = {"steps": int(searcher.step_count), "generator": problem.generator.get_state().clone()}
+    if hasattr(searcher, "_distribution"):
+        state["distribution"] = {k: v.detach().clone() for k, v in searcher._distribution.parameters.items()
+                                 if torch.is_tensor(v)}
+        velocity = getattr(searcher._optimizer, "_velocity", None)
+        if searcher._optimizer is not None and velocity is None:
+            raise TypeError(f"cannot checkpoint the centre optimizer {type(searcher._optimizer).__name__}")
+        if velocity is not None:
+            state["velocity"] = velocity.detach().clone()
+        state["first_iter"] = bool(searcher._first_iter)
+    elif hasattr(searcher, "m"):
+        state["cmaes"] = {k: (v.detach().clone() if torch.is_tensor(v) else float(v))
+                          for k, v in ((k, getattr(searcher, k)) for k in _CMAES_STATE)}
+    else:
+        population = searcher.population
+        state["population"] = {"values": population.values.detach().clone(),
+                               "evals": population.evals.detach().clone()}
+    return state
+
+
+def load_searcher_state(searcher: "SearchAlgorithm", state: Mapping[str, Any]) -> None:
+    """Put a :func:`searcher_state` back into a freshly built searcher of the same spec."""
+    device = searcher.problem.device
+    searcher._steps_count = int(state["steps"])
+    searcher.problem.generator.set_state(state["generator"].cpu() if device == torch.device("cpu")
+                                         else state["generator"])
+    if "distribution" in state:
+        params = {k: v.to(device) for k, v in state["distribution"].items()}
+        searcher._distribution = searcher._distribution.modified_copy(**params)
+        if "velocity" in state:
+            searcher._optimizer._velocity = state["velocity"].to(device)
+        searcher._first_iter = bool(state["first_iter"])
+    elif "cmaes" in state:
+        for k, v in state["cmaes"].items():
+            setattr(searcher, k, v.to(device) if torch.is_tensor(v) else v)
+    else:
+        population = searcher.population
+        population.set_values(state["population"]["values"].to(device))
+        population.set_evals(state["population"]["evals"].to(device))
