@@ -146,7 +146,12 @@ _CMAES_STATE = ("m", "sigma", "C", "A", "p_sigma", "p_c")
 
 
 def searcher_state(searcher: "SearchAlgorithm") -> dict[str, Any]:
-    """Everything the searcher's future depends on, as tensors and numbers (``weights_only``-safe)."""
+    """Everything the searcher's future depends on, as tensors and numbers (``weights_only``-safe).
+
+    EvoTorch's Gaussian searchers update from the PREVIOUS generation's samples and fitnesses
+    (step k ranks population k-1, moves the distribution, then samples and scores population k),
+    so their last population is state, as a GA's is; CMA-ES samples anew and updates in one step.
+    """
     problem = searcher.problem
     state: dict[str, Any] = {"steps": int(searcher.step_count), "generator": problem.generator.get_state().clone()}
     if hasattr(searcher, "_distribution"):
@@ -161,8 +166,8 @@ def searcher_state(searcher: "SearchAlgorithm") -> dict[str, Any]:
     elif hasattr(searcher, "m"):
         state["cmaes"] = {k: (v.detach().clone() if torch.is_tensor(v) else float(v))
                           for k, v in ((k, getattr(searcher, k)) for k in _CMAES_STATE)}
-    else:
-        population = searcher.population
+    population = None if hasattr(searcher, "m") else searcher._population
+    if population is not None:
         state["population"] = {"values": population.values.detach().clone(),
                                "evals": population.evals.detach().clone()}
     return state
@@ -170,10 +175,12 @@ def searcher_state(searcher: "SearchAlgorithm") -> dict[str, Any]:
 
 def load_searcher_state(searcher: "SearchAlgorithm", state: Mapping[str, Any]) -> None:
     """Put a :func:`searcher_state` back into a freshly built searcher of the same spec."""
-    device = searcher.problem.device
+    from evotorch import SolutionBatch
+
+    problem = searcher.problem
+    device = problem.device
     searcher._steps_count = int(state["steps"])
-    searcher.problem.generator.set_state(state["generator"].cpu() if device == torch.device("cpu")
-                                         else state["generator"])
+    problem.generator.set_state(state["generator"].cpu())
     if "distribution" in state:
         params = {k: v.to(device) for k, v in state["distribution"].items()}
         searcher._distribution = searcher._distribution.modified_copy(**params)
@@ -183,7 +190,9 @@ def load_searcher_state(searcher: "SearchAlgorithm", state: Mapping[str, Any]) -
     elif "cmaes" in state:
         for k, v in state["cmaes"].items():
             setattr(searcher, k, v.to(device) if torch.is_tensor(v) else v)
-    else:
-        population = searcher.population
-        population.set_values(state["population"]["values"].to(device))
-        population.set_evals(state["population"]["evals"].to(device))
+    if "population" in state:
+        values = state["population"]["values"].to(device)
+        if searcher._population is None:
+            searcher._population = SolutionBatch(problem, popsize=len(values), device=device, empty=True)
+        searcher._population.set_values(values)
+        searcher._population.set_evals(state["population"]["evals"].to(device))
