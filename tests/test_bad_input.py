@@ -36,6 +36,16 @@ def one_line_error(proc: subprocess.CompletedProcess, message: str) -> None:
     (["--hidden", "100000,100000"], "needs about 1,081.4 GiB"),
     (["--name", "x" * 300], "--name is 300 bytes long; a folder name has at most 255"),
     (["--optimizers", "sgd", "--lrs-typo"], "No such option"),
+    # Gradient-free methods: names, types and ranges of their hyperparameters, and rules across them.
+    (["--optimizers", "snes", "--set", "snes.popsize=2.5"], "bad value 2.5 for snes.popsize: must be a whole number >= 2"),
+    (["--optimizers", "pgpe", "--set", "pgpe.popsize=51"], "pgpe.popsize: must be an even whole number >= 2"),
+    (["--optimizers", "ga", "--set", "ga.mutation_probability=1.5"], "must be a number > 0 and <= 1"),
+    (["--optimizers", "cmaes", "--set", "cmaes.separable=false"], "bad value False for cmaes.separable"),
+    (["--optimizers", "snes", "--set", "snes.fitness=f1"], "must be one of cross_entropy, accuracy"),
+    (["--optimizers", "snes", "--set", "snes.lr=0.1"], "unknown hyperparameter snes.lr; snes has: popsize"),
+    (["--optimizers", "cem", "--set", "cem.parenthood_ratio=0.01"], "leaves 0 elite(s); CEM needs at least 2"),
+    (["--optimizers", "snes", "--set", "snes.popsize=10000000"], "use a smaller --set snes.popsize"),
+    (["--optimizers", "adam,snes", "--time-budget", "0"], "--time-budget must be a number of seconds > 0"),
 ])
 def test_input_that_used_to_fail_late_is_refused_before_anything_is_written(tmp_path, args, message):
     proc = run_cli("compare", *args, "--output-dir", str(tmp_path / "out"), cwd=tmp_path)

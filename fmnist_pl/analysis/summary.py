@@ -167,7 +167,40 @@ def summary_row(run: dict[str, Any], target: float | None = None) -> dict[str, A
     }
 
 
-def _settings(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def budget(group: list[dict[str, Any]], batch_size: int | None, time_budget: float | None = None) -> str:
+    """One sentence on what a setting's runs spent: images, forward evaluations, seconds (seeds averaged).
+
+    Puts a gradient run (one forward and one backward pass per image) and a population method
+    (P forward passes per image, no backward) on the same axes of compute.
+    """
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values)
+
+    first = group[0]
+    hp, kind = first["optimizer"]["hparams"], first["optimizer"].get("kind", "gradient")
+    lasts = [g["history"][-1] for g in group if g.get("history")]
+    if not lasts:
+        return f"{first['setting']}: no epoch recorded"
+    epochs = mean([float(g["history"][-1]["epoch"]) for g in group if g.get("history")])
+    if kind == "gradient-free":
+        how = f"population {hp['popsize']} scoring batches of {hp['batch_size']} images"
+    else:
+        how = f"batch {batch_size}, one forward and one backward pass per image"
+    spent = f"{epochs:g} epoch{'s' if epochs != 1 else ''}"
+    if all(last.get("images") is not None for last in lasts):
+        images, evaluations = mean([last["images"] for last in lasts]), mean([last["evaluations"] for last in lasts])
+        spent += f" = {images:,.0f} images seen, {evaluations:,.0f} forward evaluations"
+    seconds = [g["timing"]["fit_seconds"] for g in group if g.get("timing", {}).get("fit_seconds") is not None]
+    if seconds:
+        shared = first.get("timing", {}).get("lockstep_runs", 1)
+        spent += f", in {mean(seconds):,.1f} s of training" + (f" shared by {shared} runs in lockstep" if shared > 1 else "")
+    limit = f" (time budget {time_budget:g} s)" if time_budget is not None else ""
+    seeds = f" (mean of {len(group)} seeds)" if len(group) > 1 else ""
+    return f"{first['setting']}: {how}; {spent}{limit}{seeds}."
+
+
+def _settings(runs: list[dict[str, Any]], batch_size: int | None = None,
+              time_budget: float | None = None) -> list[dict[str, Any]]:
     """Per setting (finished seeds): accuracy, F1, best epoch and per-class F1 as mean ± std over seeds."""
     out = []
     for setting, group in group_runs([r for r in runs if finished(r)]).items():
@@ -179,6 +212,7 @@ def _settings(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "test_f1": mean_std([g["test"]["last"]["macro_f1"] for g in group]),
             "best_epoch": mean_std([g.get("best_epoch") for g in group]),
             "per_class_f1": [mean_std(list(col)) for col in zip(*per_seed_f1)],
+            "budget": budget(group, batch_size, time_budget),
         })
     return out
 
@@ -200,7 +234,8 @@ def _architectures(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def summarize(loaded: dict[str, Any]) -> dict[str, Any]:
     """The summary of a loaded compare folder (see :func:`fmnist_pl.results.load_compare`)."""
     runs = loaded["runs"]
-    target = loaded["config"]["config"].get("target")
+    setup = loaded["config"]["config"]
+    target = setup.get("target")
     by_setting = group_runs([r for r in runs if finished(r)])
     multi_seed = any(len(g) > 1 for g in by_setting.values())
     observed = ([seed_observations(name, g) for name, g in by_setting.items()] if multi_seed else []) + \
@@ -208,7 +243,7 @@ def summarize(loaded: dict[str, Any]) -> dict[str, Any]:
     return {
         "format": results.FORMAT_VERSION,
         "rows": [summary_row(r, target) for r in runs],
-        "settings": _settings(runs),
+        "settings": _settings(runs, setup.get("batch_size"), setup.get("time_budget")),
         "rankings": rankings(runs),
         "significance": significance(runs),
         "architectures": _architectures(runs) if len({tuple(r["hidden"]) for r in runs}) > 1 else [],

@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 if TYPE_CHECKING:  # torch is imported only when an optimizer is built: keeps the CLI's errors fast
     from torch.optim import Optimizer
@@ -42,6 +42,8 @@ class OptimizerInfo:
     """``gradient`` (a ``torch.optim`` optimizer stepping on gradients) or ``gradient-free`` (an EvoTorch searcher)."""
     limits: Mapping[str, "Limit"] = field(default_factory=dict)
     """Allowed values of some hyperparameters (others: any finite number >= 0, see ``_check_number``)."""
+    check: Callable[[Mapping[str, Any]], str | None] | None = None
+    """A rule across hyperparameters: the final ones in, a problem (what to change) or None out."""
 
     @property
     def gradient_free(self) -> bool:
@@ -82,7 +84,7 @@ class OptimizerSpec:
         return build_shared([self], [list(params)])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "class": self.info.class_name, "hparams": dict(self.hparams)}
+        return {"name": self.name, "class": self.info.class_name, "kind": self.info.kind, "hparams": dict(self.hparams)}
 
 
 def build_shared(specs: list[OptimizerSpec], params: list[list[Any]], capturable: bool = False,
@@ -163,7 +165,8 @@ REGISTRY: dict[str, OptimizerInfo] = {}
 
 
 def register(name: str, cls: "type[Optimizer] | str", description: str = "", kind: str = "gradient",
-             limits: Mapping[str, Limit] | None = None, **defaults: Any) -> OptimizerInfo:
+             limits: Mapping[str, Limit] | None = None, check: Callable[[Mapping[str, Any]], str | None] | None = None,
+             **defaults: Any) -> OptimizerInfo:
     """Add ``cls`` (a class or ``"module:Class"``) to the registry under ``name`` (lower case).
 
     ``defaults`` are the hyperparameters it gets; they are also the keys ``--set`` may change.
@@ -173,7 +176,7 @@ def register(name: str, cls: "type[Optimizer] | str", description: str = "", kin
         raise ValueError(f"kind must be gradient or gradient-free, got {kind!r}")
     key = name.lower()
     path = cls if isinstance(cls, str) else f"{cls.__module__}:{cls.__qualname__}"
-    info = OptimizerInfo(key, path, dict(defaults), description, kind, dict(limits or {}))
+    info = OptimizerInfo(key, path, dict(defaults), description, kind, dict(limits or {}), check)
     REGISTRY[key] = info
     return info
 
@@ -335,6 +338,9 @@ def resolve(names: Iterable[str], lr: float | None = None,
             where = f"{name}.{key}"
             hparams[key] = _coerce(raw, hparams[key], where)
             _check_number(key, hparams[key], where, info.limits.get(key))
+        problem = info.check(hparams) if info.check is not None else None
+        if problem:
+            raise OptimizerError(f"{name}: {problem}")
         specs.append(OptimizerSpec(name, hparams))
     return specs
 
@@ -395,10 +401,20 @@ register("pgpe", "evotorch.algorithms:PGPE",
                                                       "stdev_max_change": Limit(0, low_open=True)},
          popsize=50, stdev_init=0.05, center_learning_rate=0.05, stdev_learning_rate=0.1, stdev_max_change=0.2,
          batch_size=256, fitness="cross_entropy")
+def _enough_elites(hp: Mapping[str, Any]) -> str | None:
+    """CEM fits a Gaussian to its elites: with fewer than two its spread is undefined (NaN)."""
+    elites = int(hp["popsize"] * hp["parenthood_ratio"])
+    if elites < 2:
+        return (f"popsize {hp['popsize']} x parenthood_ratio {hp['parenthood_ratio']:g} leaves {elites} elite(s); "
+                "CEM needs at least 2: raise cem.popsize or cem.parenthood_ratio")
+    return None
+
+
 register("cem", "evotorch.algorithms:CEM",
          "cross-entropy method (EvoTorch CEM): the next Gaussian is fitted to the elite fraction",
          kind="gradient-free", limits=_POPULATION | {"parenthood_ratio": Limit(0, 1, low_open=True),
                                                       "stdev_max_change": Limit(0, low_open=True)},
+         check=_enough_elites,
          popsize=50, stdev_init=0.05, parenthood_ratio=0.5, stdev_max_change=0.2,
          batch_size=256, fitness="cross_entropy")
 register("cmaes", "evotorch.algorithms:CMAES",

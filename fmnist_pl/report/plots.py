@@ -6,6 +6,7 @@ Drawn when the report is rendered, from the results on disk, never at training t
 from __future__ import annotations
 
 import io
+import itertools
 from typing import Any, Sequence
 
 import matplotlib
@@ -45,24 +46,44 @@ def learning_curves(history: list[dict[str, float]], title: str = "") -> Figure:
     return fig
 
 
-def overlay(runs: list[dict[str, Any]], key: str, ylabel: str) -> Figure:
-    """One metric across runs; runs of one optimizer (seeds) as mean line with a min-max band."""
+X_AXES = {"epoch": "epoch", "seconds": "seconds of training", "images": "training images seen"}
+
+
+def _x(history: list[dict[str, float]], axis: str) -> list[float] | None:
+    """A run's x values on ``axis``: epochs, cumulative seconds, or images seen (None if not recorded)."""
+    if axis == "epoch":
+        return [row["epoch"] for row in history]
+    if axis == "seconds":
+        return list(itertools.accumulate(row["seconds"] for row in history))
+    images = [row.get("images") for row in history]
+    return None if None in images else images
+
+
+def overlay(runs: list[dict[str, Any]], key: str, ylabel: str, axis: str = "epoch") -> Figure:
+    """One metric across runs against epochs, seconds or images seen; the seeds of one setting as
+    their mean line (x averaged too) with a min-max band."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    by_opt: dict[str, list[list[float]]] = {}
+    by_opt: dict[str, list[tuple[list[float], list[float]]]] = {}
     for run in runs:
-        by_opt.setdefault(run["setting"], []).append([row[key] for row in run["history"]])
+        xs = _x(run["history"], axis)
+        if xs is not None:
+            by_opt.setdefault(run["setting"], []).append((xs, [row[key] for row in run["history"]]))
     for label, curves in by_opt.items():
-        n = min(len(c) for c in curves)
+        n = min(len(ys) for _, ys in curves)
         if n == 0:
             continue
-        cols = list(zip(*[c[:n] for c in curves]))
+        cols = list(zip(*[ys[:n] for _, ys in curves]))
+        xs = [sum(c) / len(c) for c in zip(*[x[:n] for x, _ in curves])]
         mean = [sum(c) / len(c) for c in cols]
-        xs = list(range(1, n + 1))
-        (line,) = ax.plot(xs, mean, label=label if len(curves) == 1 else f"{label} (mean of {len(curves)})")
+        (line,) = ax.plot(xs, mean, marker="." if n < 40 else None,
+                          label=label if len(curves) == 1 else f"{label} (mean of {len(curves)})")
         if len(curves) > 1:
             ax.fill_between(xs, [min(c) for c in cols], [max(c) for c in cols], color=line.get_color(), alpha=0.2)
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(X_AXES[axis])
+    if axis == "epoch":
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if axis == "images":
+        ax.set_xscale("log")  # gradient-free and gradient methods see images at very different rates
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
     ax.legend()

@@ -22,7 +22,7 @@ def test_reference_hyperparameters_are_exact():
         assert name in REGISTRY
 
 
-@pytest.mark.parametrize("name", list(REGISTRY))
+@pytest.mark.parametrize("name", [name for name, info in REGISTRY.items() if not info.gradient_free])
 def test_every_registered_optimizer_builds_and_steps(name):
     w = torch.nn.Parameter(torch.ones(3, 4))
     (spec,) = resolve([name])
@@ -82,3 +82,25 @@ def test_user_errors_are_one_line(call, message):
     with pytest.raises(OptimizerError, match=message) as info:
         call()
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", [name for name, info in REGISTRY.items() if info.gradient_free])
+def test_every_gradient_free_entry_builds_its_evotorch_searcher_with_its_hyperparameters(name):
+    """The registry's defaults reach the library: what `list-optimizers` shows is what runs."""
+    from fmnist_pl.optim import evolution
+
+    (spec,) = resolve([name])
+    assert REGISTRY[name].cls.__module__.startswith("evotorch")
+    problem = evolution.make_problem((2,), torch.zeros(784 * 2 + 2 + 2 * 10 + 10), 0, spec.hparams)
+    searcher = evolution.build_searcher(spec.info.cls, spec.kwargs(), problem)
+    assert type(searcher) is REGISTRY[name].cls
+    if hasattr(searcher, "_distribution"):  # SNES, PGPE, CEM: the initial sigma is the registry's
+        assert searcher._distribution.sigma.mean().item() == pytest.approx(spec.hparams["stdev_init"])
+    problem.set_batch(torch.rand(8, 784), torch.randint(0, 10, (8,)))
+    searcher.step()
+    assert problem.evaluated >= spec.hparams["popsize"]
+
+
+def test_lr_for_all_leaves_gradient_free_entries_alone():
+    specs = {s.name: s for s in resolve(["adam", "snes"], lr=0.1)}
+    assert specs["adam"].hparams["lr"] == 0.1 and "lr" not in specs["snes"].hparams
