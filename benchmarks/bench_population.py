@@ -11,7 +11,11 @@ few batched matrix multiplies. Printed side by side, in one process:
 
 Goals (issue: metaheuristics): batched within 2x of the matmul bound, at least 20x the loop.
 
-    python benchmarks/bench_population.py [--popsizes 50,200 --batch 256]
+Then one whole generation of each gradient-free registry entry at its defaults (EvoTorch's
+``searcher.step()``: sampling, our batched fitness, ranking, the update), beside the fitness
+alone: what share of a generation is the forward and what is the library's own work.
+
+    python benchmarks/bench_population.py [--popsizes 50,200 --batch 256] [--no-methods]
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--methods", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time one generation of each gradient-free method at its defaults")
     args = parser.parse_args()
     device = torch.device(args.device)
     hidden = (300, 100)
@@ -91,6 +97,47 @@ def main() -> None:
             looped = seconds(loop, max(3, args.repeat // 3))
             print(f"{p:>5} {batched * 1e3:>11.2f} {bound * 1e3:>9.2f} {looped * 1e3:>9.2f} "
                   f"{batched / bound:>14.2f} {looped / batched:>13.1f}")
+    if args.methods:
+        generations(device, hidden, args.repeat)
+
+
+def generations(device: torch.device, hidden: tuple[int, ...], repeat: int) -> None:
+    """Median ms of one EvoTorch generation per gradient-free method, and of its fitness alone."""
+    from torch.nn.utils import parameters_to_vector
+
+    from fmnist_pl.data.idx import load_arrays, locate
+    from fmnist_pl.engine.mlp import seeded_mlp
+    from fmnist_pl.optim import evolution
+    from fmnist_pl.optim.registry import REGISTRY, resolve
+
+    try:  # real images if installed (the fitness does not depend on them, the ranking a little)
+        images = load_arrays(locate(None)).train_images[:4096].reshape(-1, 784).float().div(255).to(device)
+    except Exception:  # noqa: BLE001 - any missing/unreadable dataset: random images time the same
+        images = torch.rand(4096, 784, device=device)
+    labels = torch.randint(0, 10, (len(images),), device=device)
+    center = parameters_to_vector(seeded_mlp(hidden, 42).parameters()).detach().to(device)
+    print(f"\none generation at each method's defaults (median of {repeat}):")
+    print(f"{'method':>7} {'P':>4} {'batch':>6} {'ms/gen':>8} {'fitness ms':>11} {'fitness share':>14} {'gen/s':>7}")
+    for name in (n for n, info in REGISTRY.items() if info.gradient_free):
+        (spec,) = resolve([name])
+        hp = spec.hparams
+        problem = evolution.make_problem(hidden, center, 0, hp)
+        searcher = evolution.build_searcher(spec.info.cls, spec.kwargs(), problem)
+        batch = int(hp["batch_size"])
+        at = [0]
+
+        def step() -> None:
+            i = at[0] % (len(images) // batch)
+            at[0] += 1
+            problem.set_batch(images[i * batch:(i + 1) * batch], labels[i * batch:(i + 1) * batch])
+            searcher.step()
+
+        gen = seconds(step, repeat)
+        per_gen = problem.evaluated  # solutions scored in the last generation (a GA: parents and children)
+        solutions = center + 0.05 * torch.randn(per_gen, center.numel(), device=device)
+        fit = seconds(lambda: population_fitness(solutions, images[:batch], labels[:batch], hidden), repeat)
+        print(f"{name:>7} {hp['popsize']:>4} {batch:>6} {gen * 1e3:>8.1f} {fit * 1e3:>11.1f} "
+              f"{fit / gen:>14.0%} {1 / gen:>7.1f}")
 
 
 if __name__ == "__main__":

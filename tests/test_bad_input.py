@@ -53,6 +53,13 @@ def test_input_that_used_to_fail_late_is_refused_before_anything_is_written(tmp_
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("how", [["--lrs", "0.1,1"], ["--lr-find"]])
+def test_a_sweep_of_a_gradient_free_method_is_refused(tmp_path, how):
+    proc = run_cli("sweep", "--optimizers", "adam,snes", *how, "--output-dir", str(tmp_path / "out"), cwd=tmp_path)
+    one_line_error(proc, "sweep tunes gradient optimizers' learning rates; snes is gradient-free")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_grid_too_large_is_refused_at_once(tmp_path):
     started = time.time()
     proc = run_cli("sweep", "--lrs", "1e-4:1:100000000", "--output-dir", str(tmp_path / "out"), cwd=tmp_path)

@@ -31,11 +31,8 @@ def plan(config: CompareConfig) -> list[RunPlan]:
     """
     specs = registry.resolve(config.optimizers, config.lr, registry.parse_overrides(config.overrides))
     registry.check_buildable(specs)
-    searches = [s.name for s in specs if s.info.gradient_free]
-    if config.lrs and searches:
-        raise ConfigError(f"a learning-rate grid (--lrs) trains gradient optimizers; {', '.join(searches)} "
-                          f"{'is' if len(searches) == 1 else 'are'} gradient-free: compare "
-                          f"{'it' if len(searches) == 1 else 'them'} without --lrs, or set their own rates with --set")
+    if config.lrs:
+        check_gradient_only(config.optimizers, "a learning-rate grid (--lrs)")
     count = len(config.architecture_list) * config.seeds * len(specs) * max(1, len(config.lrs))
     if count > MAX_RUNS:
         raise ConfigError(f"this compare plans {count:,} runs (architectures x seeds x optimizers x learning rates); "
@@ -54,6 +51,16 @@ def plan(config: CompareConfig) -> list[RunPlan]:
                                         seed=seed, hidden=tuple(hidden)))
     check_unique(runs)
     return runs
+
+
+def check_gradient_only(names: Sequence[str], what: str) -> None:
+    """Learning-rate grids and the lr finder tune a gradient optimizer's ``lr``; a search has none."""
+    searches = [n for n in names if registry.get_info(n).gradient_free]
+    if searches:
+        one = len(searches) == 1
+        raise ConfigError(f"{what} tunes gradient optimizers' learning rates; {', '.join(searches)} "
+                          f"{'is' if one else 'are'} gradient-free: compare {'it' if one else 'them'} with "
+                          f"`fmnist-pl compare`, setting {'its' if one else 'their'} own rates with --set")
 
 
 def check_unique(runs: Sequence[RunPlan]) -> None:

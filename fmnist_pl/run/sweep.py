@@ -19,6 +19,7 @@ from fmnist_pl.config import CompareConfig, ConfigError
 from fmnist_pl.data import idx
 from fmnist_pl.optim import registry
 from fmnist_pl.run.compare import Interrupted, compare, output_folder, prepare
+from fmnist_pl.run.plan import check_gradient_only
 
 
 def grid_selection(folder: Path) -> dict[str, Any]:
@@ -91,6 +92,7 @@ def sweep(config: CompareConfig, final_epochs: int | None = None, echo: Callable
     """
     if not config.lrs and not lr_find:
         raise ConfigError("sweep needs --lrs (e.g. --lrs 1e-4:1e0:7) or --lr-find")
+    check_gradient_only(config.optimizers, "sweep")
     if final_epochs is not None and (isinstance(final_epochs, bool) or final_epochs < 1):
         raise ConfigError(f"--final-epochs must be a whole number >= 1, got {final_epochs}")
     top = output_folder(config)
