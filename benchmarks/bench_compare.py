@@ -275,7 +275,7 @@ def main() -> None:
     lock1 = lockstep(names, [42], arrays, args, device)
     lockn = lockstep(names, list(range(42, 42 + args.seeds)), arrays, args, device) if args.seeds > 1 else None
 
-    print(f"\nseconds per epoch (55,000 training images at batch 32, + validation)")
+    print("\nseconds per epoch (55,000 training images at batch 32, + validation)")
     print(f"{'implementation':20}" + "".join(f"{n:>10}" for n in names) + f"{'all four':>11}")
     for impl, row in table.items():
         print(f"{impl:20}" + "".join(f"{row[n]:10.2f}" for n in names) + f"{sum(row.values()):11.2f}")

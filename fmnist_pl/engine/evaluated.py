@@ -13,6 +13,7 @@ both kinds of method on the same footing in the report and the statistics.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import lightning.pytorch as pl
@@ -23,6 +24,21 @@ import torchmetrics
 from fmnist_pl.architecture import NUM_CLASSES
 from fmnist_pl.config import RunPlan
 from fmnist_pl.engine.history import MemberHistory
+
+
+@dataclass
+class MemberResult:
+    """Everything training produced for one member, as data for the results writer."""
+
+    plan: RunPlan
+    history: MemberHistory  # its .test: "last"/"best" -> {"loss", "predictions"}
+    test_targets: list[int]
+    last_state: dict[str, torch.Tensor]  # plain-MLP state_dicts
+    best_state: dict[str, torch.Tensor]
+    optimizer_state: dict[str, Any]
+    optimizer_implementation: str
+    device: str
+    lockstep_runs: int  # runs that shared its training group (1: trained alone)
 
 
 class LitEvaluated(pl.LightningModule):

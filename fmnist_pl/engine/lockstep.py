@@ -12,7 +12,6 @@ A run's numbers do not depend on its companions (see ``_stacked_layer`` in ``mlp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -21,25 +20,9 @@ from torch import nn
 from fmnist_pl.architecture import IN_FEATURES, REFERENCE_HIDDEN
 from fmnist_pl.config import RunPlan
 from fmnist_pl.engine.cuda_graph import CapturedStep
-from fmnist_pl.engine.evaluated import LitEvaluated
-from fmnist_pl.engine.history import MemberHistory
+from fmnist_pl.engine.evaluated import LitEvaluated, MemberResult
 from fmnist_pl.engine.mlp import StackedMLP, seeded_mlp
 from fmnist_pl.optim.registry import build_shared, implementation
-
-
-@dataclass
-class MemberResult:
-    """Everything training produced for one member, as data for the results writer."""
-
-    plan: RunPlan
-    history: MemberHistory  # its .test: "last"/"best" -> {"loss", "predictions"}
-    test_targets: list[int]
-    last_state: dict[str, torch.Tensor]  # plain-MLP state_dicts
-    best_state: dict[str, torch.Tensor]
-    optimizer_state: dict[str, Any]
-    optimizer_implementation: str
-    device: str
-    lockstep_runs: int
 
 
 class LitLockstep(LitEvaluated):

@@ -19,7 +19,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from fmnist_pl.config import RunPlan
 from fmnist_pl.engine.evaluated import LitEvaluated
-from fmnist_pl.engine.lockstep import MemberResult
+from fmnist_pl.engine.evaluated import MemberResult
 from fmnist_pl.engine.mlp import MLP, seeded_mlp
 from fmnist_pl.engine.population import population_logits
 from fmnist_pl.optim import evolution

@@ -30,8 +30,8 @@ from fmnist_pl.config import RunPlan
 from fmnist_pl.data.datamodule import FashionMNISTDataModule
 from fmnist_pl.engine.denormals import flush_denormals
 from fmnist_pl.engine.heap import retain_freed_memory
-from fmnist_pl.engine.evaluated import LitEvaluated
-from fmnist_pl.engine.lockstep import LitLockstep, MemberResult
+from fmnist_pl.engine.evaluated import LitEvaluated, MemberResult
+from fmnist_pl.engine.lockstep import LitLockstep
 
 # Lightning warns that epochs shorter than log_every_n_steps log nothing per step: we log per
 # epoch on purpose. The pytree notice is Lightning's own use of a deprecated torch API.

@@ -15,7 +15,7 @@ import torch
 from fmnist_pl import results
 from fmnist_pl.analysis.metrics import classification_metrics, classification_report_dict, classification_report_text
 from fmnist_pl.data.idx import CLASS_NAMES
-from fmnist_pl.engine.lockstep import MemberResult
+from fmnist_pl.engine.evaluated import MemberResult
 
 
 def _state_bytes(state: Any) -> int:
