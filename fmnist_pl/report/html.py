@@ -61,11 +61,13 @@ def _figures(loaded: dict[str, Any]) -> dict[str, Any]:
               ("train_loss", "training loss", "epoch"),
               # The same race on the axes of compute: wall time, and images seen (a population scores each
               # image P times; the budget sentences say how many forward evaluations that was).
-              ("val_acc", "validation accuracy", "seconds"), ("val_acc", "validation accuracy", "images")]
-    has_images = all(row.get("images") is not None for r in ok_runs for row in r["history"])
+              ("val_acc", "validation accuracy", "seconds"), ("val_acc", "validation accuracy", "images"),
+              ("val_acc", "validation accuracy", "evaluations")]
+    # Folders written before these totals were recorded have no images/evaluations axis.
+    counted = all(row.get("images") is not None for r in ok_runs for row in r["history"])
     overlays = [{"title": label if axis == "epoch" else f"{label} vs {plots.X_AXES[axis]}",
                  "src": uri(plots.overlay(ok_runs, key, label, axis))}
-                for key, label, axis in curves if axis != "images" or has_images] if ok_runs else []
+                for key, label, axis in curves if axis in ("epoch", "seconds") or counted] if ok_runs else []
     try:
         samples = results.read_json(folder / results.SAMPLES_FILE)
     except (OSError, ValueError):

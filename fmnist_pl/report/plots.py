@@ -18,7 +18,7 @@ matplotlib.rcParams["text.parse_math"] = False
 # No creation date or software version in the PNG: the same results give the same bytes.
 _PNG_METADATA = {"Software": None}
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import EngFormatter, MaxNLocator  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 
@@ -46,7 +46,8 @@ def learning_curves(history: list[dict[str, float]], title: str = "") -> Figure:
     return fig
 
 
-X_AXES = {"epoch": "epoch", "seconds": "seconds of training", "images": "training images seen"}
+X_AXES = {"epoch": "epoch", "seconds": "seconds of training", "images": "training images seen",
+          "evaluations": "forward evaluations (images x population)"}
 
 
 def _x(history: list[dict[str, float]], axis: str) -> list[float] | None:
@@ -55,8 +56,8 @@ def _x(history: list[dict[str, float]], axis: str) -> list[float] | None:
         return [row["epoch"] for row in history]
     if axis == "seconds":
         return list(itertools.accumulate(row["seconds"] for row in history))
-    images = [row.get("images") for row in history]
-    return None if None in images else images
+    counts = [row.get(axis) for row in history]  # "images" or "evaluations": running totals
+    return None if None in counts else counts
 
 
 def overlay(runs: list[dict[str, Any]], key: str, ylabel: str, axis: str = "epoch") -> Figure:
@@ -82,8 +83,10 @@ def overlay(runs: list[dict[str, Any]], key: str, ylabel: str, axis: str = "epoc
     ax.set_xlabel(X_AXES[axis])
     if axis == "epoch":
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if axis == "images":
-        ax.set_xscale("log")  # gradient-free and gradient methods see images at very different rates
+    if axis == "evaluations":
+        ax.set_xscale("log")  # a population scores each image P times: decades apart from a gradient run
+    if axis in ("images", "evaluations"):
+        ax.xaxis.set_major_formatter(EngFormatter())  # 100k, 1M (the report turns mathtext off)
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
     ax.legend()
