@@ -18,7 +18,7 @@ def compare_run(real_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("e2e")
     proc = subprocess.run(
         [sys.executable, "-m", "fmnist_pl", "compare", "--epochs", "2", "--limit-train-batches", "40",
-         "--optimizers", "sgd,rmsprop,adam", "--name", "run1", "--output-dir", str(out), "--no-progress",
+         "--optimizers", "sgd,rmsprop,adam,cem", "--name", "run1", "--output-dir", str(out), "--no-progress",
          "--accelerator", "cpu"],
         capture_output=True, text=True, timeout=600, env={"PYTHONPATH": str(Path(__file__).parents[1]),
                                                           "PATH": "/usr/bin:/bin"})
@@ -28,14 +28,15 @@ def compare_run(real_data, tmp_path_factory):
 
 def test_every_artifact_is_written(compare_run):
     folder, stdout = compare_run
-    assert "runs 1-3 of 3: sgd, rmsprop, adam" in stdout and "ranking by accuracy:" in stdout
+    assert "runs 1-3 of 4: sgd, rmsprop, adam" in stdout and "ranking by accuracy:" in stdout
+    assert "runs 4-4 of 4: cem - population 50, fitness batch 256" in stdout  # a gradient-free run trains alone
     assert f"report: {folder / 'report.html'}" in stdout
     assert len(json.loads((folder / "samples.json").read_text())["test_images"]) == 40
     assert not list(folder.rglob("*.png"))  # figures are drawn by the report, from these results
     config = json.loads((folder / "config.json").read_text())
     assert config["split"] == {"train": 55000, "val": 5000, "test": 10000}
     assert config["model"]["parameters"] == 266610
-    for run in ("sgd", "rmsprop", "adam"):
+    for run in ("sgd", "rmsprop", "adam", "cem"):
         d = folder / "runs" / run
         for name in ("history.csv", "history.json", "metrics.json", "classification_report.txt", "predictions.json",
                      "checkpoints/best.pt", "checkpoints/last.pt"):
@@ -43,7 +44,11 @@ def test_every_artifact_is_written(compare_run):
         history = json.loads((d / "history.json").read_text())
         assert [row["epoch"] for row in history] == [1, 2]
         metrics = json.loads((d / "metrics.json").read_text())
-        assert 0.5 < metrics["test"]["last"]["accuracy"] < 1.0
+        # 40 generations of a population of 50 is far less training than 80 gradient steps' worth of images.
+        assert (0.3 if run == "cem" else 0.5) < metrics["test"]["last"]["accuracy"] < 1.0
+        batch = 256 if run == "cem" else 32
+        assert history[-1]["images"] == 2 * 40 * batch
+        assert history[-1]["evaluations"] == history[-1]["images"] * (50 if run == "cem" else 1)
         assert sum(metrics["test"]["last"]["support"]) == 10000
         assert sum(map(sum, metrics["test"]["last"]["confusion_matrix"])) == 10000
         assert "T-shirt/top" in (d / "classification_report.txt").read_text()
@@ -56,24 +61,30 @@ def test_every_artifact_is_written(compare_run):
     kernels = {name: json.loads((folder / f"runs/{name}/metrics.json").read_text())["optimizer_implementation"]
                for name in ("sgd", "rmsprop", "adam")}
     assert kernels == {"sgd": "fused", "rmsprop": "fused (compiled)", "adam": "fused"}  # what ran, recorded
+    cem = json.loads((folder / "runs/cem/metrics.json").read_text())
+    assert cem["optimizer_implementation"].startswith("EvoTorch") and cem["optimizer"]["kind"] == "gradient-free"
 
 
 def test_tensorboard_has_one_run_per_optimizer_with_the_scalar_tags(compare_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     folder, _ = compare_run
-    for run in ("sgd", "rmsprop", "adam"):
+    for run in ("sgd", "rmsprop", "adam", "cem"):
         acc = EventAccumulator(str(folder / "tensorboard" / run))
         acc.Reload()
         tags = set(acc.Tags()["scalars"])
-        assert {"train/loss", "train/acc", "val/loss", "val/acc", "test/acc", "test/f1"} <= tags
+        assert {"train/loss", "train/acc", "val/loss", "val/acc", "test/acc", "test/f1", "compute/images",
+                "compute/evaluations"} <= tags
         assert [e.step for e in acc.Scalars("val/acc")] == [1, 2]
+        assert ("search/stdev" in tags) == (run == "cem")  # the search distribution's spread, per epoch
 
 
 def test_report_contents_and_rerender(compare_run):
     folder, _ = compare_run
     html = (folder / "report.html").read_text()
-    for text in ("Ranking", "Summary", "Per-class F1", "Classification reports", "266,610", "SGD", "Is the difference real?"):
+    for text in ("Ranking", "Summary", "Per-class F1", "Classification reports", "266,610", "SGD", "Is the difference real?",
+                 "validation accuracy vs seconds of training", "validation accuracy vs forward evaluations",
+                 "What each method spent", "cem: population 50 scoring batches of 256 images; 2 epochs = 20,480 images seen"):
         assert text in html
     first = html
     proc = subprocess.run([sys.executable, "-m", "fmnist_pl", "report", str(folder)], capture_output=True, text=True,
@@ -117,8 +128,8 @@ def test_report_in_a_real_browser(compare_run):
     folder, _ = compare_run
     seen = open_in_chromium(folder / "report.html", ARTIFACTS / "report.png")
     assert len(seen["images"]) >= 8 and all(w > 0 for w in seen["images"]), seen["images"]  # every image decoded
-    assert seen["summary_rows"] == 1 + 3  # header + sgd, rmsprop, adam
-    assert seen["ranking_rows"] == 2 * (1 + 3)  # by accuracy and by macro-F1
+    assert seen["summary_rows"] == 1 + 4  # header + sgd, rmsprop, adam, cem
+    assert seen["ranking_rows"] == 2 * (1 + 4)  # by accuracy and by macro-F1
     assert all(" > " in t or " = " in t for t in seen["ranking_text"])
     off_file = [u for u in seen["requests"] if not u.startswith(("file://", "data:"))]
     assert off_file == []  # no request leaves the file
