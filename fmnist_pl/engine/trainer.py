@@ -190,7 +190,7 @@ def check_checkpoint(path: Path, group: Sequence[RunPlan]) -> None:
     key, expected = (("solution", (parameter_count(group[0].hidden),)) if is_search(group) else
                      ("net.weights.0", (len(group), group[0].hidden[0], IN_FEATURES)))
     weights = checkpoint.get("state_dict", {}).get(key) if isinstance(checkpoint, dict) else None
-    searched = not is_search(group) or isinstance(checkpoint.get("fmnist_searcher"), dict)
+    searched = not is_search(group) or (isinstance(checkpoint, dict) and isinstance(checkpoint.get("fmnist_searcher"), dict))
     if not isinstance(histories, list) or len(histories) != len(group) or weights is None \
             or tuple(weights.shape) != expected or not searched:
         raise results.ResultsError(f"{path} does not hold this group's {len(group)} runs of hidden "
