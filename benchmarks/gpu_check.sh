@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU checks for a lent accelerator, as ONE run (from the repo root; the dataset files travel in
-# .device/data, EvoTorch's wheels in .device/wheels). What it prints:
+# .device/data; EvoTorch's and pydantic's wheels in .device/wheels). What it prints:
 #   1. population evaluation on the GPU vs its matmul bound and a Python loop, and one EvoTorch
 #      generation of every gradient-free method at its defaults (benchmarks/bench_population.py);
 #   2. the gradient-free tests (batched = per-member fitness, learning, exact resume) on this machine;
@@ -17,9 +17,13 @@ mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 # No package index on the lent machine: EvoTorch and gymnasium from carried wheels; Ray (240 MB) only
 # if present, else an import-time stand-in (a single-process search never calls Ray).
-python3 -c "import evotorch" 2>/dev/null || {
-  python3 -m pip install -q --no-index --no-deps --target /tmp/evo-site .device/wheels/*.whl 2>&1 | tail -2
-  export PYTHONPATH=$PYTHONPATH:/tmp/evo-site; }
+need=""
+python3 -c "import evotorch" 2>/dev/null || need="evotorch gymnasium cloudpickle farama-notifications"
+python3 -c "import pydantic" 2>/dev/null || need="$need pydantic pydantic-core annotated-types typing-inspection typing-extensions"
+if [ -n "$need" ]; then
+  python3 -m pip install -q --no-index --no-deps --find-links .device/wheels --target /tmp/evo-site $need 2>&1 | tail -2
+  export PYTHONPATH=$PYTHONPATH:/tmp/evo-site
+fi
 python3 -c "import ray" 2>/dev/null || export PYTHONPATH=$PWD/.device/shim:$PYTHONPATH
 python3 -c "import torch, lightning, evotorch; print('torch', torch.__version__, 'lightning', lightning.__version__, 'evotorch', evotorch.__version__, 'cuda', torch.cuda.is_available())"
 python3 benchmarks/bench_population.py --popsizes 50,200,1000 --batch 512 2>&1 | grep -v -i "warn" | tee "$OUT/population.txt"

@@ -105,6 +105,13 @@ def build_searcher(cls: type, hparams: Mapping[str, Any], problem: "Problem") ->
     algorithm; distribution-based methods start their centre at the problem's initial weights.
     """
     kwargs = {k: v for k, v in hparams.items() if k not in FITNESS_KEYS}
+    with warnings.catch_warnings():
+        # EvoTorch copies center_init with torch.tensor(tensor), which torch warns about; the copy is intended.
+        warnings.filterwarnings("ignore", message="To copy construct from a tensor")
+        return _build(cls, kwargs, problem)
+
+
+def _build(cls: type, kwargs: dict[str, Any], problem: "Problem") -> "SearchAlgorithm":
     if _is_ga(cls):
         from evotorch.operators import GaussianMutation, TwoPointCrossOver
 

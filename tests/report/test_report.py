@@ -59,8 +59,9 @@ def test_report_sections_values_and_escaping(tmp_path):
     assert "0.8600" in html and "0.8500" in html  # exact values beside the ranking
     assert "validation loss was lowest at epoch 2 (0.4000) and is 0.5000 at epoch 3" in html
     assert "adam" in html.split('id="missing"')[1].split("</section>")[0]
-    # overlays (3) + per run: curves, confusion, predictions (2 x 3) + the training images
-    assert html.count("data:image/png;base64,") == 3 + 6 + 1
+    # overlays (3 against epochs, 1 against seconds; these results record no images/evaluations totals, so
+    # no curves on those axes) + per run: curves, confusion, predictions (2 x 3) + the training images
+    assert html.count("data:image/png;base64,") == 4 + 6 + 1
     assert "http://" not in html and "https://" not in html  # nothing to fetch: opens offline
 
 
