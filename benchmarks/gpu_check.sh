@@ -6,6 +6,7 @@
 #   2. the gradient-free tests (batched = per-member fitness, learning, exact resume) on this machine;
 #   3. `compare --time-budget $BUDGET` of adam and the gradient-free methods named in $METHODS on the
 #      GPU: what each reaches in the same wall time (the goal: >= 0.87 within 2 minutes).
+# BENCH=0 skips 1 and 2; BASELINE= (empty) leaves Adam out of 3; SETS="--set snes.popsize=200 ..." changes 3.
 # The older gradient checks (lockstep equivalence, bench_compare, a 30-epoch compare) run with GRADIENT=1.
 set -uo pipefail
 export FMNIST_DATA=${FMNIST_DATA:-.device/data} PYTHONPATH=$PWD PYTHONUNBUFFERED=1
@@ -26,9 +27,11 @@ if [ -n "$need" ]; then
 fi
 python3 -c "import ray" 2>/dev/null || export PYTHONPATH=$PWD/.device/shim:$PYTHONPATH
 python3 -c "import torch, lightning, evotorch; print('torch', torch.__version__, 'lightning', lightning.__version__, 'evotorch', evotorch.__version__, 'cuda', torch.cuda.is_available())"
-python3 benchmarks/bench_population.py --popsizes 50,200,1000 --batch 512 2>&1 | grep -v -i "warn" | tee "$OUT/population.txt"
-python3 -m pytest -q tests/engine/test_search.py -p no:cacheprovider 2>&1 | tail -2
-python3 -m fmnist_pl compare --optimizers "adam,$METHODS" $SETS --epochs 1000 --time-budget "$BUDGET" \
+if [ "${BENCH:-1}" = 1 ]; then
+  python3 benchmarks/bench_population.py --popsizes 50,200,1000 --batch 512 2>&1 | grep -v -i "warn" | tee "$OUT/population.txt"
+  python3 -m pytest -q tests/engine/test_search.py -p no:cacheprovider 2>&1 | tail -2
+fi
+python3 -m fmnist_pl compare --optimizers "${BASELINE-adam,}$METHODS" $SETS --epochs 1000 --time-budget "$BUDGET" \
   --name gpu-budget --output-dir "$OUT/o" --no-progress > "$OUT/budget.txt" 2> "$OUT/budget.err"
 echo "budget compare exit $?"
 grep -v "^$" "$OUT/budget.txt" | tail -14
