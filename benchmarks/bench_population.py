@@ -21,6 +21,7 @@ alone: what share of a generation is the forward and what is the library's own w
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -121,7 +122,8 @@ def generations(device: torch.device, hidden: tuple[int, ...], repeat: int) -> N
     for name in (n for n, info in REGISTRY.items() if info.gradient_free):
         (spec,) = resolve([name])
         hp = spec.hparams
-        problem = evolution.make_problem(hidden, center, 0, hp)
+        fitness = functools.partial(population_fitness, hidden=hidden, metric=hp["fitness"])
+        problem = evolution.make_problem(center, 0, hp, fitness)
         searcher = evolution.build_searcher(spec.info.cls, spec.kwargs(), problem)
         batch = int(hp["batch_size"])
         at = [0]

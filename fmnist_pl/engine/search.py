@@ -12,6 +12,7 @@ every row records the forward evaluations (population x images) beside the image
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -21,7 +22,7 @@ from fmnist_pl.config import RunPlan
 from fmnist_pl.engine.evaluated import LitEvaluated
 from fmnist_pl.engine.evaluated import MemberResult
 from fmnist_pl.engine.mlp import MLP, seeded_mlp
-from fmnist_pl.engine.population import population_logits
+from fmnist_pl.engine.population import population_fitness, population_logits
 from fmnist_pl.optim import evolution
 
 CHECKPOINT_KEY = "fmnist_searcher"
@@ -81,8 +82,9 @@ class LitSearch(LitEvaluated):
                              f"batches of the fitness batch {self.fitness_batch}")
         spec = self.run.optimizer
         # Built here, on the training device; a resumed run's state replaces the fresh one.
-        self.problem = evolution.make_problem(self.run.hidden, initial_solution(self.run).to(self.device),
-                                              self.run.seed, spec.hparams)
+        fitness = functools.partial(population_fitness, hidden=self.run.hidden, metric=spec.hparams["fitness"])
+        self.problem = evolution.make_problem(initial_solution(self.run).to(self.device), self.run.seed,
+                                              spec.hparams, fitness)
         self.searcher = evolution.build_searcher(spec.info.cls, spec.kwargs(), self.problem)
         if self._saved_search is not None:
             evolution.load_searcher_state(self.searcher, self._saved_search)

@@ -3,11 +3,11 @@
 The algorithms are EvoTorch's (``SNES``, ``PGPE`` with ClipUp, ``CEM``, separable ``CMAES``,
 ``GeneticAlgorithm`` with its operators); what is written here is only what EvoTorch cannot know:
 
-* :class:`MLPProblem` - a vectorized fitness: the whole ``[P, n]`` population scored in one
-  batched forward (:func:`fmnist_pl.engine.population.population_fitness`) on the mini-batch of
-  training images the engine sets before each generation; the initial population (a GA's) is
-  the seed's Glorot weights plus Gaussian noise, so every method starts where the gradient
-  runs of that seed start.
+* :class:`MLPProblem` - a vectorized fitness: the whole ``[P, n]`` population scored at once by
+  the fitness the engine injects (its batched forward,
+  :func:`fmnist_pl.engine.population.population_fitness`) on the mini-batch of training images
+  the engine sets before each generation; the initial population (a GA's) is the seed's Glorot
+  weights plus Gaussian noise, so every method starts where the gradient runs of that seed start.
 * :func:`build_searcher` - a registry spec's hyperparameters -> the algorithm's arguments.
 * :func:`searcher_state` / :func:`load_searcher_state` - everything a searcher's next generation
   depends on (centre, step sizes, covariance paths, ClipUp velocity, a GA's population and the
@@ -20,12 +20,9 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
-
-from fmnist_pl.architecture import parameter_count
-from fmnist_pl.engine.population import population_fitness
 
 if TYPE_CHECKING:
     from evotorch import Problem, SolutionBatch
@@ -36,6 +33,8 @@ if TYPE_CHECKING:
 FITNESS_KEYS = ("batch_size", "fitness")
 GA_KEYS = ("stdev_init", "tournament_size", "mutation_stdev", "mutation_probability")
 FITNESS_SENSE = {"cross_entropy": "min", "accuracy": "max"}
+Fitness = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""``(solutions [P, n], images [B, 784], labels [B]) -> [P]``: the engine's batched forward."""
 
 
 def _problem_class() -> type:
@@ -50,18 +49,20 @@ def _problem_class() -> type:
         """The MLP's flat weights as the solution; fitness on the images set by :meth:`set_batch`.
 
         Args:
-            hidden: hidden layer sizes (the solution length is the MLP's parameter count).
-            center: the flat initial weights (the seed's Glorot init, ``parameters_to_vector`` order).
+            center: the flat initial weights (the seed's Glorot init, ``parameters_to_vector`` order);
+                its length is the solution length, its device the problem's.
             seed: seeds the problem's own generator, which every sample of the search draws from.
-            fitness: ``cross_entropy`` (minimized) or ``accuracy`` (maximized) on the mini-batch.
+            sense: ``min`` (a loss) or ``max`` (an accuracy).
+            fitness: scores a population (see :data:`Fitness`); None builds a problem that is never
+                evaluated (checking a spec's hyperparameters).
             stdev_init: spread of an initial population around ``center`` (a GA's).
         """
 
-        def __init__(self, hidden: Sequence[int], center: torch.Tensor, seed: int, fitness: str = "cross_entropy",
+        def __init__(self, center: torch.Tensor, seed: int, sense: str, fitness: Fitness | None,
                      stdev_init: float = 0.0) -> None:
-            super().__init__(FITNESS_SENSE[fitness], solution_length=parameter_count(hidden), dtype=torch.float32,
+            super().__init__(sense, solution_length=center.numel(), dtype=torch.float32,
                              device=center.device, seed=seed, store_solution_stats=False)
-            self.hidden, self.metric = tuple(hidden), fitness
+            self.fitness = fitness
             self.center_init, self.stdev_init = center, float(stdev_init)
             self.x: torch.Tensor | None = None
             self.y: torch.Tensor | None = None
@@ -76,20 +77,24 @@ def _problem_class() -> type:
                 values.add_(self.make_gaussian(values.shape, center=0.0, stdev=self.stdev_init))
 
         def _evaluate_batch(self, solutions: "SolutionBatch") -> None:
-            if self.x is None:
-                raise RuntimeError("set_batch(x, y) before a generation")
+            if self.x is None or self.fitness is None:
+                raise RuntimeError("give the problem a fitness and set_batch(x, y) before a generation")
             # EvoTorch hands a ReadOnlyTensor (no in-place methods); the forward only reads it: no copy.
             values = solutions.values.as_subclass(torch.Tensor)
             self.evaluated += len(values)
-            solutions.set_evals(population_fitness(values, self.x, self.y, self.hidden, self.metric))
+            solutions.set_evals(self.fitness(values, self.x, self.y))
 
     return MLPProblem
 
 
-def make_problem(hidden: Sequence[int], center: torch.Tensor, seed: int, hparams: Mapping[str, Any]) -> "Problem":
-    """The problem for one run (see :class:`MLPProblem` inside :func:`_problem_class`)."""
-    return _problem_class()(hidden, center, seed, str(hparams.get("fitness", "cross_entropy")),
-                            float(hparams.get("stdev_init", 0.0)))
+def make_problem(center: torch.Tensor, seed: int, hparams: Mapping[str, Any], fitness: Fitness | None) -> "Problem":
+    """The problem for one run (see :class:`MLPProblem` inside :func:`_problem_class`).
+
+    ``fitness`` is injected (the engine's batched forward, already told the architecture and
+    metric), so this glue knows EvoTorch and nothing of how a population is evaluated.
+    """
+    sense = FITNESS_SENSE[str(hparams.get("fitness", "cross_entropy"))]
+    return _problem_class()(center, seed, sense, fitness, float(hparams.get("stdev_init", 0.0)))
 
 
 def _is_ga(cls: type) -> bool:

@@ -371,7 +371,7 @@ def _check_searcher(spec: OptimizerSpec) -> None:
     from fmnist_pl.optim.evolution import build_searcher, make_problem
 
     hidden = (2,)
-    problem = make_problem(hidden, torch.zeros(parameter_count(hidden)), 0, spec.hparams)
+    problem = make_problem(torch.zeros(parameter_count(hidden)), 0, spec.hparams, fitness=None)
     try:
         build_searcher(spec.info.cls, spec.kwargs(), problem)
     except (ValueError, TypeError, RuntimeError) as exc:

@@ -1,5 +1,6 @@
 """The gradient-free engine: EvoTorch searches over the MLP's weights, on generated data, on the CPU."""
 
+import functools
 import json
 
 import pytest
@@ -10,6 +11,7 @@ from fmnist_pl.config import CompareConfig, RunPlan
 from fmnist_pl.data.datamodule import FashionMNISTDataModule
 from fmnist_pl.data.idx import load_arrays
 from fmnist_pl.engine.mlp import MLP, seeded_mlp
+from fmnist_pl.engine.population import population_fitness
 from fmnist_pl.engine.trainer import train_group
 from fmnist_pl.optim import evolution
 from fmnist_pl.optim.registry import REGISTRY, resolve
@@ -34,7 +36,8 @@ def test_the_five_methods_and_their_kind_are_registered():
 def test_problem_scores_the_whole_population_as_the_plain_mlp_would():
     torch.manual_seed(0)
     center = parameters_to_vector(seeded_mlp(HIDDEN, 1).parameters()).detach()
-    problem = evolution.make_problem(HIDDEN, center, seed=5, hparams={"stdev_init": 0.1})
+    fitness = functools.partial(population_fitness, hidden=HIDDEN)
+    problem = evolution.make_problem(center, seed=5, hparams={"stdev_init": 0.1}, fitness=fitness)
     batch = problem.generate_batch(7)  # the seed's Glorot weights + Gaussian noise
     assert not torch.equal(batch.values[0], center) and (batch.values - center).std() == pytest.approx(0.1, rel=0.1)
     x, y = torch.rand(40, 784), torch.randint(0, 10, (40,))

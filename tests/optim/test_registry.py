@@ -1,3 +1,5 @@
+import functools
+
 import pytest
 import torch
 
@@ -91,7 +93,10 @@ def test_every_gradient_free_entry_builds_its_evotorch_searcher_with_its_hyperpa
 
     (spec,) = resolve([name])
     assert REGISTRY[name].cls.__module__.startswith("evotorch")
-    problem = evolution.make_problem((2,), torch.zeros(784 * 2 + 2 + 2 * 10 + 10), 0, spec.hparams)
+    from fmnist_pl.engine.population import population_fitness
+
+    fitness = functools.partial(population_fitness, hidden=(2,), metric=spec.hparams["fitness"])
+    problem = evolution.make_problem(torch.zeros(784 * 2 + 2 + 2 * 10 + 10), 0, spec.hparams, fitness)
     searcher = evolution.build_searcher(spec.info.cls, spec.kwargs(), problem)
     assert type(searcher) is REGISTRY[name].cls
     if hasattr(searcher, "_distribution"):  # SNES, PGPE, CEM: the initial sigma is the registry's
