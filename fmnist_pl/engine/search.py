@@ -61,6 +61,7 @@ class LitSearch(LitEvaluated):
         self.register_buffer("best_solution", start.clone())
         self.problem: Any = None
         self.searcher: Any = None
+        self._sampled_from: torch.Tensor | None = None  # generator state the last generation started from
         self._saved_search: dict[str, Any] | None = None
 
     @property
@@ -103,7 +104,7 @@ class LitSearch(LitEvaluated):
             self._train_loss_sum += self.member_losses(logits, y.unsqueeze(0)).sum(1)
             self._train_correct += (logits.argmax(1) == y).sum(1)
             self.problem.set_batch(x, y)
-            self.searcher.step()
+            self._sampled_from = evolution.step(self.searcher)
             self.solution.copy_(evolution.center(self.searcher))
         self._train_seen += len(y)
         self._train_evaluations += self.problem.evaluated * len(y)
@@ -133,7 +134,7 @@ class LitSearch(LitEvaluated):
             plan=self.run, history=hist, test_targets=self._test_targets,
             last_state=mlp_state(self.run.hidden, self.solution),
             best_state=mlp_state(self.run.hidden, self.best_solution),
-            optimizer_state=_to_cpu(evolution.searcher_state(self.searcher)),
+            optimizer_state=_to_cpu(evolution.searcher_state(self.searcher, self._sampled_from)),
             optimizer_implementation=f"EvoTorch {evotorch.__version__} {self.run.optimizer.info.class_name}",
             device=str(self.device), lockstep_runs=1,
         )]
@@ -141,7 +142,7 @@ class LitSearch(LitEvaluated):
     # ----------------------------------------------------------------- resume
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
-        checkpoint[CHECKPOINT_KEY] = _to_cpu(evolution.searcher_state(self.searcher))
+        checkpoint[CHECKPOINT_KEY] = _to_cpu(evolution.searcher_state(self.searcher, self._sampled_from))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)

@@ -157,16 +157,32 @@ def stdev(searcher: "SearchAlgorithm") -> float | None:
 _CMAES_STATE = ("m", "sigma", "C", "A", "p_sigma", "p_c")
 
 
-def searcher_state(searcher: "SearchAlgorithm") -> dict[str, Any]:
+def step(searcher: "SearchAlgorithm") -> torch.Tensor:
+    """One generation; returns the state of the problem's random generator it started from.
+
+    A Gaussian searcher draws nothing before it samples (ranking and the update are
+    deterministic), so its new population is exactly the sample of its updated distribution
+    from that state: what :func:`searcher_state` keeps instead of the population itself.
+    """
+    before = searcher.problem.generator.get_state()
+    searcher.step()
+    return before
+
+
+def searcher_state(searcher: "SearchAlgorithm", sampled_from: torch.Tensor | None = None) -> dict[str, Any]:
     """Everything the searcher's future depends on, as tensors and numbers (``weights_only``-safe).
 
     EvoTorch's Gaussian searchers update from the PREVIOUS generation's samples and fitnesses
     (step k ranks population k-1, moves the distribution, then samples and scores population k),
     so their last population is state, as a GA's is; CMA-ES samples anew and updates in one step.
+    With ``sampled_from`` (what :func:`step` returned) a Gaussian searcher's population is kept as
+    that generator state plus its P fitnesses and re-drawn on load: a few kB instead of P x n
+    floats (213 MB at population 200), written every epoch.
     """
     problem = searcher.problem
     state: dict[str, Any] = {"steps": int(searcher.step_count), "generator": problem.generator.get_state().clone()}
-    if hasattr(searcher, "_distribution"):
+    gaussian = hasattr(searcher, "_distribution")
+    if gaussian:
         state["distribution"] = {k: v.detach().clone() for k, v in searcher._distribution.parameters.items()
                                  if torch.is_tensor(v)}
         velocity = getattr(searcher._optimizer, "_velocity", None)
@@ -180,8 +196,11 @@ def searcher_state(searcher: "SearchAlgorithm") -> dict[str, Any]:
                           for k, v in ((k, getattr(searcher, k)) for k in _CMAES_STATE)}
     population = None if hasattr(searcher, "m") else searcher._population
     if population is not None:
-        state["population"] = {"values": population.values.detach().clone(),
-                               "evals": population.evals.detach().clone()}
+        state["population"] = {"evals": population.evals.detach().clone()}
+        if gaussian and sampled_from is not None:
+            state["population"]["sampled_from"] = sampled_from.detach().clone()
+        else:
+            state["population"]["values"] = population.values.detach().clone()
     return state
 
 
@@ -192,7 +211,6 @@ def load_searcher_state(searcher: "SearchAlgorithm", state: Mapping[str, Any]) -
     problem = searcher.problem
     device = problem.device
     searcher._steps_count = int(state["steps"])
-    problem.generator.set_state(state["generator"].cpu())
     if "distribution" in state:
         params = {k: v.to(device) for k, v in state["distribution"].items()}
         searcher._distribution = searcher._distribution.modified_copy(**params)
@@ -203,8 +221,14 @@ def load_searcher_state(searcher: "SearchAlgorithm", state: Mapping[str, Any]) -
         for k, v in state["cmaes"].items():
             setattr(searcher, k, v.to(device) if torch.is_tensor(v) else v)
     if "population" in state:
-        values = state["population"]["values"].to(device)
+        saved = state["population"]
+        evals = saved["evals"].to(device)
         if searcher._population is None:
-            searcher._population = SolutionBatch(problem, popsize=len(values), device=device, empty=True)
-        searcher._population.set_values(values)
-        searcher._population.set_evals(state["population"]["evals"].to(device))
+            searcher._population = SolutionBatch(problem, popsize=len(evals), device=device, empty=True)
+        if "sampled_from" in saved:  # re-draw it exactly as the searcher drew it (see step)
+            problem.generator.set_state(saved["sampled_from"].cpu())
+            searcher._distribution.sample(out=searcher._population.access_values(), generator=problem)
+        else:
+            searcher._population.set_values(saved["values"].to(device))
+        searcher._population.set_evals(evals)
+    problem.generator.set_state(state["generator"].cpu())
