@@ -99,7 +99,10 @@ def main() -> None:
             print(f"{p:>5} {batched * 1e3:>11.2f} {bound * 1e3:>9.2f} {looped * 1e3:>9.2f} "
                   f"{batched / bound:>14.2f} {looped / batched:>13.1f}")
     if args.methods:
-        generations(device, hidden, args.repeat)
+        from fmnist_pl.engine.trainer import fast_cpu_math
+
+        with fast_cpu_math():  # as the engine trains: freed memory kept (a generation allocates P x n tensors)
+            generations(device, hidden, args.repeat)
 
 
 def generations(device: torch.device, hidden: tuple[int, ...], repeat: int) -> None:
