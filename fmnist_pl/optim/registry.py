@@ -384,14 +384,15 @@ def _check_searcher(spec: OptimizerSpec) -> None:
 # seed's Glorot weights. Shared by all: the population scores a mini-batch of `batch_size`
 # training images per generation (an epoch is still one pass over the 55,000 images), by
 # `fitness` (cross-entropy, or accuracy). Defaults were chosen by measurement, on VALIDATION
-# accuracy after 90 s on the 2-core CPU (seed 42; the trials: benchmarks/results-cpu.txt, README).
+# accuracy after 90 s on the 2-core CPU, and SNES's population after 600 s (seed 42; the trials:
+# benchmarks/results-cpu.txt, README).
 _POPULATION = {"popsize": Limit(2, integer=True), "batch_size": Limit(1, integer=True),
                "fitness": Limit(choices=("cross_entropy", "accuracy")), "stdev_init": Limit(0, low_open=True)}
 register("snes", "evotorch.algorithms:SNES",
          "separable natural evolution strategy (EvoTorch SNES): a diagonal Gaussian, natural-gradient updates",
          kind="gradient-free", limits=_POPULATION | {"center_learning_rate": Limit(0, low_open=True),
                                                       "stdev_learning_rate": Limit(0, low_open=True)},
-         popsize=50, stdev_init=0.02, center_learning_rate=0.5, stdev_learning_rate=0.006,
+         popsize=100, stdev_init=0.02, center_learning_rate=0.5, stdev_learning_rate=0.006,
          batch_size=256, fitness="cross_entropy")
 register("pgpe", "evotorch.algorithms:PGPE",
          "policy gradients with parameter-based exploration, symmetric sampling, ClipUp centre updates (EvoTorch PGPE)",
