@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
 # GPU checks for a lent accelerator, as ONE run (from the repo root; the dataset files travel in
-# .device/data; EvoTorch's and pydantic's wheels in .device/wheels). What it prints:
+# .device/data; EvoTorch's and pydantic's wheels in .device/wheels - both git-ignored, carried with the run:
+#   mkdir -p .device/data && cp /usr/share/datasets/fashion-mnist/*.gz .device/data/
+#   .venv/bin/pip download evotorch==0.6.1 gymnasium cloudpickle farama-notifications pydantic \
+#       annotated-types typing-inspection typing-extensions --no-deps -d .device/wheels
+#   for py in 310 311 312 313; do .venv/bin/pip download pydantic-core --no-deps --only-binary=:all: \
+#       --python-version $py --platform manylinux2014_x86_64 -d .device/wheels; done
+# (pin pydantic-core to the version the pydantic wheel requires). What it prints:
 #   1. population evaluation on the GPU vs its matmul bound and a Python loop, and one EvoTorch
 #      generation of every gradient-free method at its defaults (benchmarks/bench_population.py);
 #   2. the gradient-free tests (batched = per-member fitness, learning, exact resume) on this machine;
@@ -25,7 +31,7 @@ if [ -n "$need" ]; then
   python3 -m pip install -q --no-index --no-deps --find-links .device/wheels --target /tmp/evo-site $need 2>&1 | tail -2
   export PYTHONPATH=$PYTHONPATH:/tmp/evo-site
 fi
-python3 -c "import ray" 2>/dev/null || export PYTHONPATH=$PWD/.device/shim:$PYTHONPATH
+python3 -c "import ray" 2>/dev/null || export PYTHONPATH=$PWD/benchmarks/gpu_shim:$PYTHONPATH
 python3 -c "import torch, lightning, evotorch; print('torch', torch.__version__, 'lightning', lightning.__version__, 'evotorch', evotorch.__version__, 'cuda', torch.cuda.is_available())"
 if [ "${BENCH:-1}" = 1 ]; then
   python3 benchmarks/bench_population.py --popsizes 50,200,1000 --batch 512 2>&1 | grep -v -i "warn" | tee "$OUT/population.txt"
