@@ -21,7 +21,6 @@ alone: what share of a generation is the forward and what is the library's own w
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 import time
 from pathlib import Path
@@ -111,7 +110,7 @@ def generations(device: torch.device, hidden: tuple[int, ...], repeat: int) -> N
 
     from fmnist_pl.data.idx import load_arrays, locate
     from fmnist_pl.engine.mlp import seeded_mlp
-    from fmnist_pl.optim import evolution
+    from fmnist_pl.engine.search import make_search
     from fmnist_pl.optim.registry import REGISTRY, resolve
 
     try:  # real images if installed (the fitness does not depend on them, the ranking a little)
@@ -125,9 +124,7 @@ def generations(device: torch.device, hidden: tuple[int, ...], repeat: int) -> N
     for name in (n for n, info in REGISTRY.items() if info.gradient_free):
         (spec,) = resolve([name])
         hp = spec.hparams
-        fitness = functools.partial(population_fitness, hidden=hidden, metric=hp["fitness"])
-        problem = evolution.make_problem(center, 0, hp, fitness)
-        searcher = evolution.build_searcher(spec.info.cls, spec.kwargs(), problem)
+        problem, searcher = make_search(spec, hidden, center, seed=0)
         batch = int(hp["batch_size"])
         at = [0]
 

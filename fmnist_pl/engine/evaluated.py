@@ -79,7 +79,26 @@ class LitEvaluated(pl.LightningModule):
         """Further TensorBoard scalars of run ``k`` for the epoch just recorded (a search's sigma)."""
         return {}
 
-    # ----------------------------------------------------------------- clock
+    # ----------------------------------------------------------------- clocks
+    def epoch_clock(self) -> torch.optim.Optimizer:
+        """An optimizer with one empty parameter, stepped through Lightning's public
+        ``LightningOptimizer.step`` once per EPOCH (at its first batch, :meth:`tick`), returned last
+        by ``configure_optimizers``. In manual optimization that call is what advances
+        ``trainer.global_step``, which ``ModelCheckpoint`` keys on (it skips a save at an unchanged
+        step); the engines update their weights outside Lightning's wrapper (a lockstep step may be a
+        CUDA graph, a search is EvoTorch's), and once per batch its bookkeeping would cost a fifth of
+        a GPU step. So ``trainer.global_step`` counts epochs here."""
+        return torch.optim.SGD([torch.nn.Parameter(torch.zeros(0, device=self.device))], lr=0.0)
+
+    def on_train_start(self) -> None:
+        wrapped = self.optimizers()
+        self._clock = wrapped[-1] if isinstance(wrapped, list) else wrapped
+
+    def tick(self, batch_idx: int) -> None:
+        """Step the epoch clock at an epoch's first batch (Lightning counts wrapper steps only inside training_step)."""
+        if batch_idx == 0:
+            self._clock.step()
+
     def fit_seconds(self) -> float:
         """Wall seconds of training so far, across interruptions (each resume adds its own)."""
         now = time.perf_counter() - self._fit_clock if self._fit_clock is not None else 0.0
@@ -190,6 +209,17 @@ class LitEvaluated(pl.LightningModule):
         self._test_targets = target.tolist()
 
     # ----------------------------------------------------------------- resume
+    def holds(self, checkpoint: dict[str, Any]) -> bool:
+        """Whether a Lightning checkpoint (loaded as data) is one of this module's runs: their
+        histories, and (subclasses add) the tensors and state that say whose weights these are."""
+        histories = checkpoint.get("fmnist_histories")
+        return isinstance(histories, list) and len(histories) == len(self.members)
+
+    @staticmethod
+    def _has_tensor(checkpoint: dict[str, Any], key: str, shape: tuple[int, ...]) -> bool:
+        tensor = checkpoint.get("state_dict", {}).get(key)
+        return tensor is not None and tuple(tensor.shape) == shape
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["fmnist_histories"] = [h.to_dict() for h in self.histories]
         checkpoint["fmnist_fit_seconds"] = self.fit_seconds()

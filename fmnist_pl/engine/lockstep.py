@@ -90,14 +90,7 @@ class LitLockstep(LitEvaluated):
         real = [build_shared([self.members[k].optimizer for k in ks], [self._views[k] for k in ks],
                              capturable=capturable, compile_fused=self.fused_by_compile())
                 for ks in self.optimizer_groups().values()]
-        # The epoch clock: an optimizer with one empty parameter, stepped through Lightning's public
-        # LightningOptimizer.step once per EPOCH (at its first batch). In manual optimization that call is what advances
-        # trainer.global_step, which ModelCheckpoint keys on (it skips a save at an unchanged step);
-        # the real optimizers step raw inside the (possibly graph-captured) step, where Lightning's
-        # wrapper cannot run, and once per batch its bookkeeping would cost a fifth of a GPU step.
-        # So trainer.global_step counts epochs here.
-        clock = torch.optim.SGD([nn.Parameter(torch.zeros(0, device=self.device))], lr=0.0)
-        return [*real, clock]
+        return [*real, self.epoch_clock()]
 
     def _member_optimizer(self, k: int) -> torch.optim.Optimizer:
         return self.trainer.optimizers[list(self.optimizer_groups()).index(self.members[k].optimizer.info.cls_path)]
@@ -131,9 +124,8 @@ class LitLockstep(LitEvaluated):
     def on_train_start(self) -> None:
         # Every real optimizer steps raw (LightningOptimizer.step's bookkeeping would cost more than
         # the arithmetic at batch 32); the clock (the last one) steps through Lightning once an epoch.
+        super().on_train_start()
         self._raw_optimizers = list(self.trainer.optimizers[:-1])
-        wrapped = self.optimizers()
-        self._clock = wrapped[-1] if isinstance(wrapped, list) else wrapped
         self._active_list = self.active.tolist()
         self._captured = None
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -178,8 +170,7 @@ class LitLockstep(LitEvaluated):
             self._clear_grads()  # after a capture, .grad holds the graph's static buffers: never add to them
             self._step(x, y, self.manual_backward)
             self._clear_grads()
-        if batch_idx == 0:  # Lightning counts wrapper steps only inside training_step
-            self._clock.step()
+        self.tick(batch_idx)
         self._train_seen += y.shape[1]
         self._train_evaluations += y.shape[1]  # one forward (and its backward) per image
 
@@ -201,6 +192,11 @@ class LitLockstep(LitEvaluated):
         if active != self._active_list and self._captured is not None:
             self._captured.invalidate()  # the captured step still updates the diverged run: capture anew
         self._active_list = active
+
+    def holds(self, checkpoint: dict[str, Any]) -> bool:
+        # The first layer's stacked weights: K members of this hidden size.
+        shape = (len(self.members), self.members[0].hidden[0], IN_FEATURES)
+        return super().holds(checkpoint) and self._has_tensor(checkpoint, "net.weights.0", shape)
 
     def best_tensors(self) -> list[torch.Tensor]:
         """The stacked weights of every member's best validation epoch, in ``parameters_in_order``."""

@@ -13,17 +13,18 @@ every row records the forward evaluations (population x images) beside the image
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from fmnist_pl.config import RunPlan
-from fmnist_pl.engine.evaluated import LitEvaluated
-from fmnist_pl.engine.evaluated import MemberResult
+from fmnist_pl.architecture import parameter_count
+from fmnist_pl.engine.evaluated import LitEvaluated, MemberResult
 from fmnist_pl.engine.mlp import MLP, seeded_mlp
 from fmnist_pl.engine.population import population_fitness, population_logits
 from fmnist_pl.optim import evolution
+from fmnist_pl.optim.registry import OptimizerSpec
 
 CHECKPOINT_KEY = "fmnist_searcher"
 
@@ -31,6 +32,15 @@ CHECKPOINT_KEY = "fmnist_searcher"
 def initial_solution(run: RunPlan) -> torch.Tensor:
     """The seed's Glorot weights as one flat vector: where the gradient runs of this seed start too."""
     return parameters_to_vector(seeded_mlp(run.hidden, run.seed).parameters()).detach()
+
+
+def make_search(spec: OptimizerSpec, hidden: Sequence[int], start: torch.Tensor, seed: int) -> tuple[Any, Any]:
+    """(problem, searcher) of a gradient-free spec: EvoTorch's algorithm over the flat weights of an
+    MLP of ``hidden``, starting at ``start`` (and on its device), its population scored by this
+    engine's batched forward."""
+    fitness = functools.partial(population_fitness, hidden=tuple(hidden), metric=spec.hparams["fitness"])
+    problem = evolution.make_problem(start, seed, spec.hparams, fitness)
+    return problem, evolution.build_searcher(spec.info.cls, spec.kwargs(), problem)
 
 
 def mlp_state(hidden: tuple[int, ...], solution: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -70,9 +80,7 @@ class LitSearch(LitEvaluated):
 
     # ----------------------------------------------------------------- searcher
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        # No torch optimizer trains here. The epoch clock (see LitLockstep.configure_optimizers) is
-        # what advances trainer.global_step, which Lightning's epoch checkpoint keys on.
-        return torch.optim.SGD([torch.nn.Parameter(torch.zeros(0, device=self.device))], lr=0.0)
+        return self.epoch_clock()  # no torch optimizer trains here: EvoTorch's step is the update
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
@@ -81,18 +89,12 @@ class LitSearch(LitEvaluated):
                                        or datamodule.batch_size != self.fitness_batch):
             raise ValueError(f"the DataModule must batch seed {self.run.seed} alone (stack_seeds=False) in "
                              f"batches of the fitness batch {self.fitness_batch}")
-        spec = self.run.optimizer
         # Built here, on the training device; a resumed run's state replaces the fresh one.
-        fitness = functools.partial(population_fitness, hidden=self.run.hidden, metric=spec.hparams["fitness"])
-        self.problem = evolution.make_problem(initial_solution(self.run).to(self.device), self.run.seed,
-                                              spec.hparams, fitness)
-        self.searcher = evolution.build_searcher(spec.info.cls, spec.kwargs(), self.problem)
+        self.problem, self.searcher = make_search(self.run.optimizer, self.run.hidden,
+                                                  initial_solution(self.run).to(self.device), self.run.seed)
         if self._saved_search is not None:
             evolution.load_searcher_state(self.searcher, self._saved_search)
             self._saved_search = None
-
-    def on_train_start(self) -> None:
-        self._clock = self.optimizers()
 
     # ----------------------------------------------------------------- training
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -100,7 +102,7 @@ class LitSearch(LitEvaluated):
         with torch.no_grad():
             # The solution's loss on the batch BEFORE this generation's update, as a gradient run's
             # training loss is its loss before each step.
-            logits = population_logits(self.solution.unsqueeze(0), x, self.run.hidden)
+            logits = self.member_logits(x)
             self._train_loss_sum += self.member_losses(logits, y.unsqueeze(0)).sum(1)
             self._train_correct += (logits.argmax(1) == y).sum(1)
             self.problem.set_batch(x, y)
@@ -108,8 +110,7 @@ class LitSearch(LitEvaluated):
             self.solution.copy_(evolution.center(self.searcher))
         self._train_seen += len(y)
         self._train_evaluations += self.problem.evaluated * len(y)
-        if batch_idx == 0:
-            self._clock.step()
+        self.tick(batch_idx)
 
     # ----------------------------------------------------------------- what LitEvaluated asks
     def member_logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -140,6 +141,11 @@ class LitSearch(LitEvaluated):
         )]
 
     # ----------------------------------------------------------------- resume
+    def holds(self, checkpoint: dict[str, Any]) -> bool:
+        # The flat solution of this architecture, and the searcher's state beside it.
+        return (super().holds(checkpoint) and isinstance(checkpoint.get(CHECKPOINT_KEY), dict)
+                and self._has_tensor(checkpoint, "solution", (parameter_count(self.run.hidden),)))
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint[CHECKPOINT_KEY] = _to_cpu(evolution.searcher_state(self.searcher, self._sampled_from))

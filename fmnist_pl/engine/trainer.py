@@ -25,7 +25,6 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from fmnist_pl import results
 from fmnist_pl.stops import Stopped
-from fmnist_pl.architecture import IN_FEATURES, parameter_count
 from fmnist_pl.config import RunPlan
 from fmnist_pl.data.datamodule import FashionMNISTDataModule
 from fmnist_pl.engine.denormals import flush_denormals
@@ -156,7 +155,7 @@ def train_group(group: Sequence[RunPlan], datamodule: FashionMNISTDataModule, ou
         echo(f"{', '.join(compiled)}: the first step compiles the fused update with torch.compile "
              "(seconds the first time on a machine, less once cached)")
     if resume is not None:
-        check_checkpoint(resume, group)
+        check_checkpoint(resume, model)
     try:
         with fast_cpu_math():
             # weights_only: a checkpoint is data, never code to unpickle.
@@ -173,9 +172,10 @@ def train_group(group: Sequence[RunPlan], datamodule: FashionMNISTDataModule, ou
     return GroupResult(model.results(), model.fit_seconds(), trainer)
 
 
-def check_checkpoint(path: Path, group: Sequence[RunPlan]) -> None:
-    """A group checkpoint must load as data (``weights_only``) and hold this group's runs, before
-    Lightning is handed it: a damaged one is one line saying what to do, not a traceback."""
+def check_checkpoint(path: Path, model: LitEvaluated) -> None:
+    """A group checkpoint must load as data (``weights_only``) and hold ``model``'s runs
+    (:meth:`LitEvaluated.holds`), before Lightning is handed it: a damaged one is one line saying
+    what to do, not a traceback."""
     import torch
 
     fix = f"delete it to restart that group from scratch: rm {path}"
@@ -185,13 +185,7 @@ def check_checkpoint(path: Path, group: Sequence[RunPlan]) -> None:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - garbage bytes, a refused pickle, a truncated zip: all one answer
         raise results.ResultsError(f"{path} is not a valid checkpoint ({type(exc).__name__}); {fix}") from None
-    histories = checkpoint.get("fmnist_histories") if isinstance(checkpoint, dict) else None
-    # The tensor that tells whose weights these are: a search's flat solution, a lockstep group's first layer.
-    key, expected = (("solution", (parameter_count(group[0].hidden),)) if is_search(group) else
-                     ("net.weights.0", (len(group), group[0].hidden[0], IN_FEATURES)))
-    weights = checkpoint.get("state_dict", {}).get(key) if isinstance(checkpoint, dict) else None
-    searched = not is_search(group) or (isinstance(checkpoint, dict) and isinstance(checkpoint.get("fmnist_searcher"), dict))
-    if not isinstance(histories, list) or len(histories) != len(group) or weights is None \
-            or tuple(weights.shape) != expected or not searched:
+    if not isinstance(checkpoint, dict) or not model.holds(checkpoint):
+        group = model.members
         raise results.ResultsError(f"{path} does not hold this group's {len(group)} runs of hidden "
                                    f"{','.join(map(str, group[0].hidden))}; {fix}")

@@ -18,6 +18,7 @@ The algorithms are EvoTorch's (``SNES``, ``PGPE`` with ClipUp, ``CEM``, separabl
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -28,17 +29,18 @@ if TYPE_CHECKING:
     from evotorch import Problem, SolutionBatch
     from evotorch.algorithms import SearchAlgorithm
 
-# Hyperparameters that are ours, not the algorithm's: the fitness's mini-batch and metric, and
-# for the GA the spread of its initial population and its operators' settings.
+# Hyperparameters that are ours, not the algorithm's: the fitness's mini-batch and metric (the GA's
+# operator settings and initial spread are taken apart in _build).
 FITNESS_KEYS = ("batch_size", "fitness")
-GA_KEYS = ("stdev_init", "tournament_size", "mutation_stdev", "mutation_probability")
 FITNESS_SENSE = {"cross_entropy": "min", "accuracy": "max"}
 Fitness = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """``(solutions [P, n], images [B, 784], labels [B]) -> [P]``: the engine's batched forward."""
 
 
+@functools.cache
 def _problem_class() -> type:
     # EvoTorch (and the Ray it imports) load in ~3 s: only when a gradient-free run is planned.
+    # Defined once per process (cached), so every run's problem is an instance of one class.
     with warnings.catch_warnings():  # its import uses torch.jit.script, which torch now deprecates
         warnings.simplefilter("ignore", FutureWarning)
         from evotorch import Problem

@@ -352,32 +352,27 @@ def check_buildable(specs: Iterable[OptimizerSpec]) -> None:
     import torch
 
     for spec in specs:
-        if spec.info.gradient_free:
-            _check_searcher(spec)
-            continue
         try:
-            spec.build([torch.nn.Parameter(torch.zeros(1))])
+            if spec.info.gradient_free:
+                _build_searcher(spec)
+            else:
+                spec.build([torch.nn.Parameter(torch.zeros(1))])
         except (ValueError, TypeError, RuntimeError) as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__
             raise OptimizerError(f"{spec.name} ({spec.info.class_name}) rejects its hyperparameters: {reason}; "
                                  f"change the --set values for {spec.name}") from None
 
 
-def _check_searcher(spec: OptimizerSpec) -> None:
-    """Build the searcher on a small network, so that what EvoTorch itself rejects fails before training."""
+def _build_searcher(spec: OptimizerSpec) -> None:
+    """Build a gradient-free spec's EvoTorch searcher on a small network (never evaluated), so that
+    what EvoTorch itself rejects fails before training."""
     import torch
 
     from fmnist_pl.architecture import parameter_count
     from fmnist_pl.optim.evolution import build_searcher, make_problem
 
-    hidden = (2,)
-    problem = make_problem(torch.zeros(parameter_count(hidden)), 0, spec.hparams, fitness=None)
-    try:
-        build_searcher(spec.info.cls, spec.kwargs(), problem)
-    except (ValueError, TypeError, RuntimeError) as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise OptimizerError(f"{spec.name} ({spec.info.class_name}) rejects its hyperparameters: {reason}; "
-                             f"change the --set values for {spec.name}") from None
+    problem = make_problem(torch.zeros(parameter_count((2,))), 0, spec.hparams, fitness=None)
+    build_searcher(spec.info.cls, spec.kwargs(), problem)
 
 
 # Gradient-free methods: EvoTorch's algorithms on the flat 266,610 weights, each starting from the
@@ -402,6 +397,8 @@ register("pgpe", "evotorch.algorithms:PGPE",
                                                       "stdev_max_change": Limit(0, low_open=True)},
          popsize=50, stdev_init=0.01, center_learning_rate=0.2, stdev_learning_rate=0.1, stdev_max_change=0.2,
          batch_size=256, fitness="cross_entropy")
+
+
 def _enough_elites(hp: Mapping[str, Any]) -> str | None:
     """CEM fits a Gaussian to its elites: with fewer than two its spread is undefined (NaN)."""
     elites = int(hp["popsize"] * hp["parenthood_ratio"])

@@ -72,11 +72,11 @@ def test_every_method_learns_a_small_problem_far_above_chance(name, fake_data, t
     assert saved["optimizer"]["name"] == name
 
 
-def _train(run: RunPlan, arrays, out, epochs: int, resume=None):
+def _train(run: RunPlan, arrays, out, epochs: int, resume=None, time_budget=None):
     datamodule = FashionMNISTDataModule(arrays=arrays, batch_size=100, seeds=[run.seed], stack_seeds=False,
                                         val_size=100)
     return train_group([run], datamodule, out, epochs, accelerator="cpu", progress=False, resume=resume,
-                       echo=lambda line: None)
+                       echo=lambda line: None, time_budget=time_budget)
 
 
 @pytest.mark.parametrize("name", METHODS)
@@ -105,12 +105,7 @@ def test_seed_fixes_the_start_and_the_sampling(fake_data, tmp_path):
 
 
 def test_a_time_budget_stops_the_run_and_records_the_partial_epoch(fake_data, tmp_path):
-    arrays = load_arrays(fake_data, counts=None)
-    run = small_run("snes")
-    datamodule = FashionMNISTDataModule(arrays=arrays, batch_size=100, seeds=[run.seed], stack_seeds=False,
-                                        val_size=100)
-    trained = train_group([run], datamodule, tmp_path, epochs=100_000, accelerator="cpu", progress=False,
-                          echo=lambda line: None, time_budget=2.0)
+    trained = _train(small_run("snes"), load_arrays(fake_data, counts=None), tmp_path, 100_000, time_budget=2.0)
     epochs = trained.members[0].history.epochs
     assert 1 <= len(epochs) < 100_000 and trained.fit_seconds < 60
     assert trained.members[0].history.test["last"]["predictions"]  # tested, like any finished run

@@ -1,5 +1,3 @@
-import functools
-
 import pytest
 import torch
 
@@ -89,15 +87,11 @@ def test_user_errors_are_one_line(call, message):
 @pytest.mark.parametrize("name", [name for name, info in REGISTRY.items() if info.gradient_free])
 def test_every_gradient_free_entry_builds_its_evotorch_searcher_with_its_hyperparameters(name):
     """The registry's defaults reach the library: what `list-optimizers` shows is what runs."""
-    from fmnist_pl.optim import evolution
+    from fmnist_pl.engine.search import make_search
 
     (spec,) = resolve([name])
     assert REGISTRY[name].cls.__module__.startswith("evotorch")
-    from fmnist_pl.engine.population import population_fitness
-
-    fitness = functools.partial(population_fitness, hidden=(2,), metric=spec.hparams["fitness"])
-    problem = evolution.make_problem(torch.zeros(784 * 2 + 2 + 2 * 10 + 10), 0, spec.hparams, fitness)
-    searcher = evolution.build_searcher(spec.info.cls, spec.kwargs(), problem)
+    problem, searcher = make_search(spec, (2,), torch.zeros(784 * 2 + 2 + 2 * 10 + 10), seed=0)
     assert type(searcher) is REGISTRY[name].cls
     if hasattr(searcher, "_distribution"):  # SNES, PGPE, CEM: the initial sigma is the registry's
         assert searcher._distribution.sigma.mean().item() == pytest.approx(spec.hparams["stdev_init"])
