@@ -181,7 +181,7 @@ def budget(group: list[dict[str, Any]], batch_size: int | None, time_budget: flo
     lasts = [g["history"][-1] for g in group if g.get("history")]
     if not lasts:
         return f"{first['setting']}: no epoch recorded"
-    epochs = mean([float(g["history"][-1]["epoch"]) for g in group if g.get("history")])
+    epochs = mean([float(last["epoch"]) for last in lasts])
     if kind == "gradient-free":
         how = f"population {hp['popsize']} scoring batches of {hp['batch_size']} images"
     else:

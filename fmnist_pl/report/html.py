@@ -16,6 +16,7 @@ import jinja2
 from fmnist_pl import results
 from fmnist_pl.analysis.metrics import classification_report_text
 from fmnist_pl.analysis.summary import finished, summarize
+from fmnist_pl.config import CompareConfig
 from fmnist_pl.data.idx import CLASS_NAMES
 
 TEMPLATE = "report.html.j2"
@@ -117,6 +118,7 @@ def build_context(loaded: dict[str, Any], summary: dict[str, Any]) -> dict[str, 
     return {
         "title": f"fmnist-pl: optimizer comparison {folder.name}",
         "folder": str(folder), "created": config.get("created"), "setup": setup,
+        "trains_alone": CompareConfig.from_dict(setup).trains_alone,
         "split": config.get("split", {}), "model": config.get("model", {}),
         "environment": config.get("environment", {}),
         "optimizers": [r["optimizer"] for r in config.get("runs", []) if r["seed"] == setup.get("seed")],
