@@ -57,13 +57,38 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         results.atomic_torch_save(Path(path), checkpoint)
 
 
+AfterCheckpoint = Callable[[pl.Trainer, Path], None]
+
+
+class EpochCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint, telling ``after`` each time it has written the epoch's checkpoint
+    (the Ray backend ships it, and the TensorBoard files, to the driver: no shared disk needed)."""
+
+    def __init__(self, after: AfterCheckpoint | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.after = after
+        self._told: tuple[str, int] | None = None
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        # Top-1 without a monitor keeps the newest epoch as best_model_path; tell once per write.
+        path = Path(self.best_model_path) if self.best_model_path else None
+        if self.after is None or path is None or not path.exists():
+            return
+        written = (str(path), path.stat().st_mtime_ns)
+        if written != self._told:
+            self._told = written
+            self.after(trainer, path)
+
+
 def make_trainer(out_dir: Path, runs: Sequence[str], epochs: int, accelerator: str, group_dir: Path,
                  progress: bool = True, limit_train_batches: int | None = None,
-                 time_budget: float | None = None) -> pl.Trainer:
+                 time_budget: float | None = None, after_checkpoint: AfterCheckpoint | None = None) -> pl.Trainer:
     """A Trainer whose ``loggers[k]`` is run k's TensorBoard run (``tensorboard/<run>``).
 
     ``time_budget``: seconds of training after which the run stops (Lightning's ``max_time``,
     checked after every step; the epoch it stops in is validated and recorded, partial).
+    ``after_checkpoint(trainer, path)``: called after every epoch checkpoint is written.
     """
     quiet_lightning()
     loggers = [TensorBoardLogger(save_dir=str(out_dir / "tensorboard"), name=run, version="",
@@ -71,7 +96,7 @@ def make_trainer(out_dir: Path, runs: Sequence[str], epochs: int, accelerator: s
     callbacks: list[pl.Callback] = [
         # The whole group's state after every epoch: what --resume continues from.
         # (monitor=None, top 1: the newest epoch; save_last alone saves nothing since Lightning 2.6)
-        ModelCheckpoint(dirpath=str(group_dir), filename="last", monitor=None, save_top_k=1,
+        EpochCheckpoint(after_checkpoint, dirpath=str(group_dir), filename="last", monitor=None, save_top_k=1,
                         save_on_train_epoch_end=True, enable_version_counter=False),
     ]
     if progress:
@@ -143,12 +168,12 @@ def build_module(group: Sequence[RunPlan]) -> LitEvaluated:
 def train_group(group: Sequence[RunPlan], datamodule: FashionMNISTDataModule, out_dir: Path, epochs: int,
                 accelerator: str = "auto", progress: bool = True, limit_train_batches: int | None = None,
                 resume: Path | None = None, echo: Callable[[str], None] = print,
-                time_budget: float | None = None) -> GroupResult:
+                time_budget: float | None = None, after_checkpoint: AfterCheckpoint | None = None) -> GroupResult:
     """Train ``group`` (runs of one architecture, seed-major, or one gradient-free run), then test every run."""
     group_dir = group_checkpoint(out_dir, group).parent
     model = build_module(group)
     trainer = make_trainer(out_dir, [r.name for r in group], epochs, accelerator, group_dir,
-                           progress, limit_train_batches, time_budget)
+                           progress, limit_train_batches, time_budget, after_checkpoint)
     compiled = sorted({r.optimizer.name for r in group if not r.optimizer.info.gradient_free
                        and getattr(r.optimizer.info.cls, "fused_needs_compile", False)})
     if compiled and trainer.strategy.root_device.type == "cpu" and getattr(model, "compile_fused", False):

@@ -4,5 +4,6 @@
 * ``compare`` - the compare API (``compare(config)``), resume, the output folder.
 * ``artifacts`` - one trained run -> its files.
 * ``sweep`` - learning-rate grids tuned on validation, and Lightning's lr-find.
+* ``cluster`` / ``ray_backend`` - ``--ray``: the same groups as Ray tasks on a cluster, results back to the driver.
 """
 

@@ -25,8 +25,9 @@ from fmnist_pl import results, stops
 from fmnist_pl.architecture import format_summary, model_summary, parameter_count
 from fmnist_pl.config import CompareConfig, ConfigError, RunPlan
 from fmnist_pl.data import idx
+from fmnist_pl.run.cluster import RaySession, connected
 from fmnist_pl.run.folder import exclusive, remove_failed_start
-from fmnist_pl.run.plan import groups, plan
+from fmnist_pl.run.plan import group_need, groups, plan
 from fmnist_pl.stops import Stopped, stops_as_exceptions
 
 GRID_IMAGES = 40  # the reference showed the first 40 test images
@@ -86,7 +87,7 @@ def check_device(config: CompareConfig, runs: list[RunPlan]) -> None:
     """The accelerator asked for exists, and the largest lockstep group fits in its memory."""
     import torch
 
-    from fmnist_pl.engine.memory import available_bytes, gib, group_bytes, search_bytes
+    from fmnist_pl.engine.memory import available_bytes, gib
 
     if config.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--accelerator {config.accelerator}, but torch {torch.__version__} sees no CUDA GPU "
@@ -95,13 +96,8 @@ def check_device(config: CompareConfig, runs: list[RunPlan]) -> None:
         raise ConfigError("--accelerator mps, but this machine has no Apple GPU (MPS); use --accelerator cpu or auto")
     device, _ = _device(config.accelerator)
 
-    def need(group: list[RunPlan]) -> int:
-        hp = group[0].optimizer.hparams
-        if group[0].optimizer.info.gradient_free:
-            return search_bytes(group[0].hidden, int(hp["popsize"]), int(hp["batch_size"]))
-        return group_bytes(group[0].hidden, len(group), config.batch_size)
-
-    most, biggest = max(((need(g), g) for g in groups(runs, config.trains_alone)), key=lambda pair: pair[0])
+    most, biggest = max(((group_need(g, config.batch_size), g) for g in groups(runs, config.trains_alone)),
+                        key=lambda pair: pair[0])
     free, where = available_bytes(device)
     if free is not None and most > free:
         if biggest[0].optimizer.info.gradient_free:
@@ -115,11 +111,16 @@ def check_device(config: CompareConfig, runs: list[RunPlan]) -> None:
                           "fewer --seeds/--lrs/--optimizers, or --separate")
 
 
-def prepare(config: CompareConfig, resume: bool = False,
-            arrays: "idx.FashionMNISTArrays | None" = None) -> tuple[Path, Path | None, list[RunPlan]]:
-    """Validate everything and return (output folder, data folder or None, planned runs). Writes nothing."""
+def prepare(config: CompareConfig, resume: bool = False, arrays: "idx.FashionMNISTArrays | None" = None,
+            here: bool = True) -> tuple[Path, Path | None, list[RunPlan]]:
+    """Validate everything and return (output folder, data folder or None, planned runs). Writes nothing.
+
+    ``here``: the runs train in this process, so this machine's device must hold them (on a Ray
+    cluster the backend sizes units to the workers instead).
+    """
     runs = plan(config)
-    check_device(config, runs)
+    if here:
+        check_device(config, runs)
     data_folder = None
     if arrays is None:
         data_folder = idx.locate(config.data_dir, allow_download=config.download)
@@ -180,19 +181,23 @@ def finish(out: Path) -> Path:
 
 
 def compare(config: CompareConfig, resume: bool = False, echo: Callable[[str], None] = print,
-            extra: dict[str, Any] | None = None, arrays: "idx.FashionMNISTArrays | None" = None) -> Path:
+            extra: dict[str, Any] | None = None, arrays: "idx.FashionMNISTArrays | None" = None,
+            ray: "str | RaySession | None" = None) -> Path:
     """Run the comparison described by ``config``; return the output folder (report.html inside).
 
     ``arrays``: train on these in-memory arrays instead of the dataset files (``config.val_size``
     of their training images validate). The folder is held by this process alone while it runs
     (:mod:`fmnist_pl.run.folder`); a start that fails before its setup is written leaves nothing.
+    ``ray``: train on a Ray cluster (a ``--ray`` address, or a session already connected; see
+    :mod:`fmnist_pl.run.cluster`) - the same folder, files and numbers as here.
     """
-    out, data_folder, runs = prepare(config, resume, arrays)
-    with exclusive(out) as created:
+    out, data_folder, runs = prepare(config, resume, arrays, here=ray is None)
+    with connected(ray) as cluster, exclusive(out) as created:
+        how = f"fmnist-pl compare --resume {out}" + (f" --ray {cluster.target.spec}" if cluster else "")
         try:
             with stops_as_exceptions():
                 _check_fresh(out, resume)
-                return _run(out, config, runs, data_folder, arrays, echo, extra)
+                return _run(out, config, runs, data_folder, arrays, echo, extra, cluster)
         except BaseException as exc:
             signum = exc.signum if isinstance(exc, Stopped) else stops.requested()
             setup_written = (out / results.CONFIG_FILE).exists()
@@ -204,7 +209,7 @@ def compare(config: CompareConfig, resume: bool = False, echo: Callable[[str], N
                     finish(out)  # what finished, with the missing runs named
                 except (results.ResultsError, OSError):
                     pass  # the results stay as they are; `report` can render them later
-                raise Interrupted(out, signum) from None
+                raise Interrupted(out, signum, how) from None
             if not setup_written:
                 remove_failed_start(created)  # a failed start leaves no folder behind to block the name
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -216,53 +221,99 @@ def compare(config: CompareConfig, resume: bool = False, echo: Callable[[str], N
             raise
 
 
-def _run(out: Path, config: CompareConfig, runs: list[RunPlan], data_folder: Path | None,
-         arrays: "idx.FashionMNISTArrays | None", echo: Callable[[str], None], extra: dict[str, Any] | None) -> Path:
-    """Setup, every lockstep group not yet finished, summary and report (see :func:`compare`)."""
-    from fmnist_pl.data.datamodule import FashionMNISTDataModule
-    from fmnist_pl.engine.trainer import group_checkpoint, is_search, train_group
-    from fmnist_pl.run.artifacts import write_run
+GROUPS_FILE = "groups.json"  # under checkpoints/: the folder's training groups, fixed at its first start
 
+
+def training_groups(out: Path, runs: list[RunPlan], fresh: Callable[[], list[list[RunPlan]]]) -> list[list[RunPlan]]:
+    """The folder's training groups: ``fresh()`` at its first start, then the saved ones, so that
+    ``--resume`` - here or on a cluster that cuts groups differently - continues every group
+    from its own checkpoint."""
+    path = out / "checkpoints" / GROUPS_FILE
+    if not path.exists():
+        planned = fresh()
+        results.write_json(path, {"groups": [[r.name for r in g] for g in planned]})
+        return planned
+    by_name = {r.name: r for r in runs}
+    saved = results.read_json(path).get("groups", [])
+    names = [n for g in saved for n in g]
+    if sorted(names) != sorted(by_name):
+        raise results.ResultsError(f"{path} does not list the runs of this compare; delete it to regroup them "
+                                   f"(groups then restart from scratch): rm {path}")
+    return [[by_name[n] for n in g] for g in saved]
+
+
+def datamodule_for(group: list[RunPlan], config: CompareConfig, arrays: "idx.FashionMNISTArrays") -> Any:
+    """The group's data: a search scores its population on its own fitness batch; gradient runs
+    step on --batch-size, each seed's batches in its own order (the seeds come from the runs' plans)."""
+    from fmnist_pl.data.datamodule import FashionMNISTDataModule
+    from fmnist_pl.engine.trainer import is_search
+
+    search = is_search(group)
+    batch_size = int(group[0].optimizer.hparams["batch_size"]) if search else config.batch_size
+    seeds = list(dict.fromkeys(r.seed for r in group))
+    return FashionMNISTDataModule(arrays=arrays, batch_size=batch_size, seeds=seeds, stack_seeds=not search,
+                                  val_size=config.val_size)
+
+
+def finished(out: Path, group: list[RunPlan]) -> bool:
+    return all((results.run_dir(out, r.name) / results.METRICS_FILE).exists() for r in group)
+
+
+def _run(out: Path, config: CompareConfig, runs: list[RunPlan], data_folder: Path | None,
+         arrays: "idx.FashionMNISTArrays | None", echo: Callable[[str], None], extra: dict[str, Any] | None,
+         cluster: "RaySession | None" = None) -> Path:
+    """Setup, every training group not yet finished (here, or on ``cluster``), summary and report."""
     # Data errors (corrupt/truncated files) surface here, before anything is trained.
     arrays = arrays if arrays is not None else idx.load_arrays(data_folder)
     if config.val_size >= len(arrays.train_labels):
         raise ConfigError(f"val_size {config.val_size} leaves no training images (the data has "
                           f"{len(arrays.train_labels)}); use a smaller val_size")
-    device, device_name = _device(config.accelerator)
+    device, device_name = _device(config.accelerator) if cluster is None else ("ray", cluster.describe())
     _write_setup(out, config, runs, data_folder, arrays, device_name, extra)
     for arch in config.architecture_list:
         echo(format_summary(arch))
-    if device == "cuda":
+    if device == "cuda" or (cluster is not None and cluster.uses_gpus(config.accelerator)):
         echo("float32 matrix multiplies at full precision (no TF32), on purpose: GPU and CPU results then "
              "differ only by rounding")
-    done = 0
     if config.time_budget is not None:
         echo(f"every run trains alone for at most {config.time_budget:g} s (or {config.epochs} epochs), "
              "so that each has the machine to itself for the same time")
-    for group in groups(runs, config.trains_alone):
+    planned = groups(runs, config.trains_alone)
+    planned = training_groups(out, runs, lambda: planned if cluster is None else cluster.units(planned, config))
+    if cluster is None:
+        _train_here(out, config, planned, arrays, echo, device_name)
+    else:
+        todo = [g for g in planned if not finished(out, g)]
+        if len(todo) < len(planned):
+            echo(f"{len(planned) - len(todo)} of {len(planned)} groups already finished")
+        cluster.train(out, config, todo, arrays, echo)
+    finish(out)
+    return out
+
+
+def _train_here(out: Path, config: CompareConfig, planned: list[list[RunPlan]], arrays: "idx.FashionMNISTArrays",
+                echo: Callable[[str], None], device_name: str) -> None:
+    """Train the groups one after another in this process, writing each run's files as its group ends."""
+    from fmnist_pl.engine.trainer import group_checkpoint, is_search, train_group
+    from fmnist_pl.run.artifacts import write_run
+
+    done, total = 0, sum(len(g) for g in planned)
+    for group in planned:
         first, done = done + 1, done + len(group)
-        if all((results.run_dir(out, r.name) / results.METRICS_FILE).exists() for r in group):
-            echo(f"runs {first}-{done} of {len(runs)} already finished")
+        if finished(out, group):
+            echo(f"runs {first}-{done} of {total} already finished")
             continue
         ckpt = group_checkpoint(out, group)
-        search = is_search(group)
+        datamodule = datamodule_for(group, config, arrays)
         hp = group[0].optimizer.hparams
-        # A search scores its population on its own fitness batch; gradient runs step on --batch-size.
-        batch_size = int(hp["batch_size"]) if search else config.batch_size
-        how = (f"population {hp['popsize']}, fitness batch {batch_size}" if search else
-               f"{'alone' if len(group) == 1 else 'in lockstep'}, batch {batch_size}")
+        how = (f"population {hp['popsize']}, fitness batch {datamodule.batch_size}" if is_search(group) else
+               f"{'alone' if len(group) == 1 else 'in lockstep'}, batch {datamodule.batch_size}")
         start = f"resuming from {ckpt}" if ckpt.exists() else how
-        echo(f"runs {first}-{done} of {len(runs)}: {', '.join(r.name for r in group)} - {start} on "
+        echo(f"runs {first}-{done} of {total}: {', '.join(r.name for r in group)} - {start} on "
              f"{device_name}, {config.epochs} epoch{'s' if config.epochs != 1 else ''}")
         echo(f"watch live: tensorboard --logdir {out / 'tensorboard'}")
-        # The group's seeds come from its runs' plans: the one source of every run's seed.
-        seeds = list(dict.fromkeys(r.seed for r in group))
-        datamodule = FashionMNISTDataModule(arrays=arrays, batch_size=batch_size, seeds=seeds,
-                                            stack_seeds=not search, val_size=config.val_size)
         trained = train_group(group, datamodule, out, config.epochs, config.accelerator, config.progress,
                               config.limit_train_batches, resume=ckpt if ckpt.exists() else None, echo=echo,
                               time_budget=config.time_budget)
         for k, member in enumerate(trained.members):
             write_run(member, out, trained.fit_seconds, trained.trainer.loggers[k])
-    finish(out)
-    return out

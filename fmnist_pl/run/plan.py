@@ -8,7 +8,7 @@ key that vary in this compare, and every name is checked unique before anything 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Sequence
+from typing import Callable, Sequence
 
 from fmnist_pl.architecture import arch_name
 from fmnist_pl.config import CompareConfig, ConfigError, RunPlan
@@ -87,3 +87,49 @@ def groups(runs: Sequence[RunPlan], separate: bool = False) -> list[list[RunPlan
         else:
             by_arch.setdefault(r.hidden, []).append(r)
     return [*by_arch.values(), *alone]
+
+
+def group_need(group: Sequence[RunPlan], batch_size: int) -> int:
+    """Bytes a group needs at its peak on its device (:mod:`fmnist_pl.engine.memory`)."""
+    from fmnist_pl.engine.memory import group_bytes, search_bytes
+
+    hp = group[0].optimizer.hparams
+    if group[0].optimizer.info.gradient_free:
+        return search_bytes(group[0].hidden, int(hp["popsize"]), int(hp["batch_size"]))
+    return group_bytes(group[0].hidden, len(group), batch_size)
+
+
+def halves(group: Sequence[RunPlan]) -> tuple[list[RunPlan], list[RunPlan]]:
+    """A lockstep group cut in two that the engine can still train: at a seed boundary when it
+    holds several seeds (each part keeps whole seed groups, seed-major), else its runs halved."""
+    seeds = list(dict.fromkeys(r.seed for r in group))
+    if len(seeds) > 1:
+        first = set(seeds[: len(seeds) // 2])
+        return [r for r in group if r.seed in first], [r for r in group if r.seed not in first]
+    cut = len(group) // 2
+    return list(group[:cut]), list(group[cut:])
+
+
+def split(planned: Sequence[Sequence[RunPlan]], slots: int,
+          fits: Callable[[Sequence[RunPlan]], bool]) -> list[list[RunPlan]]:
+    """Units of work for several workers: every group that does not ``fits`` one worker is halved
+    until it does, then the largest are halved until there are ``slots`` units (or nothing left to cut).
+
+    Deterministic for the same plan and slots. It changes no number: a run's results do not
+    depend on its group (see :func:`groups`).
+    """
+    units: list[list[RunPlan]] = []
+    for group in planned:
+        pending = [list(group)]
+        while pending:
+            unit = pending.pop(0)
+            if len(unit) > 1 and not fits(unit):
+                pending[:0] = halves(unit)
+            else:
+                units.append(unit)
+    while len(units) < slots:
+        biggest = max(range(len(units)), key=lambda i: len(units[i]))
+        if len(units[biggest]) < 2:
+            break
+        units[biggest:biggest + 1] = halves(units[biggest])
+    return units

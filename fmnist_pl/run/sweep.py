@@ -18,6 +18,7 @@ from fmnist_pl import results
 from fmnist_pl.config import CompareConfig, ConfigError
 from fmnist_pl.data import idx
 from fmnist_pl.optim import registry
+from fmnist_pl.run.cluster import RaySession, connected
 from fmnist_pl.run.compare import Interrupted, compare, output_folder, prepare
 from fmnist_pl.run.plan import check_gradient_only
 
@@ -83,12 +84,13 @@ def lr_find_selection(config: CompareConfig) -> dict[str, Any]:
 
 
 def sweep(config: CompareConfig, final_epochs: int | None = None, echo: Callable[[str], None] = print,
-          lr_find: bool = False) -> Path:
+          lr_find: bool = False, ray: str | None = None) -> Path:
     """Choose each optimizer's learning rate, then compare them at the chosen rates.
 
     Writes ``<output>/<name>/sweep/`` (every optimizer × rate, one lockstep group),
     ``sweep.json`` (the choice) and ``final/`` (a normal compare at the chosen rates, whose
-    report shows the sweep). Returns the final compare's folder.
+    report shows the sweep). Returns the final compare's folder. ``ray``: train both on a Ray
+    cluster (a ``--ray`` address; one connection for the two compares); lr-find runs here.
     """
     if not config.lrs and not lr_find:
         raise ConfigError("sweep needs --lrs (e.g. --lrs 1e-4:1e0:7) or --lr-find")
@@ -97,6 +99,17 @@ def sweep(config: CompareConfig, final_epochs: int | None = None, echo: Callable
         raise ConfigError(f"--final-epochs must be a whole number >= 1, got {final_epochs}")
     top = output_folder(config)
     how = f"the same `fmnist-pl sweep` command with --output-dir {top.parent} --name {top.name}"
+    if ray is None:
+        return _sweep(config, top, how, final_epochs, echo, lr_find, None)
+    # Everything a user can get wrong is checked before a cluster is connected to (or started).
+    prepare(replace(config, lrs=config.lrs if not lr_find else ()), resume=True, here=False)
+    with connected(ray) as cluster:
+        return _sweep(config, top, how + f" --ray {ray}", final_epochs, echo, lr_find, cluster)
+
+
+def _sweep(config: CompareConfig, top: Path, how: str, final_epochs: int | None, echo: Callable[[str], None],
+           lr_find: bool, cluster: RaySession | None) -> Path:
+    """:func:`sweep` once its output folder and cluster (if any) are known."""
     if lr_find:
         prepare(replace(config, lrs=()), resume=True)  # validate names, data and output first
         echo(f"lr-find: Lightning's learning-rate finder for {', '.join(config.optimizers)}")
@@ -105,7 +118,8 @@ def sweep(config: CompareConfig, final_epochs: int | None = None, echo: Callable
         sweep_config = replace(config, output_dir=str(top), name="sweep")
         echo(f"sweep: {len(config.optimizers)} optimizers x {len(config.lrs)} learning rates, {config.epochs} epochs")
         try:
-            sweep_dir = compare(sweep_config, resume=(top / "sweep" / results.CONFIG_FILE).exists(), echo=echo)
+            sweep_dir = compare(sweep_config, resume=(top / "sweep" / results.CONFIG_FILE).exists(), echo=echo,
+                                ray=cluster)
         except Interrupted as exc:
             raise Interrupted(exc.folder, exc.signum, how, exc.started) from None
         chosen = grid_selection(sweep_dir)
@@ -121,6 +135,6 @@ def sweep(config: CompareConfig, final_epochs: int | None = None, echo: Callable
                            name="final", epochs=final_epochs or config.epochs)
     try:
         return compare(final_config, resume=(top / "final" / results.CONFIG_FILE).exists(), echo=echo,
-                       extra={"sweep": chosen})
+                       extra={"sweep": chosen}, ray=cluster)
     except Interrupted as exc:
         raise Interrupted(exc.folder, exc.signum, how, exc.started) from None

@@ -3,7 +3,7 @@
 import pytest
 
 from fmnist_pl.config import CompareConfig, ConfigError, parse_lrs
-from fmnist_pl.run.plan import groups, plan
+from fmnist_pl.run.plan import groups, plan, split
 
 
 def test_names_settings_and_variants_come_from_the_key():
@@ -34,3 +34,29 @@ def test_groups_per_architecture_or_one_run_each():
     together = groups(runs)
     assert [len(g) for g in together] == [4, 4] and {r.hidden for r in together[1]} == {(64,)}
     assert [len(g) for g in groups(runs, separate=True)] == [1] * 8
+
+
+def _trainable(unit) -> bool:
+    """What the lockstep engine accepts: seed-major, the same optimizers in every seed group."""
+    seeds = list(dict.fromkeys(r.seed for r in unit))
+    per_seed = [[r.variant for r in unit if r.seed == s] for s in seeds]
+    return [r.seed for r in unit] == [s for s in seeds for _ in per_seed[0]] and all(p == per_seed[0] for p in per_seed)
+
+
+def test_split_fills_the_workers_at_seed_boundaries_first():
+    runs = plan(CompareConfig(optimizers=("sgd", "adam"), seeds=4, lrs=(0.01, 0.1)))  # 16 runs, one group
+    units = split(groups(runs), slots=2, fits=lambda u: True)
+    assert [[r.seed for r in u] for u in units] == [[42] * 4 + [43] * 4, [44] * 4 + [45] * 4]
+    units = split(groups(runs), slots=8, fits=lambda u: True)  # then within a seed
+    assert [len(u) for u in units] == [2] * 8 and all(_trainable(u) for u in units)
+    assert sorted(r.name for u in units for r in u) == sorted(r.name for r in runs)  # every run exactly once
+    assert split(groups(runs), slots=8, fits=lambda u: True) == units  # deterministic
+
+
+def test_split_halves_what_does_not_fit_a_worker_and_never_cuts_a_lone_run():
+    runs = plan(CompareConfig(optimizers=("sgd", "adam", "rmsprop"), seeds=3, more_hidden=((64,),)))
+    units = split(groups(runs), slots=1, fits=lambda u: len(u) <= 2)
+    assert all(len(u) <= 2 and _trainable(u) for u in units) and len({r.name for u in units for r in u}) == 18
+    assert [len(u) for u in split(groups(runs, separate=True), slots=100, fits=lambda u: True)] == [1] * 18
+    # A seed group is cut only when it alone does not fit: three optimizers of one seed -> 1 + 2.
+    assert [[r.variant for r in u] for u in units[:2]] == [["sgd"], ["adam", "rmsprop"]]
