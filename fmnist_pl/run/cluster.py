@@ -110,12 +110,29 @@ def check_reachable(target: RayAddress) -> str:
         return "local"
     address = _resolve_auto(target.spec) if target.address == "auto" else target.address
     host, port = _host_port(target.spec, address)
+    fix = "check the address and that the cluster is up (`ray status` on its head node)"
     try:
         socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as exc:
         why = "no answer" if isinstance(exc, socket.timeout) else (exc.strerror or type(exc).__name__).lower()
-        raise ConfigError(f"--ray {target.spec}: cannot reach {host}:{port} ({why}); check the address and that "
-                          "the cluster is up (`ray status` on its head node)") from None
+        raise ConfigError(f"--ray {target.spec}: cannot reach {host}:{port} ({why}); {fix}") from None
+    # Something accepted the connection (a proxy or a firewall may accept any). Ray's GCS and its
+    # client server are gRPC servers: one answers an unknown method with UNIMPLEMENTED at once; a
+    # plain HTTP server (a proxy) comes back as an HTTP status that gRPC reports the same way.
+    import grpc
+
+    channel = grpc.insecure_channel(f"{host}:{port}")
+    probe = channel.unary_unary("/fmnist_pl.Probe/Ping", request_serializer=bytes, response_deserializer=bytes)
+    try:
+        probe(b"", timeout=CONNECT_TIMEOUT_S)
+    except grpc.RpcError as exc:
+        http = "http2 header with status" in (exc.details() or "")
+        if exc.code() != grpc.StatusCode.UNIMPLEMENTED or http:
+            what = "an HTTP server, not Ray" if http else exc.code().name.lower()
+            raise ConfigError(f"--ray {target.spec}: {host}:{port} accepts connections but no Ray answers there "
+                              f"({what}); {fix}") from None
+    finally:
+        channel.close()
     return address
 
 

@@ -65,6 +65,20 @@ def test_an_unreachable_cluster_fails_fast_with_one_line_and_writes_nothing(fake
         assert proc.stderr.count("\n") == 1 and f"cannot reach 127.0.0.1:{port}" in proc.stderr
         assert time.monotonic() - began < 20
     assert not (tmp_path / "out").exists()
+    # Something that is not Ray listening there (a proxy, a web server): refused in seconds, too.
+    from http.server import HTTPServer, SimpleHTTPRequestHandler
+
+    server = HTTPServer(("127.0.0.1", 0), SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        spec = f"ray://127.0.0.1:{server.server_address[1]}"
+        proc = _cli("compare", "--epochs", "1", "--data-dir", str(fake_data), "--output-dir", str(tmp_path / "out"),
+                    "--ray", spec)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert proc.returncode == 2 and "accepts connections but no Ray answers there" in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1 and not (tmp_path / "out").exists()
     proc = _cli("compare", "--ray", "nonsense")
     assert proc.returncode == 2 and "is not a Ray address" in proc.stderr and proc.stderr.count("\n") == 1
 
