@@ -209,6 +209,52 @@ def lockstep(names, seeds, arrays, args, device) -> float:
     return timer.per_epoch()
 
 
+def matmul_bound(hidden=(300, 100), batch: int = 32, val_images: int = 5_000, reps: int = 300) -> float:
+    """Seconds per epoch per model if a step cost only its matrix multiplies, each at the rate this
+    CPU (or GPU) reaches on exactly those small shapes: the forward's three GEMMs, the backward's
+    three weight gradients and two input gradients, 1,719 times, plus the validation forward.
+
+    Measured here, in this process, with the threads training uses: a floor no implementation of
+    this step goes below (it excludes every elementwise op, the optimizer and all overhead).
+    """
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    sizes = [784, *hidden, 10]
+    gen = torch.Generator().manual_seed(0)
+    ws = [torch.randn(o, i, generator=gen).to(device) for i, o in zip(sizes[:-1], sizes[1:])]
+
+    def timed(shapes: list[tuple[tuple[int, int], tuple[int, int]]]) -> float:
+        pairs = [(torch.randn(*a, generator=gen).to(device), torch.randn(*b, generator=gen).to(device)) for a, b in shapes]
+        for _ in range(20):
+            for a, b in pairs:
+                a @ b
+        sync(device)
+        t = time.perf_counter()
+        for _ in range(reps):
+            for a, b in pairs:
+                a @ b
+        sync(device)
+        return (time.perf_counter() - t) / reps
+
+    fwd = [((batch, w.shape[1]), (w.shape[1], w.shape[0])) for w in ws]          # x @ W.T
+    wgrad = [((w.shape[0], batch), (batch, w.shape[1])) for w in ws]             # dY.T @ X
+    xgrad = [((batch, w.shape[0]), (w.shape[0], w.shape[1])) for w in ws[1:]]   # dY @ W (not for the input)
+    step = timed(fwd + wgrad + xgrad)
+    val = timed([((val_images, w.shape[1]), (w.shape[1], w.shape[0])) for w in ws])
+    return STEPS_PER_EPOCH * step + val
+
+
+def fixed_cost(args) -> tuple[float, float]:
+    """Whole `fmnist-pl compare` commands of 1 and 2 epochs: (wall of 1 epoch, everything that is not an epoch)."""
+    walls = []
+    for epochs in (1, 2):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "fmnist_pl", "compare", "--epochs", str(epochs), "--no-progress",
+                        "--accelerator", args.accelerator, "--output-dir", args.tmp, "--name", f"fixed{epochs}"],
+                       capture_output=True, check=True, cwd=Path(__file__).resolve().parents[1])
+        walls.append(time.perf_counter() - t)
+    return walls[0], 2 * walls[0] - walls[1]
+
+
 def raw_folder(folder: Path, tmp: str) -> Path:
     """torchvision's FashionMNIST wants root/FashionMNIST/raw/<uncompressed files>."""
     root = Path(tmp) / "tv"
@@ -240,6 +286,16 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def isa() -> str:
+    """The vector instruction sets the CPU itself reports (torch may use fewer)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return "ISA unknown"
+    return "CPU has " + (", ".join(f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags)
+                         or "no AVX2")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=400, help="timed steps per implementation")
@@ -247,6 +303,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="also time the lockstep path with this many seeds")
     parser.add_argument("--accelerator", default="auto")
     parser.add_argument("--skip-textbook", action="store_true")
+    parser.add_argument("--no-fixed-cost", dest="fixed_cost", action="store_false",
+                        help="skip timing whole compares of 1 and 2 epochs (the fixed cost, ~40 s on 2 CPU cores)")
     parser.add_argument("--full-epochs", type=int, default=0,
                         help="also time whole trainings of this many epochs: the hand-tuned loop once per "
                              "optimizer vs one `compare` (the goal's own terms; 30 takes ~7 min on 2 CPU cores)")
@@ -261,7 +319,8 @@ def main() -> None:
     data.prepare()
     names = list(REFERENCE_OPTIMIZERS)
     where = torch.cuda.get_device_name(0) if device.type == "cuda" else \
-        f"{cpu_model()} ({torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} threads"
+        f"{cpu_model()} (torch kernels: {torch.backends.cpu.get_cpu_capability()}; {isa()}), " \
+        f"{torch.get_num_threads()} threads"
     print(f"device: {where}; torch {torch.__version__}; {args.batches} timed steps (+{args.warmup} warm-up) each")
     table: dict[str, dict[str, float]] = {}
     if not args.skip_textbook:
@@ -305,6 +364,15 @@ def main() -> None:
               + f"; total {hand_total:.0f}")
         print(f"  fmnist-pl compare (all four, with test, artifacts and report): {full_ours:.0f}")
         print(f"  ratio fmnist-pl / hand-tuned: {full_ours / hand_total:.2f}   (goal <= 0.75)")
+    bound = matmul_bound()
+    print(f"\nmatmul bound (the step's GEMMs at this device's measured rate on those shapes, + validation): "
+          f"{bound:.2f} s per epoch per model, {4 * bound:.2f} s for four")
+    print(f"  fmnist-pl lockstep / 4x matmul bound:            {lock1 / (4 * bound):.2f}   (goal <= 2)")
+    print(f"  hand-tuned (sum of four) / 4x matmul bound:      {hand / (4 * bound):.2f}")
+    if args.fixed_cost:
+        one, fixed = fixed_cost(args)
+        print(f"\nfixed cost: `compare --epochs 1` {one:.1f} s wall; all that is not an epoch (2 x T1 - T2): "
+              f"{fixed:.1f} s   (goal <= 5 s on the CPU)")
     print(f"\nprojected 30-epoch compare (4 optimizers): fmnist-pl {30 * lock1:.0f} s, "
           f"hand-tuned one after another {30 * hand:.0f} s")
     print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; "

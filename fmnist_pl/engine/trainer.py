@@ -177,8 +177,8 @@ def train_group(group: Sequence[RunPlan], datamodule: FashionMNISTDataModule, ou
     compiled = sorted({r.optimizer.name for r in group if not r.optimizer.info.gradient_free
                        and getattr(r.optimizer.info.cls, "fused_needs_compile", False)})
     if compiled and trainer.strategy.root_device.type == "cpu" and getattr(model, "compile_fused", False):
-        echo(f"{', '.join(compiled)}: the first step compiles the fused update with torch.compile "
-             "(seconds the first time on a machine, less once cached)")
+        echo(f"{', '.join(compiled)}: the fused update compiles in the background (torch.compile); until it is "
+             "ready the same arithmetic runs eagerly, with the same numbers")
     if resume is not None:
         check_checkpoint(resume, model)
     try:

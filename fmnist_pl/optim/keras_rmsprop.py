@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import warnings
 from typing import Any, Callable, Iterable
 
+import numpy as np
 import torch
 from torch.optim import Optimizer
 
@@ -24,12 +26,86 @@ def _keras_update(params: list[torch.Tensor], grads: list[torch.Tensor], squares
         p.sub_(g * lr / torch.sqrt(s + eps))
 
 
+def _exact_update(params: list[torch.Tensor], grads: list[torch.Tensor], squares: list[torch.Tensor],
+                  lr: torch.Tensor, rho: torch.Tensor, eps: torch.Tensor) -> None:
+    """The compiled kernel's arithmetic, eagerly and without a compile: bit for bit its numbers.
+
+    The kernel (inductor's C++ for ``_keras_update``) rounds every operation to float32 in
+    the order written there, and takes a correctly rounded square root (the CPU's vector
+    instruction). Eager torch ops round the same way except ``torch.sqrt``, whose vectorized
+    CPU version can be one ulp off; numpy's ``sqrt`` is the correctly rounded one, applied in
+    place on the same memory. tests/optim/test_keras_rmsprop.py checks the equality bit for bit.
+    """
+    for p, g, s in zip(params, grads, squares):
+        s.mul_(rho).add_(g * g * (1 - rho))
+        denom = s + eps
+        np.sqrt(denom.numpy(), out=denom.numpy())
+        p.sub_(g.mul(lr).div_(denom))
+
+
 @functools.cache
 def _compiled_update() -> Callable[..., None]:
     # Imported on first use: torch.compile's machinery costs ~1 s to import, and most runs never need it.
     import torch._dynamo  # noqa: F401
 
     return torch.compile(_keras_update, fullgraph=True, dynamic=False)
+
+
+def _signature(tensors: Iterable[torch.Tensor]) -> tuple[Any, ...]:
+    return tuple((t.shape, t.stride(), t.storage_offset(), t.dtype, t.requires_grad) for t in tensors)
+
+
+def _alike(t: torch.Tensor) -> torch.Tensor:
+    """A zeroed tensor the compiled kernel's guards cannot tell from ``t`` (shape, strides, offset, grad)."""
+    base = torch.zeros(t.storage_offset() + t.numel(), dtype=t.dtype)
+    view = base.as_strided(t.shape, t.stride(), t.storage_offset())
+    return torch.nn.Parameter(view) if t.requires_grad else view
+
+
+class _Builds:
+    """The compiled kernel, built in a background thread while training goes on with
+    :func:`_exact_update` (the same numbers), one signature (tensor shapes) at a time.
+
+    So a compile - ten seconds or more the first time on a machine, a second or two from
+    torch's on-disk cache - never stalls training; once built, the main thread's call finds it
+    in torch.compile's cache (the build ran on look-alike tensors, so its guards match).
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # one compile at a time: Dynamo compiles are not concurrent
+        self.state: dict[tuple[Any, ...], str] = {}  # "building" | "ready" | the failure text
+
+    def kernel(self, tensors: list[list[torch.Tensor]], hyper: list[torch.Tensor]) -> Callable[..., None] | str | None:
+        """The compiled kernel if built; None while it builds (started here the first time); the
+        failure text if it could not be built."""
+        key = _signature(t for ts in tensors for t in ts)
+        state = self.state.get(key)
+        if state == "ready":
+            return _compiled_update()
+        if state is None:
+            self.state[key] = "building"
+            like = [[_alike(t) for t in ts] for ts in tensors]
+            threading.Thread(target=self._build, args=(key, like, hyper), daemon=True,
+                             name="keras-rmsprop-compile").start()
+            return None
+        return None if state == "building" else state
+
+    def _build(self, key: tuple[Any, ...], like: list[list[torch.Tensor]], hyper: list[torch.Tensor]) -> None:
+        # Torch's C++ build helper warns that this CUDA build finds no CUDA runtime - true on a
+        # CPU machine and irrelevant to a CPU kernel.
+        quiet = logging.getLogger("torch.utils.cpp_extension")
+        quiet.setLevel(logging.ERROR)
+        with self.lock, torch.no_grad():  # the step runs without grad: the kernel's guards say so
+            try:
+                _compiled_update()(*like, *hyper)
+            except Exception as exc:  # no C++ compiler, say: the eager path has the same numbers
+                text = str(exc).splitlines()[0] if str(exc) else ""
+                self.state[key] = f"{type(exc).__name__}: {text}"
+                return
+        self.state[key] = "ready"
+
+
+_BUILDS = _Builds()
 
 
 class KerasRMSprop(Optimizer):
@@ -47,10 +123,13 @@ class KerasRMSprop(Optimizer):
     the per-step overhead low at small batch sizes. ``fused=True`` (CPU tensors) runs the
     update as one ``torch.compile``-d kernel instead, as torch's fused Adam/SGD do with
     hand-written ones: one pass over memory instead of five (about a third of the time; see
-    ``benchmarks/results-*.txt``), for a compile the first time on a machine (seconds, less
-    once torch's on-disk cache has it).
-    If compiling fails (no C++ compiler, say), it warns once and keeps to the foreach update.
-    The two agree to float rounding; :attr:`fused_ran` tells which one ran.
+    ``benchmarks/results-*.txt``). The kernel is compiled in a background thread (seconds the
+    first time on a machine, less from torch's on-disk cache); until it is ready - or forever,
+    if it cannot be compiled (no C++ compiler, say: a warning says so) - the same arithmetic
+    runs eagerly (:func:`_exact_update`), with the kernel's numbers bit for bit, so no step
+    waits for the compiler and no number depends on when it finished. ``fused`` and foreach
+    agree to float rounding; :attr:`fused_ran` tells that the fused arithmetic ran,
+    :attr:`compiled_steps` how many steps the compiled kernel took.
     """
 
     fused_needs_compile = True
@@ -62,7 +141,10 @@ class KerasRMSprop(Optimizer):
             raise ValueError(f"invalid KerasRMSprop hyperparameters: lr={lr}, rho={rho}, eps={eps}")
         super().__init__(params, dict(lr=lr, rho=rho, eps=eps))
         self.fused = bool(fused)
-        self.fused_ran = False  # True once the compiled kernel has run; False: foreach did every step so far
+        self.fused_ran = False  # True once the fused arithmetic has run (compiled or its exact eager twin)
+        self.compiled_steps = 0  # of which the compiled kernel took this many
+        self._warned = False
+        self._compiled_for: dict[int, bool] = {}  # per param group (by its first tensor): kernel built
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
@@ -94,25 +176,19 @@ class KerasRMSprop(Optimizer):
 
     def _fused_step(self, params: list[torch.Tensor], grads: list[torch.Tensor], squares: list[torch.Tensor],
                     lr: float, rho: float, eps: float) -> bool:
-        """Run the compiled update; False (and foreach from then on) if it cannot be compiled."""
+        """The fused arithmetic: the compiled kernel once built, its exact eager twin until then."""
         hyper = [torch.tensor(v, dtype=torch.float64) for v in (lr, rho, eps)]
-        if self.fused_ran:
-            _compiled_update()(params, grads, squares, *hyper)
-            return True
-        # The first call compiles. Torch's C++ build helper warns that this CUDA build finds
-        # no CUDA runtime - true on a CPU machine and irrelevant to a CPU kernel.
-        quiet = logging.getLogger("torch.utils.cpp_extension")
-        level = quiet.level
-        quiet.setLevel(logging.ERROR)
-        try:
-            _compiled_update()(params, grads, squares, *hyper)
-        except Exception as exc:  # any compile failure: the foreach update is always available
-            self.fused = False
-            warnings.warn(f"KerasRMSprop(fused=True) could not compile its kernel, using the foreach "
-                          f"update instead ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
-                          RuntimeWarning, stacklevel=3)
-            return False
-        finally:
-            quiet.setLevel(level)
+        kernel = _compiled_update() if self._compiled_for.get(id(params[0])) else _BUILDS.kernel(
+            [params, grads, squares], hyper)
+        if callable(kernel):
+            self._compiled_for[id(params[0])] = True  # skip the signature from now on
+            kernel(params, grads, squares, *hyper)
+            self.compiled_steps += 1
+        else:
+            if isinstance(kernel, str) and not self._warned:
+                self._warned = True
+                warnings.warn(f"KerasRMSprop(fused=True) could not compile its kernel ({kernel}); its exact "
+                              "eager form runs instead: the same numbers, slower", RuntimeWarning, stacklevel=3)
+            _exact_update(params, grads, squares, *hyper)
         self.fused_ran = True
         return True

@@ -27,7 +27,7 @@ from fmnist_pl.config import CompareConfig, ConfigError, RunPlan
 from fmnist_pl.data import idx
 from fmnist_pl.run.cluster import RaySession, connected
 from fmnist_pl.run.folder import exclusive, remove_failed_start
-from fmnist_pl.run.plan import group_need, groups, plan
+from fmnist_pl.run.plan import group_need, groups, plan, split
 from fmnist_pl.stops import Stopped, stops_as_exceptions
 
 GRID_IMAGES = 40  # the reference showed the first 40 test images
@@ -84,7 +84,8 @@ def environment(device_name: str) -> dict[str, Any]:
 
 
 def check_device(config: CompareConfig, runs: list[RunPlan]) -> None:
-    """The accelerator asked for exists, and the largest lockstep group fits in its memory."""
+    """The accelerator asked for exists, and every run fits in its memory (groups that do not are
+    cut: :func:`local_groups`)."""
     import torch
 
     from fmnist_pl.engine.memory import available_bytes, gib
@@ -96,19 +97,29 @@ def check_device(config: CompareConfig, runs: list[RunPlan]) -> None:
         raise ConfigError("--accelerator mps, but this machine has no Apple GPU (MPS); use --accelerator cpu or auto")
     device, _ = _device(config.accelerator)
 
-    most, biggest = max(((group_need(g, config.batch_size), g) for g in groups(runs, config.trains_alone)),
-                        key=lambda pair: pair[0])
     free, where = available_bytes(device)
+    most, biggest = max(((group_need([r], config.batch_size), r) for r in runs), key=lambda pair: pair[0])
     if free is not None and most > free:
-        if biggest[0].optimizer.info.gradient_free:
-            raise ConfigError(f"{biggest[0].name} (population {biggest[0].optimizer.hparams['popsize']} of "
-                              f"{parameter_count(biggest[0].hidden):,} weights) needs about {gib(most)}, but only "
-                              f"{gib(free)} is {where}: use a smaller --set {biggest[0].optimizer.name}.popsize "
+        if biggest.optimizer.info.gradient_free:
+            raise ConfigError(f"{biggest.name} (population {biggest.optimizer.hparams['popsize']} of "
+                              f"{parameter_count(biggest.hidden):,} weights) needs about {gib(most)}, but only "
+                              f"{gib(free)} is {where}: use a smaller --set {biggest.optimizer.name}.popsize "
                               "or smaller --hidden")
-        raise ConfigError(f"the largest lockstep group ({len(biggest)} runs of hidden "
-                          f"{','.join(map(str, biggest[0].hidden))}) needs about {gib(most)} (weights, gradients, "
-                          f"optimizer state, activations), but only {gib(free)} is {where}: use smaller --hidden, "
-                          "fewer --seeds/--lrs/--optimizers, or --separate")
+        raise ConfigError(f"one run of hidden {','.join(map(str, biggest.hidden))} alone needs about {gib(most)} "
+                          f"(weights, gradients, optimizer state, activations), but only {gib(free)} is {where}: "
+                          "use smaller --hidden")
+
+
+def local_groups(config: CompareConfig, runs: list[RunPlan]) -> list[list[RunPlan]]:
+    """The planner's groups, each cut (at seed boundaries first) until it fits this machine's
+    device memory: a big study trains in several lockstep groups instead of running out of memory."""
+    from fmnist_pl.engine.memory import available_bytes
+
+    planned = groups(runs, config.trains_alone)
+    free, _ = available_bytes(_device(config.accelerator)[0])
+    if free is None:
+        return planned
+    return split(planned, 1, lambda unit: group_need(unit, config.batch_size) <= free)
 
 
 def prepare(config: CompareConfig, resume: bool = False, arrays: "idx.FashionMNISTArrays | None" = None,
@@ -278,8 +289,11 @@ def _run(out: Path, config: CompareConfig, runs: list[RunPlan], data_folder: Pat
     if config.time_budget is not None:
         echo(f"every run trains alone for at most {config.time_budget:g} s (or {config.epochs} epochs), "
              "so that each has the machine to itself for the same time")
-    planned = groups(runs, config.trains_alone)
-    planned = training_groups(out, runs, lambda: planned if cluster is None else cluster.units(planned, config))
+    planned = training_groups(out, runs, lambda: local_groups(config, runs) if cluster is None else
+                              cluster.units(groups(runs, config.trains_alone), config))
+    if cluster is None and len(planned) > len(groups(runs, config.trains_alone)):
+        echo(f"the runs do not fit in this device's memory at once: {len(planned)} lockstep groups of "
+             f"{min(map(len, planned))}-{max(map(len, planned))} runs, one after another")
     if cluster is None:
         _train_here(out, config, planned, arrays, echo, device_name)
     else:

@@ -1,4 +1,4 @@
-"""RMSprop in Keras' form: the formula step by step, the compiled kernel, the fallback."""
+"""RMSprop in Keras' form: the formula step by step, the compiled kernel and its exact eager form, the fallback."""
 
 import math
 
@@ -29,11 +29,58 @@ def test_keras_rmsprop_matches_the_formula_step_by_step(fused):
             value = value - lr * grad.double() / torch.sqrt(s + 1e-7)
             ref[name] = (value, s, lr)
             torch.testing.assert_close(p.detach().double(), value, rtol=1e-5, atol=1e-7)
-    assert opt.fused_ran is fused  # the compiled kernel ran (a failed compile falls back to foreach)
+    assert opt.fused_ran is fused  # the fused arithmetic ran (compiled, or its exact eager form)
     assert optimizers.implementation(opt) == ("fused (compiled)" if fused else "foreach")
 
 
-def test_keras_rmsprop_falls_back_to_foreach_when_it_cannot_compile(monkeypatch):
+def _wait_for_builds() -> None:
+    import threading
+
+    for thread in threading.enumerate():
+        if thread.name == "keras-rmsprop-compile":
+            thread.join(timeout=300)
+
+
+def test_the_eager_form_has_the_compiled_kernels_numbers_bit_for_bit():
+    """So that a step taken before the background compile finished (or without a compiler) is the
+    step the kernel would have taken: no number depends on when the compiler was done."""
+    from fmnist_pl.optim.keras_rmsprop import _compiled_update, _exact_update
+
+    stacked = [torch.randn(3, 30, 78), torch.randn(3, 30)]  # member views, as the lockstep engine has them
+    runs = []
+    for update in (_compiled_update(), _exact_update):
+        params = [torch.nn.Parameter(t.clone()[1]) for t in stacked]
+        squares = [torch.zeros_like(p) for p in params]
+        gen = torch.Generator().manual_seed(0)
+        hyper = [torch.tensor(v, dtype=torch.float64) for v in (1e-3, 0.9, 1e-7)]
+        with torch.no_grad():
+            for i in range(60):  # gradients from 1 to 1e-7: where sqrt and eps decide the last bit
+                update(params, [torch.randn(p.shape, generator=gen) * 10.0 ** -(i % 8) for p in params], squares,
+                       *hyper)
+        runs.append([t.detach() for t in (*params, *squares)])
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+
+
+def test_the_compile_runs_in_the_background_and_the_switch_changes_no_number():
+    from fmnist_pl.optim.keras_rmsprop import _exact_update
+
+    torch.manual_seed(1)
+    w = torch.nn.Parameter(torch.randn(17, 23))
+    ref, ref_s = w.detach().clone(), torch.zeros(17, 23)
+    opt = KerasRMSprop([w], lr=0.01, fused=True)
+    hyper = [torch.tensor(v, dtype=torch.float64) for v in (0.01, 0.9, 1e-7)]
+    for step in range(40):
+        g = torch.randn(17, 23) * 1e-3
+        w.grad = g.clone()
+        opt.step()
+        _exact_update([ref], [g], [ref_s], *hyper)
+        if step == 0:
+            _wait_for_builds()  # the first step started the build; later ones use the kernel
+    assert opt.fused_ran and 0 < opt.compiled_steps < 40
+    assert torch.equal(w.detach(), ref)
+
+
+def test_without_a_compiler_the_eager_form_runs_with_a_warning(monkeypatch):
     from fmnist_pl.optim import keras_rmsprop
 
     def no_compiler():
@@ -42,14 +89,20 @@ def test_keras_rmsprop_falls_back_to_foreach_when_it_cannot_compile(monkeypatch)
         return fail
 
     monkeypatch.setattr(keras_rmsprop, "_compiled_update", no_compiler)
+    monkeypatch.setattr(keras_rmsprop, "_BUILDS", keras_rmsprop._Builds())
     w = torch.nn.Parameter(torch.ones(4))
     opt = KerasRMSprop([w], lr=0.001, fused=True)
     w.grad = torch.full((4,), 0.5)
-    with pytest.warns(RuntimeWarning, match="could not compile its kernel, using the foreach update instead "
-                                            r"\(RuntimeError: no C\+\+ compiler found\)"):
+    opt.step()  # starts the build, steps eagerly
+    _wait_for_builds()
+    with pytest.warns(RuntimeWarning, match=r"could not compile its kernel \(RuntimeError: no C\+\+ compiler found\); "
+                                            "its exact eager form runs instead"):
         opt.step()
-    assert opt.fused is False
-    torch.testing.assert_close(w.detach(), torch.full((4,), 1 - 0.001 * 0.5 / math.sqrt(0.1 * 0.25 + 1e-7)))
+    assert opt.fused_ran and opt.compiled_steps == 0
+    s = 0.1 * 0.25
+    first = 1 - 0.001 * 0.5 / math.sqrt(s + 1e-7)
+    second = first - 0.001 * 0.5 / math.sqrt(0.9 * s + s + 1e-7)
+    torch.testing.assert_close(w.detach(), torch.full((4,), second))
 
 
 def test_keras_form_differs_from_torch_form_for_small_gradients():

@@ -56,3 +56,22 @@ def test_val_size_must_leave_training_images(fake_data, tmp_path):
     with pytest.raises(ConfigError, match="leaves no training images"):
         compare(_config(tmp_path, "x", val_size=600), arrays=load_arrays(fake_data, counts=None))
     assert not (tmp_path / "x").exists()
+
+
+def test_a_group_too_big_for_memory_is_cut_and_trains_with_the_same_numbers(fake_data, tmp_path, monkeypatch):
+    """A big study never dies of out-of-memory: its lockstep group is cut (at seed boundaries) to fit."""
+    from fmnist_pl.engine import memory
+    from fmnist_pl.run.plan import group_need, plan
+
+    arrays = load_arrays(fake_data, counts=None)
+    config = _config(tmp_path, "whole", optimizers=("sgd", "adam"), seeds=2)
+    whole = compare(config, arrays=arrays, echo=lambda _: None)
+    two_runs = group_need(plan(config)[:2], config.batch_size)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: (two_runs, "free in this test"))
+    lines: list[str] = []
+    cut = compare(_config(tmp_path, "cut", optimizers=("sgd", "adam"), seeds=2), arrays=arrays, echo=lines.append)
+    assert any("do not fit in this device's memory at once: 2 lockstep groups of 2-2 runs" in line for line in lines)
+    saved = json.loads((cut / "checkpoints/groups.json").read_text())["groups"]
+    assert saved == [["sgd/seed-42", "adam/seed-42"], ["sgd/seed-43", "adam/seed-43"]]
+    for run in ("sgd/seed-42", "adam/seed-43"):
+        assert _history(cut, run) == _history(whole, run)
