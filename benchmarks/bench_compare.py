@@ -255,6 +255,28 @@ def fixed_cost(args) -> tuple[float, float]:
     return walls[0], 2 * walls[0] - walls[1]
 
 
+def study(args) -> str:
+    """The DeepOBS-scale study as one compare (4 optimizers x 36 learning rates x 10 seeds = 1,440 runs):
+    wall time, training time, and everything else (per-run files, summary, report)."""
+    import json
+
+    from fmnist_pl.config import parse_lrs
+    from fmnist_pl.run.compare import compare
+
+    config = CompareConfig(optimizers=tuple(REFERENCE_OPTIMIZERS), lrs=parse_lrs("1e-4:1e0:36"), seeds=10,
+                           epochs=args.study_epochs, output_dir=args.tmp, name="study", progress=False,
+                           accelerator=args.accelerator)
+    t = time.perf_counter()
+    out = compare(config, echo=lambda _: None)
+    wall = time.perf_counter() - t
+    groups = json.loads((out / "checkpoints" / "groups.json").read_text())["groups"]
+    fit = sum(json.loads((out / "runs" / g[0] / "metrics.json").read_text())["timing"]["fit_seconds"] for g in groups)
+    per_epoch = fit / args.study_epochs
+    return (f"{len(groups)} lockstep group(s), {args.study_epochs} epochs: {wall:.0f} s wall, training {fit:.0f} s "
+            f"({per_epoch:.1f} s per epoch for 1,440 models), everything else {wall - fit:.0f} s; projected 30 epochs: "
+            f"{(wall - fit + 30 * per_epoch) / 60:.1f} min   (goal <= 15 min on one H100/H200)")
+
+
 def raw_folder(folder: Path, tmp: str) -> Path:
     """torchvision's FashionMNIST wants root/FashionMNIST/raw/<uncompressed files>."""
     root = Path(tmp) / "tv"
@@ -305,6 +327,9 @@ def main() -> None:
     parser.add_argument("--skip-textbook", action="store_true")
     parser.add_argument("--no-fixed-cost", dest="fixed_cost", action="store_false",
                         help="skip timing whole compares of 1 and 2 epochs (the fixed cost, ~40 s on 2 CPU cores)")
+    parser.add_argument("--study-epochs", type=int, default=0,
+                        help="also run the DeepOBS-scale study (4 optimizers x 36 rates x 10 seeds) for this many "
+                             "epochs (a GPU's job: 1,440 models)")
     parser.add_argument("--full-epochs", type=int, default=0,
                         help="also time whole trainings of this many epochs: the hand-tuned loop once per "
                              "optimizer vs one `compare` (the goal's own terms; 30 takes ~7 min on 2 CPU cores)")
@@ -373,6 +398,8 @@ def main() -> None:
         one, fixed = fixed_cost(args)
         print(f"\nfixed cost: `compare --epochs 1` {one:.1f} s wall; all that is not an epoch (2 x T1 - T2): "
               f"{fixed:.1f} s   (goal <= 5 s on the CPU)")
+    if args.study_epochs:
+        print(f"\nDeepOBS-scale study on {where}: {study(args)}")
     print(f"\nprojected 30-epoch compare (4 optimizers): fmnist-pl {30 * lock1:.0f} s, "
           f"hand-tuned one after another {30 * hand:.0f} s")
     print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; "

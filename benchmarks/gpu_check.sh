@@ -14,6 +14,8 @@
 #      GPU: what each reaches in the same wall time (the issue's goal: >= 0.87 within 2 minutes).
 # BENCH=0 skips 1 and 2; BASELINE= (empty) leaves Adam out of 3; SETS="--set snes.popsize=200 ..." changes 3.
 # The older gradient checks (lockstep equivalence, bench_compare, a 30-epoch compare) run with GRADIENT=1.
+# SPEED=1 (issue "Speed II"): the whole default compare's wall time and RSS, and bench_compare with the matmul
+# bound, the fixed cost and the DeepOBS-scale study (1,440 models, 1 epoch, projected to 30).
 set -uo pipefail
 export FMNIST_DATA=${FMNIST_DATA:-.device/data} PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/gpu-out}
@@ -53,4 +55,11 @@ rm -rf "$OUT/o"
 if [ "${GRADIENT:-0}" = 1 ]; then
   FMNIST_TEST_ACCELERATOR=gpu python3 -m pytest -q tests/engine/test_lockstep.py -p no:cacheprovider 2>&1 | tail -8
   python3 benchmarks/bench_compare.py --batches 600 --seeds 5 2>&1 | grep -v -i "warn\|tip\|available\|LOCAL_RANK" | tee "$OUT/bench.txt"
+fi
+if [ "${SPEED:-0}" = 1 ]; then
+  TIMEFORMAT="whole default compare (--epochs 30): %R s wall"
+  time (python3 -m fmnist_pl compare --epochs 30 --no-progress --output-dir "$OUT/s" --name c30 2>&1 | tail -4)
+  python3 benchmarks/bench_compare.py --batches 600 --seeds 1 --skip-textbook --study-epochs 1 2>&1 \
+    | grep -v -i "warn\|tip\|available\|LOCAL_RANK" | tee "$OUT/speed.txt"
+  rm -rf "$OUT/s"
 fi

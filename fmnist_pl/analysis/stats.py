@@ -43,22 +43,47 @@ def mcnemar_exact(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> dict[
     return {"only_a": b, "only_b": c, "p": min(1.0, 2 * tail)}
 
 
+def resampled_means(per_image: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0,
+                    chunk: int = 250) -> np.ndarray:
+    """``[settings, images]`` -> ``[settings, samples]``: each setting's mean over the same bootstrap
+    resamples of the test images.
+
+    The resamples are shared by every setting (the images are what is paired), so a study of S
+    settings draws them once instead of once per pair: each resample becomes its images' counts,
+    and the means of all settings are one matrix product (S settings x 2,000 resamples x 10,000
+    images in well under a second), where a loop over pairs took 27 ms x S(S-1)/2.
+    """
+    per_image = np.atleast_2d(np.asarray(per_image, np.float64))
+    n = per_image.shape[1]
+    rng = np.random.default_rng(seed)
+    out = np.empty((per_image.shape[0], samples))
+    for start in range(0, samples, chunk):
+        rows = min(chunk, samples - start)
+        idx = rng.integers(0, n, (rows, n))  # the same draws, in the same order, as one resample at a time
+        flat = (idx + (np.arange(rows) * n)[:, None]).ravel()
+        counts = np.bincount(flat, minlength=rows * n).reshape(rows, n).astype(np.float64)
+        out[:, start:start + rows] = per_image @ counts.T / n
+    return out
+
+
+def bootstrap_pair(diff: float, means_a: np.ndarray, means_b: np.ndarray) -> dict[str, float]:
+    """The bootstrap of accuracy(A) - accuracy(B) from both settings' resampled means."""
+    means = means_a - means_b
+    samples = len(means)
+    lo, hi = np.quantile(means, [0.025, 0.975])
+    p = 2 * min(np.mean(means <= 0), np.mean(means >= 0))
+    # No resample crossed zero: the bootstrap can only say p < 1/samples.
+    return {"diff": float(diff), "ci_low": float(lo), "ci_high": float(hi),
+            "p": float(min(1.0, max(p, 1 / samples))), "p_below_resolution": bool(p < 1 / samples)}
+
+
 def paired_bootstrap(correct_a: np.ndarray, correct_b: np.ndarray, samples: int = BOOTSTRAP_SAMPLES,
                      seed: int = 0) -> dict[str, float]:
     """Bootstrap over images of mean-over-seeds accuracy(A) - accuracy(B); inputs ``[seeds, images]``."""
     a = np.atleast_2d(np.asarray(correct_a, float)).mean(0)  # per image: fraction of seeds right
     b = np.atleast_2d(np.asarray(correct_b, float)).mean(0)
-    diff = a - b
-    rng = np.random.default_rng(seed)
-    n = len(diff)
-    means = np.empty(samples)
-    for i in range(samples):
-        means[i] = diff[rng.integers(0, n, n)].mean()
-    lo, hi = np.quantile(means, [0.025, 0.975])
-    p = 2 * min(np.mean(means <= 0), np.mean(means >= 0))
-    # No resample crossed zero: the bootstrap can only say p < 1/samples.
-    return {"diff": float(diff.mean()), "ci_low": float(lo), "ci_high": float(hi),
-            "p": float(min(1.0, max(p, 1 / samples))), "p_below_resolution": bool(p < 1 / samples)}
+    means = resampled_means(np.stack([a, b]), samples, seed)
+    return bootstrap_pair(float((a - b).mean()), means[0], means[1])
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -79,9 +104,11 @@ def compare_optimizers(correct: dict[str, np.ndarray], alpha: float = ALPHA) -> 
     every optimizer, so seed k is paired with seed k).
     """
     names = sorted(correct, key=lambda n: -float(np.mean(correct[n])))
+    per_image = {n: np.atleast_2d(np.asarray(correct[n], float)).mean(0) for n in names}  # fraction of seeds right
+    means = dict(zip(names, resampled_means(np.stack([per_image[n] for n in names]))))
     pairs = []
     for a, b in combinations(names, 2):
-        boot = paired_bootstrap(correct[a], correct[b])
+        boot = bootstrap_pair(float((per_image[a] - per_image[b]).mean()), means[a], means[b])
         row = {"a": a, "b": b, **boot}
         if correct[a].shape[0] == 1:
             row["mcnemar"] = mcnemar_exact(correct[a][0], correct[b][0])

@@ -45,8 +45,11 @@ class LitLockstep(LitEvaluated):
     def __init__(self, members: Sequence[RunPlan], hidden: Sequence[int] = REFERENCE_HIDDEN,
                  use_cuda_graphs: bool = True, compile_fused: bool = True) -> None:
         super().__init__(members)
+        # In the checkpoint, not in the loggers: Lightning would write every member's key into each
+        # member's hparams.yaml (1,440 runs: 1,440 files of 1,440 entries). Each run's TensorBoard
+        # HPARAMS are its own, logged with its test results (run/artifacts.py).
         self.save_hyperparameters({"members": [m.to_dict() for m in members], "hidden": list(hidden),
-                                   "use_cuda_graphs": use_cuda_graphs, "compile_fused": compile_fused})
+                                   "use_cuda_graphs": use_cuda_graphs, "compile_fused": compile_fused}, logger=False)
         self.automatic_optimization = False
         self.use_cuda_graphs, self.compile_fused = use_cuda_graphs, compile_fused
         seeds = [m.seed for m in self.members]

@@ -62,7 +62,7 @@ class LitSearch(LitEvaluated):
         super().__init__([run])
         if not run.optimizer.info.gradient_free:
             raise ValueError(f"{run.optimizer.name} is a gradient optimizer: train it with LitLockstep")
-        self.save_hyperparameters({"run": run.to_dict()})
+        self.save_hyperparameters({"run": run.to_dict()}, logger=False)  # its HPARAMS come with its test results
         self.automatic_optimization = False
         self.run = run
         start = initial_solution(run)

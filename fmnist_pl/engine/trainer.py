@@ -174,6 +174,8 @@ def train_group(group: Sequence[RunPlan], datamodule: FashionMNISTDataModule, ou
     model = build_module(group)
     trainer = make_trainer(out_dir, [r.name for r in group], epochs, accelerator, group_dir,
                            progress, limit_train_batches, time_budget, after_checkpoint)
+    for logger, run in zip(trainer.loggers, group):
+        logger.hparams.update(run.to_dict())  # its hparams.yaml: this run's own key (written at the first save)
     compiled = sorted({r.optimizer.name for r in group if not r.optimizer.info.gradient_free
                        and getattr(r.optimizer.info.cls, "fused_needs_compile", False)})
     if compiled and trainer.strategy.root_device.type == "cpu" and getattr(model, "compile_fused", False):

@@ -20,6 +20,7 @@ from fmnist_pl.config import CompareConfig
 from fmnist_pl.data.idx import CLASS_NAMES
 
 TEMPLATE = "report.html.j2"
+DETAILED_RUNS = 24  # up to this many runs, every run gets its own figures; beyond, the best of each optimizer
 _TEMPLATE_DIRS = [Path(__file__).parents[1] / "templates", Path(__file__).parents[2] / "templates"]
 
 
@@ -49,6 +50,27 @@ def _per_class(settings: list[dict[str, Any]]) -> list[dict[str, Any]]:
                        for c in s["per_class_f1"]]} for s in settings]
 
 
+def detailed_runs(runs: list[dict[str, Any]]) -> set[str]:
+    """The runs that get their own figures (learning curves, confusion matrix, predictions).
+
+    All of them up to :data:`DETAILED_RUNS`; in a bigger study (a 36-rate x 10-seed grid is 1,440
+    runs, and drawing three figures each took longer than training them on a GPU) the run of each
+    optimizer and architecture with the best validation accuracy - chosen on validation, as the
+    sweep chooses. Every run's numbers stay in the tables, its files and TensorBoard.
+    """
+    if len(runs) <= DETAILED_RUNS:
+        return {r["run"] for r in runs}
+    best: dict[tuple[Any, ...], tuple[float, str]] = {}
+    for r in runs:
+        if not r.get("history"):
+            continue
+        key = (tuple(r.get("hidden") or ()), r["optimizer"]["name"])
+        score = max(row["val_acc"] for row in r["history"])
+        if key not in best or score > best[key][0]:
+            best[key] = (score, r["run"])
+    return {name for _, name in best.values()}
+
+
 def _figures(loaded: dict[str, Any]) -> dict[str, Any]:
     """Every figure of the report, drawn from the results (and samples.json) as data URIs."""
     from fmnist_pl.report import plots
@@ -74,8 +96,12 @@ def _figures(loaded: dict[str, Any]) -> dict[str, Any]:
     except (OSError, ValueError):
         samples = None
     per_run = {}
+    detailed = detailed_runs(loaded["runs"])
     for r in loaded["runs"]:
         figs: dict[str, str | None] = {"curves": None, "confusion": None, "predictions": None}
+        per_run[r["run"]] = figs
+        if r["run"] not in detailed:
+            continue
         if r.get("history"):
             figs["curves"] = uri(plots.learning_curves(r["history"], title=r["run"]))
         if r.get("test"):
@@ -91,14 +117,13 @@ def _figures(loaded: dict[str, Any]) -> dict[str, Any]:
                 figs["predictions"] = uri(plots.image_grid(
                     samples["test_images"], predicted["targets"][:n], predicted["last"][:n], CLASS_NAMES,
                     title=f"{r['run']}: first {n} test images"))
-        per_run[r["run"]] = figs
     train_grid = None
     if samples is not None:
         n = len(samples["train_images"])
         train_grid = uri(plots.image_grid(samples["train_images"], samples["train_labels"], None, CLASS_NAMES,
                                           title=f"First {n} training images"))
     sweep = loaded["config"].get("sweep")
-    return {"overlays": overlays, "per_run": per_run, "train_images": train_grid,
+    return {"overlays": overlays, "per_run": per_run, "train_images": train_grid, "detailed": len(detailed),
             "sweep_plot": uri(plots.lr_sweep(sweep)) if sweep else None}
 
 
@@ -129,6 +154,7 @@ def build_context(loaded: dict[str, Any], summary: dict[str, Any]) -> dict[str, 
         "architectures": summary["architectures"], "runs": runs, "missing": summary["missing"],
         "observations": summary["observations"], "run_observations": bool(run_observations),
         "train_images": figures["train_images"],
+        "detailed": figures["detailed"] if figures["detailed"] < len(loaded["runs"]) else None,
     }
 
 

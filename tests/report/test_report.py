@@ -94,3 +94,21 @@ def test_a_previous_results_format_is_a_one_line_error(tmp_path):
 def test_run_names_are_plain_text_in_figures(tmp_path):
     folder = make_results(tmp_path / "tex", ["bad$\\foo{$name"])
     assert "bad$\\foo{$name" in report.render(folder).read_text()  # matplotlib did not parse it as mathtext
+
+
+def test_a_big_study_draws_each_runs_figures_only_for_the_best_run_of_each_optimizer():
+    """1,440 runs x three figures took longer than training them; the tables still list every run."""
+    from fmnist_pl.report.html import DETAILED_RUNS, detailed_runs
+
+    def run(name, opt, hidden, val):
+        return {"run": name, "optimizer": {"name": opt}, "hidden": hidden,
+                "history": [{"val_acc": val - 0.1}, {"val_acc": val}, {"val_acc": val - 0.05}]}
+
+    few = [run(f"sgd/lr-{i}", "sgd", [300, 100], 0.5 + i / 100) for i in range(DETAILED_RUNS)]
+    assert detailed_runs(few) == {r["run"] for r in few}
+    many = [run(f"h{h}/{opt}/lr-{i}", opt, [h], 0.5 + ((i * 7) % 13) / 100)
+            for h in (32, 64) for opt in ("sgd", "adam") for i in range(10)]
+    many.append({"run": "h32/adam/lr-99", "optimizer": {"name": "adam"}, "hidden": [32], "history": []})  # unfinished
+    chosen = detailed_runs(many)
+    # i = 11 would give 0.5 + 12/100, the best; within 0..9 it is i = 9 (63 % 13 = 11).
+    assert chosen == {f"h{h}/{opt}/lr-9" for h in (32, 64) for opt in ("sgd", "adam")}
