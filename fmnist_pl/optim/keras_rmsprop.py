@@ -108,6 +108,13 @@ class _Builds:
 _BUILDS = _Builds()
 
 
+def wait_for_compiles(timeout: float | None = None) -> None:
+    """Block until the background compiles started so far are done (benchmarks time steady state)."""
+    for thread in threading.enumerate():
+        if thread.name == "keras-rmsprop-compile":
+            thread.join(timeout)
+
+
 class KerasRMSprop(Optimizer):
     """RMSprop in the Keras/TensorFlow form, with ε *inside* the square root.
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fmnist_pl.optim import registry as optimizers
-from fmnist_pl.optim.keras_rmsprop import KerasRMSprop
+from fmnist_pl.optim.keras_rmsprop import KerasRMSprop, wait_for_compiles
 from fmnist_pl.optim.registry import resolve
 
 
@@ -31,14 +31,6 @@ def test_keras_rmsprop_matches_the_formula_step_by_step(fused):
             torch.testing.assert_close(p.detach().double(), value, rtol=1e-5, atol=1e-7)
     assert opt.fused_ran is fused  # the fused arithmetic ran (compiled, or its exact eager form)
     assert optimizers.implementation(opt) == ("fused (compiled)" if fused else "foreach")
-
-
-def _wait_for_builds() -> None:
-    import threading
-
-    for thread in threading.enumerate():
-        if thread.name == "keras-rmsprop-compile":
-            thread.join(timeout=300)
 
 
 def test_the_eager_form_has_the_compiled_kernels_numbers_bit_for_bit():
@@ -75,7 +67,7 @@ def test_the_compile_runs_in_the_background_and_the_switch_changes_no_number():
         opt.step()
         _exact_update([ref], [g], [ref_s], *hyper)
         if step == 0:
-            _wait_for_builds()  # the first step started the build; later ones use the kernel
+            wait_for_compiles(timeout=300)  # the first step started the build; later ones use the kernel
     assert opt.fused_ran and 0 < opt.compiled_steps < 40
     assert torch.equal(w.detach(), ref)
 
@@ -94,7 +86,7 @@ def test_without_a_compiler_the_eager_form_runs_with_a_warning(monkeypatch):
     opt = KerasRMSprop([w], lr=0.001, fused=True)
     w.grad = torch.full((4,), 0.5)
     opt.step()  # starts the build, steps eagerly
-    _wait_for_builds()
+    wait_for_compiles(timeout=300)
     with pytest.warns(RuntimeWarning, match=r"could not compile its kernel \(RuntimeError: no C\+\+ compiler found\); "
                                             "its exact eager form runs instead"):
         opt.step()
