@@ -162,6 +162,12 @@ class RaySession:
             raise ConfigError("--accelerator mps trains on this Mac only; use --accelerator cpu or auto with --ray")
         return accelerator in ("auto", "gpu", "cuda") and self.gpus > 0
 
+    def check(self, runs: Sequence[RunPlan], config: CompareConfig) -> None:
+        """Every run fits a worker, and the accelerator asked for is there (one-line errors)."""
+        from fmnist_pl.run import ray_backend
+
+        ray_backend.check(self, runs, config)
+
     def units(self, planned: Sequence[Sequence[RunPlan]], config: CompareConfig) -> list[list[RunPlan]]:
         """The planner's groups cut into units of work for this cluster (:func:`ray_backend.units`)."""
         from fmnist_pl.run import ray_backend

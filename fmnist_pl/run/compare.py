@@ -203,7 +203,17 @@ def compare(config: CompareConfig, resume: bool = False, echo: Callable[[str], N
     :mod:`fmnist_pl.run.cluster`) - the same folder, files and numbers as here.
     """
     out, data_folder, runs = prepare(config, resume, arrays, here=ray is None)
-    with connected(ray) as cluster, exclusive(out) as created:
+    with connected(ray) as cluster:
+        if cluster is not None:
+            cluster.check(runs, config)  # on the cluster's workers, before anything is written
+        return _hold_and_run(out, config, runs, data_folder, arrays, echo, extra, resume, cluster)
+
+
+def _hold_and_run(out: Path, config: CompareConfig, runs: list[RunPlan], data_folder: Path | None,
+                  arrays: "idx.FashionMNISTArrays | None", echo: Callable[[str], None], extra: dict[str, Any] | None,
+                  resume: bool, cluster: RaySession | None) -> Path:
+    """:func:`compare` once everything is checked: hold the folder, run, and answer stops and failures."""
+    with exclusive(out) as created:
         how = f"fmnist-pl compare --resume {out}" + (f" --ray {cluster.target.spec}" if cluster else "")
         try:
             with stops_as_exceptions():

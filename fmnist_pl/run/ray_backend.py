@@ -97,16 +97,22 @@ def resources(session: RaySession, config: CompareConfig, largest: float) -> Res
                      per_unit_bytes=per_cpu * MEMORY_MARGIN)
 
 
+def check(session: RaySession, runs: Sequence[RunPlan], config: CompareConfig) -> None:
+    """Every run fits one worker of this cluster (checked before anything is written)."""
+    res = resources(session, config, max(group_need([r], config.batch_size) for r in runs))
+    for r in runs:
+        need = group_need([r], config.batch_size)
+        if need > res.per_unit_bytes:
+            raise ConfigError(f"{r.name} alone needs about {need / 2**30:.1f} GiB, more than a worker of this cluster "
+                              f"has ({res.per_unit_bytes / 2**30:.1f} GiB): use smaller --hidden (or a smaller "
+                              "population)")
+
+
 def units(session: RaySession, planned: Sequence[Sequence[RunPlan]], config: CompareConfig) -> list[list[RunPlan]]:
     """The planner's groups cut into units that fit a worker, and at least as many as the cluster
     runs at once (so every worker has one). A run's numbers do not depend on its unit."""
-    first = resources(session, config, max(group_need(g, config.batch_size) for g in planned))
-    for g in planned:
-        if len(g) == 1 and group_need(g, config.batch_size) > first.per_unit_bytes:
-            raise ConfigError(f"{g[0].name} alone needs about {group_need(g, config.batch_size) / 2**30:.1f} GiB, more "
-                              f"than a worker of this cluster has ({first.per_unit_bytes / 2**30:.1f} GiB): use smaller "
-                              "--hidden (or a smaller population)")
-    return split(planned, first.slots, lambda u: group_need(u, config.batch_size) <= first.per_unit_bytes)
+    res = resources(session, config, max(group_need(g, config.batch_size) for g in planned))
+    return split(planned, res.slots, lambda u: group_need(u, config.batch_size) <= res.per_unit_bytes)
 
 
 def unit_key(unit: Sequence[RunPlan]) -> str:

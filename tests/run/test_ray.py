@@ -152,6 +152,12 @@ def test_a_sweep_split_over_two_nodes_equals_the_same_sweep_here(cluster, data, 
     assert "Ray cluster (2 nodes" in json.loads((there / "config.json").read_text())["environment"]["device"]
 
 
+def test_a_run_too_big_for_any_worker_is_refused_before_anything_is_written(cluster, data, tmp_path):
+    with pytest.raises(ConfigError, match="alone needs about .* GiB, more than a worker of this cluster has"):
+        compare(_config(tmp_path, "huge", hidden=(40_000, 40_000)), arrays=data, ray=cluster.address)
+    assert not (tmp_path / "huge").exists()
+
+
 def _training_pids() -> list[int]:
     """Worker processes running a unit now (Ray titles them after the task)."""
     pids = []
