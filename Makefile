@@ -32,6 +32,7 @@ test: setup
 bench: setup
 	$(PY) benchmarks/bench_compare.py
 	$(PY) benchmarks/bench_population.py
+	$(PY) benchmarks/bench_ray.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
