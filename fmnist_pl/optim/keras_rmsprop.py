@@ -94,6 +94,7 @@ class _Builds:
         # Torch's C++ build helper warns that this CUDA build finds no CUDA runtime - true on a
         # CPU machine and irrelevant to a CPU kernel.
         quiet = logging.getLogger("torch.utils.cpp_extension")
+        level = quiet.level
         quiet.setLevel(logging.ERROR)
         with self.lock, torch.no_grad():  # the step runs without grad: the kernel's guards say so
             try:
@@ -102,6 +103,8 @@ class _Builds:
                 text = str(exc).splitlines()[0] if str(exc) else ""
                 self.state[key] = f"{type(exc).__name__}: {text}"
                 return
+            finally:
+                quiet.setLevel(level)
         self.state[key] = "ready"
 
 
