@@ -48,7 +48,7 @@ def available_bytes(device: str) -> tuple[int | None, str]:
         import torch
 
         free, _ = torch.cuda.mem_get_info()
-        return free, f"free on {torch.cuda.get_device_name(0)}"
+        return free, f"free memory on {torch.cuda.get_device_name(0)}"
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:

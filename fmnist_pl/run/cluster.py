@@ -147,6 +147,7 @@ class RaySession:
     node_memory: list[float]  # bytes per alive node ("memory" resource), for sizing CPU units
     node_cpus: list[float]
     dashboard: str | None
+    gpu_bytes: int | None = None  # one GPU's memory, probed when first needed (ray_backend.resources)
 
     def describe(self) -> str:
         """``Ray cluster (2 nodes, 4 CPUs, 0 GPUs)``: the device line of config.json."""

@@ -27,7 +27,7 @@ from fmnist_pl.config import CompareConfig, ConfigError, RunPlan
 from fmnist_pl.data import idx
 from fmnist_pl.run.cluster import RaySession, connected
 from fmnist_pl.run.folder import exclusive, remove_failed_start
-from fmnist_pl.run.plan import group_need, groups, plan, split
+from fmnist_pl.run.plan import check_fits, group_need, groups, plan, split
 from fmnist_pl.stops import Stopped, stops_as_exceptions
 
 GRID_IMAGES = 40  # the reference showed the first 40 test images
@@ -88,7 +88,7 @@ def check_device(config: CompareConfig, runs: list[RunPlan]) -> None:
     cut: :func:`local_groups`)."""
     import torch
 
-    from fmnist_pl.engine.memory import available_bytes, gib
+    from fmnist_pl.engine.memory import available_bytes
 
     if config.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--accelerator {config.accelerator}, but torch {torch.__version__} sees no CUDA GPU "
@@ -98,24 +98,15 @@ def check_device(config: CompareConfig, runs: list[RunPlan]) -> None:
     device, _ = _device(config.accelerator)
 
     free, where = available_bytes(device)
-    most, biggest = max(((group_need([r], config.batch_size), r) for r in runs), key=lambda pair: pair[0])
-    if free is not None and most > free:
-        if biggest.optimizer.info.gradient_free:
-            raise ConfigError(f"{biggest.name} (population {biggest.optimizer.hparams['popsize']} of "
-                              f"{parameter_count(biggest.hidden):,} weights) needs about {gib(most)}, but only "
-                              f"{gib(free)} is {where}: use a smaller --set {biggest.optimizer.name}.popsize "
-                              "or smaller --hidden")
-        raise ConfigError(f"one run of hidden {','.join(map(str, biggest.hidden))} alone needs about {gib(most)} "
-                          f"(weights, gradients, optimizer state, activations), but only {gib(free)} is {where}: "
-                          "use smaller --hidden")
+    if free is not None:
+        check_fits(runs, config.batch_size, free, f"the {where}")
 
 
-def local_groups(config: CompareConfig, runs: list[RunPlan]) -> list[list[RunPlan]]:
+def local_groups(config: CompareConfig, planned: list[list[RunPlan]]) -> list[list[RunPlan]]:
     """The planner's groups, each cut (at seed boundaries first) until it fits this machine's
     device memory: a big study trains in several lockstep groups instead of running out of memory."""
     from fmnist_pl.engine.memory import available_bytes
 
-    planned = groups(runs, config.trains_alone)
     free, _ = available_bytes(_device(config.accelerator)[0])
     if free is None:
         return planned
@@ -299,9 +290,10 @@ def _run(out: Path, config: CompareConfig, runs: list[RunPlan], data_folder: Pat
     if config.time_budget is not None:
         echo(f"every run trains alone for at most {config.time_budget:g} s (or {config.epochs} epochs), "
              "so that each has the machine to itself for the same time")
-    planned = training_groups(out, runs, lambda: local_groups(config, runs) if cluster is None else
-                              cluster.units(groups(runs, config.trains_alone), config))
-    if cluster is None and len(planned) > len(groups(runs, config.trains_alone)):
+    by_plan = groups(runs, config.trains_alone)
+    planned = training_groups(out, runs, lambda: local_groups(config, by_plan) if cluster is None else
+                              cluster.units(by_plan, config))
+    if cluster is None and len(planned) > len(by_plan):
         echo(f"the runs do not fit in this device's memory at once: {len(planned)} lockstep groups of "
              f"{min(map(len, planned))}-{max(map(len, planned))} runs, one after another")
     if cluster is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable, Sequence
 
-from fmnist_pl.architecture import arch_name
+from fmnist_pl.architecture import arch_name, parameter_count
 from fmnist_pl.config import CompareConfig, ConfigError, RunPlan
 from fmnist_pl.optim import registry
 
@@ -97,6 +97,24 @@ def group_need(group: Sequence[RunPlan], batch_size: int) -> int:
     if group[0].optimizer.info.gradient_free:
         return search_bytes(group[0].hidden, int(hp["popsize"]), int(hp["batch_size"]))
     return group_bytes(group[0].hidden, len(group), batch_size)
+
+
+def check_fits(runs: Sequence[RunPlan], batch_size: int, free: float, holder: str) -> None:
+    """Every run fits alone in ``free`` bytes (what ``holder`` has): a group too big is cut
+    (:func:`split`), a single run cannot be, so it is refused in one line, before anything runs."""
+    from fmnist_pl.engine.memory import gib
+
+    most, biggest = max(((group_need([r], batch_size), r) for r in runs), key=lambda pair: pair[0])
+    if most <= free:
+        return
+    if biggest.optimizer.info.gradient_free:
+        subject = (f"{biggest.name} (population {biggest.optimizer.hparams['popsize']} of "
+                   f"{parameter_count(biggest.hidden):,} weights)")
+        fix = f"use a smaller --set {biggest.optimizer.name}.popsize or smaller --hidden"
+    else:
+        subject, fix = f"one run of hidden {','.join(map(str, biggest.hidden))}", "use smaller --hidden"
+    raise ConfigError(f"{subject} alone needs about {gib(most)}, more than {holder} ({gib(free)}); the estimate "
+                      f"counts weights, gradients, optimizer state and activations: {fix}")
 
 
 def halves(group: Sequence[RunPlan]) -> tuple[list[RunPlan], list[RunPlan]]:

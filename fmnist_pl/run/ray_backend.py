@@ -36,9 +36,9 @@ from typing import Any, Callable, Sequence
 import ray
 
 from fmnist_pl import results
-from fmnist_pl.config import CompareConfig, ConfigError, RunPlan
+from fmnist_pl.config import CompareConfig, RunPlan
 from fmnist_pl.run.cluster import GroupFailed, RaySession
-from fmnist_pl.run.plan import group_need, split
+from fmnist_pl.run.plan import check_fits, group_need, split
 
 MAX_RETRIES = 3  # runs of a task after its worker or node died (Ray's default for tasks)
 POLL_S = 0.5  # how often the driver writes what the workers sent (TensorBoard lags by at most this)
@@ -76,18 +76,19 @@ class Epoch:
 
 # ---------------------------------------------------------------------------- sizing
 @ray.remote(num_gpus=1)
-def _gpu_memory() -> tuple[int, str]:
+def _gpu_memory() -> int:
     import torch
 
-    props = torch.cuda.get_device_properties(0)
-    return int(props.total_memory), props.name
+    return int(torch.cuda.get_device_properties(0).total_memory)
 
 
 def resources(session: RaySession, config: CompareConfig, largest: float) -> Resources:
     """One CPU per unit (its torch threads), or a GPU share: 1/k of a GPU when k units of the
     ``largest`` size fit its memory (at most GPU_SHARE_MAX), else a whole one."""
     if session.uses_gpus(config.accelerator):
-        total, _ = ray.get(_gpu_memory.remote())
+        if session.gpu_bytes is None:  # probed once per session: the probe waits for a whole GPU
+            session.gpu_bytes = ray.get(_gpu_memory.remote())
+        total = session.gpu_bytes
         share = max(1, min(GPU_SHARE_MAX, int(total * MEMORY_MARGIN // max(largest, 1))))
         return Resources(num_cpus=1, num_gpus=1 / share, accelerator="gpu", slots=int(session.gpus) * share,
                          per_unit_bytes=total * MEMORY_MARGIN)
@@ -100,12 +101,7 @@ def resources(session: RaySession, config: CompareConfig, largest: float) -> Res
 def check(session: RaySession, runs: Sequence[RunPlan], config: CompareConfig) -> None:
     """Every run fits one worker of this cluster (checked before anything is written)."""
     res = resources(session, config, max(group_need([r], config.batch_size) for r in runs))
-    for r in runs:
-        need = group_need([r], config.batch_size)
-        if need > res.per_unit_bytes:
-            raise ConfigError(f"{r.name} alone needs about {need / 2**30:.1f} GiB, more than a worker of this cluster "
-                              f"has ({res.per_unit_bytes / 2**30:.1f} GiB): use smaller --hidden (or a smaller "
-                              "population)")
+    check_fits(runs, config.batch_size, res.per_unit_bytes, "a worker of this cluster has")
 
 
 def units(session: RaySession, planned: Sequence[Sequence[RunPlan]], config: CompareConfig) -> list[list[RunPlan]]:
