@@ -223,6 +223,13 @@ def test_a_bug_in_a_unit_fails_once_with_its_traceback(cluster, data, tmp_path):
 
 
 # ------------------------------------------------------------------ Ctrl-C, then --resume (the CLI, local:2)
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def _ray_daemons() -> set[int]:
     pids = set()
     for proc in Path("/proc").iterdir():
@@ -235,13 +242,16 @@ def _ray_daemons() -> set[int]:
 
 
 @pytest.mark.realdata
-def test_ctrl_c_stops_the_cluster_work_and_resume_continues_to_the_same_numbers(real_data, tmp_path):
+def test_ctrl_c_stops_the_cluster_work_and_resume_continues_to_the_same_numbers(real_data, tmp_path, request):
     args = ["compare", "--optimizers", "sgd,adam", "--seeds", "2", "--epochs", "4", "--limit-train-batches", "150",
             "--data-dir", str(real_data), "--output-dir", str(tmp_path), "--no-progress"]
     before = _ray_daemons()
     folder = tmp_path / "stopped"
+    # Its own process group, with the Ray instance it starts: after the test (and its checks that
+    # nothing is left), whatever a failure left behind is killed with the group.
     proc = subprocess.Popen([sys.executable, "-m", "fmnist_pl.cli", *args, "--name", "stopped", "--ray", "local:2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    request.addfinalizer(lambda: _kill_group(proc.pid))
     try:
         deadline = time.monotonic() + 120
         while (not any((folder / "checkpoints").rglob("last.ckpt")) and proc.poll() is None
