@@ -8,6 +8,7 @@ user can cause answer in a fraction of a second.
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 from typing import Annotated, Callable, List, Optional
@@ -254,6 +255,18 @@ def list_optimizers() -> None:
 def main() -> None:
     """Console entry point: Click's usage errors become one line and exit code 2; Ctrl-C or SIGTERM
     before a compare has started (while torch loads, say) exit 130/143 with one line, too."""
+    try:
+        _main()
+    finally:
+        # Everything is written and closed by now. Interpreter shutdown would garbage-collect the
+        # ~million objects that torch, Lightning and Dynamo created at import - about a second of
+        # a compare's wall time (measured: benchmarks/results-cpu.txt) - only for the OS to free the
+        # memory anyway. Frozen objects are exempt from collection (gc.freeze); refcounted objects,
+        # open files and atexit handlers are finalized as always.
+        gc.freeze()
+
+
+def _main() -> None:
     from fmnist_pl import stops
 
     try:

@@ -37,7 +37,7 @@ def make_results(folder: Path, names: list[str], missing: list[str] = ()) -> Pat
                     "val_acc": acc, "seconds": 2.0} for e in (1, 2, 3)]
         results.write_history(d, history)
         targets = [i % 10 for i in range(1000)]
-        preds = [t if j < 1000 * acc else (t + 1) % 10 for j, t in enumerate(targets)]
+        preds = [t if j < 1000 * acc and j != 3 else (t + 1) % 10 for j, t in enumerate(targets)]  # image 3: wrong
         results.write_json(d / "predictions.json", {"targets": targets, "last": preds, "best": preds})
         results.write_json(d / "metrics.json", runs[i] | {
             "status": "ok", "epochs": 3, "best_epoch": 2,
@@ -59,10 +59,32 @@ def test_report_sections_values_and_escaping(tmp_path):
     assert "0.8600" in html and "0.8500" in html  # exact values beside the ranking
     assert "validation loss was lowest at epoch 2 (0.4000) and is 0.5000 at epoch 3" in html
     assert "adam" in html.split('id="missing"')[1].split("</section>")[0]
-    # overlays (3 against epochs, 1 against seconds; these results record no images/evaluations totals, so
-    # no curves on those axes) + per run: curves, confusion, predictions (2 x 3) + the training images
-    assert html.count("data:image/png;base64,") == 4 + 6 + 1
+    # Figures: overlays (3 against epochs, 1 against seconds; these results record no images/evaluations
+    # totals, so no curves on those axes) + each run's learning curves; then the 40 training images and,
+    # per run, the 40 test images of its prediction grid.
+    assert html.count('<img src="data:image/png;base64,') == 4 + 2 + 40 + 2 * 40
+    assert html.count('<table class="confusion"') == 2  # one per run, as HTML: counts are text
+    assert '<td style="background: rgb(8,48,107)" class="dark">100</td>' in html  # every cell is the peak here
+    reports = html.split('id="reports"')[1].split("</section>")[0]
+    # Image 3 of each run's test grid is wrong: the prediction, then the true label in brackets, in red.
+    wrong = f'<figure role="listitem" class="wrong"><figcaption><span>{CLASS_NAMES[4]}</span><span>({CLASS_NAMES[3]})</span>'
+    assert reports.count(wrong) == 2 and reports.count('class="wrong"') == 2
     assert "http://" not in html and "https://" not in html  # nothing to fetch: opens offline
+
+
+def test_confusion_matrix_and_image_grid_cells():
+    from fmnist_pl.report.html import confusion_table, image_grid
+
+    matrix = [[90 if i == j else (10 if j == (i + 1) % 10 else 0) for j in range(10)] for i in range(10)]
+    rows = confusion_table(matrix)
+    assert [r["label"] for r in rows] == list(CLASS_NAMES)
+    assert rows[2]["cells"][2] == {"n": 90, "color": "rgb(8,48,107)", "dark": True}  # the peak: darkest
+    assert rows[2]["cells"][3] == {"n": 10, "color": "rgb(220,228,239)", "dark": False}
+    assert rows[2]["cells"][0]["color"] == "rgb(247,251,255)"  # zero: white
+    cells = image_grid(["a", "b", "c"], [0, 1, 9], [0, 2, 9])
+    assert [(c["src"], c["text"], c["true"], c["wrong"]) for c in cells] == [
+        ("a", "T-shirt/top", "T-shirt/top", False), ("b", "Pullover", "Trouser", True), ("c", "Ankle boot", "Ankle boot", False)]
+    assert [c["text"] for c in image_grid(["a", "b"], [3, 8])] == ["Dress", "Bag"]  # no predictions: the labels
 
 
 def test_report_on_a_folder_without_results_is_a_clear_error(tmp_path):
