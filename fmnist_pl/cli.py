@@ -9,6 +9,8 @@ user can cause answer in a fraction of a second.
 from __future__ import annotations
 
 import gc
+import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Callable, List, Optional
@@ -257,13 +259,30 @@ def main() -> None:
     before a compare has started (while torch loads, say) exit 130/143 with one line, too."""
     try:
         _main()
-    finally:
-        # Everything is written and closed by now. Interpreter shutdown would garbage-collect the
-        # ~million objects that torch, Lightning and Dynamo created at import - about a second of
-        # a compare's wall time (measured: benchmarks/results-cpu.txt) - only for the OS to free the
-        # memory anyway. Frozen objects are exempt from collection (gc.freeze); refcounted objects,
-        # open files and atexit handlers are finalized as always.
-        gc.freeze()
+    except SystemExit as done:
+        _leave(done.code)
+        raise
+
+
+def _leave(code: int | str | None) -> None:
+    """Make the interpreter's exit cheap, once the command's work is written and closed.
+
+    Its shutdown would garbage-collect the ~million objects that torch, Lightning and Dynamo
+    created at import - about a second of a compare's wall time - only for the OS to free the
+    memory anyway: frozen objects are exempt (``gc.freeze``); files and atexit handlers are
+    finalized as always. If Keras RMSprop's kernel is still compiling in the background (a run
+    shorter than the compile), its thread is inside torch's C++ code, where the interpreter's
+    shutdown would abort the process: then the command leaves at once, with its exit code.
+    """
+    rmsprop = sys.modules.get("fmnist_pl.optim.keras_rmsprop")
+    if rmsprop is not None and rmsprop.compiles_running():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        if isinstance(code, str):  # what SystemExit would have printed
+            sys.stderr.write(code + "\n")
+        os._exit(code if isinstance(code, int) else (0 if code is None else 1))
+    gc.freeze()
 
 
 def _main() -> None:

@@ -84,3 +84,40 @@ def test_help_and_list_optimizers(tmp_path):
         assert option in compare_help and option in sweep_help, option
     proc = run_cli("list-optimizers", cwd=tmp_path)
     assert proc.returncode == 0 and "rmsprop        KerasRMSprop" in proc.stdout and "eps=1e-07" in proc.stdout
+
+
+# A Keras RMSprop kernel still compiling when the command ends (a run shorter than its compile):
+# a thread that keeps the name and is alive for 60 s, after which it writes a file.
+_COMPILING = """
+import sys, threading, time
+from pathlib import Path
+from fmnist_pl.optim import keras_rmsprop
+done = Path(sys.argv[1])
+def build():
+    time.sleep(60)
+    done.write_text("waited")
+threading.Thread(target=build, daemon=True, name="keras-rmsprop-compile").start()
+sys.argv = ["fmnist-pl", *sys.argv[2:]]
+{call}
+"""
+
+
+@pytest.mark.parametrize("args, code, out", [(["--help"], 0, "compare"),
+                                             (["compare", "--epochs", "0"], 2, "error: ")])
+def test_the_command_does_not_wait_for_a_compile_still_running(tmp_path, args, code, out):
+    """The interpreter's shutdown would end the compile thread inside torch's C++ code (an abort, or
+    a crash, about one short run in three); the command leaves at once with its exit code instead."""
+    script = _COMPILING.format(call="from fmnist_pl.cli import main; main()")
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "waited"), *args], capture_output=True,
+                          text=True, timeout=50, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert proc.returncode == code and out in proc.stdout + proc.stderr
+    assert not (tmp_path / "waited").exists()
+
+
+def test_a_python_program_waits_for_the_compile_at_exit(tmp_path):
+    """Without the command line (the Python API), the interpreter waits for the compile before it finalizes."""
+    script = _COMPILING.replace("time.sleep(60)", "time.sleep(2)").format(call="print('done')")
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "waited")], capture_output=True, text=True,
+                          timeout=50, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert proc.returncode == 0 and proc.stdout == "done\n"
+    assert (tmp_path / "waited").read_text() == "waited"

@@ -255,8 +255,9 @@ def summarize(loaded: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def write_summary(folder: Path) -> dict[str, Any]:
-    """Compute the summary of ``folder`` from its results and write ``summary.json``; returns it."""
-    summary = summarize(results.load_compare(folder))
+def write_summary(folder: Path, loaded: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Compute the summary of ``folder`` from its results (``loaded``, if already read) and write
+    ``summary.json``; returns it."""
+    summary = summarize(loaded if loaded is not None else results.load_compare(folder))
     results.write_json(Path(folder) / results.SUMMARY_FILE, summary)
     return summary

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import threading
@@ -111,11 +112,25 @@ class _Builds:
 _BUILDS = _Builds()
 
 
+def compiles_running() -> bool:
+    """Whether a background compile is still going (a short run can end before its kernel is built)."""
+    return any(t.name == "keras-rmsprop-compile" and t.is_alive() for t in threading.enumerate())
+
+
 def wait_for_compiles(timeout: float | None = None) -> None:
-    """Block until the background compiles started so far are done (benchmarks time steady state)."""
+    """Block until the background compiles started so far are done (benchmarks time steady state).
+
+    Also run at interpreter exit: a daemon thread still inside torch's C++ compile code when the
+    interpreter finalizes is ended with ``pthread_exit``, which aborts the process ("terminate
+    called without an active exception") or crashes it. The command line does not wait: it leaves
+    with ``os._exit`` once its work is written (:func:`fmnist_pl.cli.main`).
+    """
     for thread in threading.enumerate():
         if thread.name == "keras-rmsprop-compile":
             thread.join(timeout)
+
+
+atexit.register(wait_for_compiles)
 
 
 class KerasRMSprop(Optimizer):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import jinja2
 
@@ -18,6 +18,9 @@ from fmnist_pl.analysis.metrics import classification_report_text
 from fmnist_pl.analysis.summary import finished, summarize
 from fmnist_pl.config import CompareConfig
 from fmnist_pl.data.idx import CLASS_NAMES
+
+if TYPE_CHECKING:
+    from fmnist_pl.report.figures import Drawer
 
 TEMPLATE = "report.html.j2"
 DETAILED_RUNS = 24  # up to this many runs, every run gets its own figures; beyond, the best of each optimizer
@@ -100,12 +103,36 @@ def detailed_runs(runs: list[dict[str, Any]]) -> set[str]:
     return {name for _, name in best.values()}
 
 
-def _figures(loaded: dict[str, Any]) -> dict[str, Any]:
-    """Every figure of the report, drawn from the results (and samples.json) as data URIs."""
-    from fmnist_pl.report import plots
+def compute_axes(runs: list[dict[str, Any]]) -> set[str]:
+    """The x axes that get a validation-accuracy figure: epochs and seconds always; images seen and
+    forward evaluations only where they tell something the epoch axis does not.
 
-    def uri(fig: Any) -> str:
-        return data_uri(plots.png_bytes(fig))
+    Images seen differ from epochs only where runs saw different numbers of images by the same
+    epoch (an epoch is one pass over the training images for every method); forward evaluations
+    differ from images only where a run scored each image more than once (a population). In a
+    comparison of gradient optimizers both would be the epoch figure relabelled. Folders written
+    before these totals were recorded have neither.
+    """
+    axes = {"epoch", "seconds"}
+    rows = [row for r in runs for row in r["history"]]
+    if not rows or any(row.get("images") is None or row.get("evaluations") is None for row in rows):
+        return axes
+    if len({tuple(row["images"] for row in r["history"]) for r in runs}) > 1:
+        axes.add("images")
+    if any(row["evaluations"] != row["images"] for row in rows):
+        axes.update(("images", "evaluations"))
+    return axes
+
+
+def start_figures(loaded: dict[str, Any], drawer: "Drawer | None" = None) -> Callable[[], dict[str, Any]]:
+    """Start drawing every figure of the report from the results (and samples.json); returns a function
+    that waits for them and gives the template's figure values.
+
+    The matplotlib figures are jobs for ``drawer``'s worker processes (drawn here, when collected,
+    without one); the tables and the 28x28 digit images are built here, as they cost nothing.
+    """
+    from fmnist_pl.report.figures import FigureJob, draw_all
+    from fmnist_pl.report.plots import X_AXES
 
     folder = Path(loaded["folder"])
     ok_runs = [r for r in loaded["runs"] if finished(r)]
@@ -115,11 +142,26 @@ def _figures(loaded: dict[str, Any]) -> dict[str, Any]:
               # image P times; the budget sentences say how many forward evaluations that was).
               ("val_acc", "validation accuracy", "seconds"), ("val_acc", "validation accuracy", "images"),
               ("val_acc", "validation accuracy", "evaluations")]
-    # Folders written before these totals were recorded have no images/evaluations axis.
-    counted = all(row.get("images") is not None for r in ok_runs for row in r["history"])
-    overlays = [{"title": label if axis == "epoch" else f"{label} vs {plots.X_AXES[axis]}",
-                 "src": uri(plots.overlay(ok_runs, key, label, axis))}
-                for key, label, axis in curves if axis in ("epoch", "seconds") or counted] if ok_runs else []
+    axes = compute_axes(ok_runs)
+    jobs: dict[Any, FigureJob] = {}
+    titles = []
+    if ok_runs:
+        overlay_runs = [{"setting": r["setting"], "history": r["history"]} for r in ok_runs]  # what the figure reads
+        for key, label, axis in curves:
+            if axis in axes:
+                titles.append(label if axis == "epoch" else f"{label} vs {X_AXES[axis]}")
+                jobs[("overlay", len(titles) - 1)] = FigureJob("overlay", (overlay_runs, key, label, axis))
+    detailed = detailed_runs(loaded["runs"])
+    for r in loaded["runs"]:
+        if r["run"] in detailed and r.get("history"):
+            jobs[("curves", r["run"])] = FigureJob("learning_curves", (r["history"],), {"title": r["run"]})
+    sweep = loaded["config"].get("sweep")
+    if sweep:
+        jobs[("sweep", None)] = FigureJob("lr_sweep", (sweep,))
+    pending = draw_all(list(jobs.values()), drawer)
+
+    from fmnist_pl.report import plots
+
     try:
         samples = results.read_json(folder / results.SAMPLES_FILE)
     except (OSError, ValueError):
@@ -127,14 +169,11 @@ def _figures(loaded: dict[str, Any]) -> dict[str, Any]:
     # The first 40 test images are the same for every run: each is encoded once.
     test_uris = [data_uri(plots.digit_png(im)) for im in samples["test_images"]] if samples is not None else []
     per_run = {}
-    detailed = detailed_runs(loaded["runs"])
     for r in loaded["runs"]:
         figs: dict[str, Any] = {"curves": None, "confusion": None, "predictions": None}
         per_run[r["run"]] = figs
         if r["run"] not in detailed:
             continue
-        if r.get("history"):
-            figs["curves"] = uri(plots.learning_curves(r["history"], title=r["run"]))
         if r.get("test"):
             figs["confusion"] = confusion_table(r["test"]["last"]["confusion_matrix"])
         if samples is not None:
@@ -149,17 +188,25 @@ def _figures(loaded: dict[str, Any]) -> dict[str, Any]:
     if samples is not None:
         train_grid = image_grid([data_uri(plots.digit_png(im)) for im in samples["train_images"]],
                                 samples["train_labels"])
-    sweep = loaded["config"].get("sweep")
-    return {"overlays": overlays, "per_run": per_run, "train_images": train_grid, "detailed": len(detailed),
-            "sweep_plot": uri(plots.lr_sweep(sweep)) if sweep else None}
+
+    def collect() -> dict[str, Any]:
+        drawn = dict(zip(jobs, pending()))
+        for (what, key), uri in drawn.items():
+            if what == "curves":
+                per_run[key]["curves"] = uri
+        return {"overlays": [{"title": t, "src": drawn[("overlay", i)]} for i, t in enumerate(titles)],
+                "per_run": per_run, "train_images": train_grid, "detailed": len(detailed),
+                "sweep_plot": drawn.get(("sweep", None))}
+
+    return collect
 
 
-def build_context(loaded: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
-    """Everything the template shows, as plain data: the summary, the results, the figures."""
+def build_context(loaded: dict[str, Any], summary: dict[str, Any], figures: dict[str, Any]) -> dict[str, Any]:
+    """Everything the template shows, as plain data: the summary, the results, the figures
+    (as :func:`start_figures`' collector returns them)."""
     config = loaded["config"]
     setup = config["config"]
     folder = Path(loaded["folder"])
-    figures = _figures(loaded)
     run_observations = summary["run_observations"]
     runs = [{
         "run": r["run"], "status": r.get("status", "ok"),
@@ -185,14 +232,24 @@ def build_context(loaded: dict[str, Any], summary: dict[str, Any]) -> dict[str, 
     }
 
 
-def render(folder: Path, summary: dict[str, Any] | None = None) -> Path:
+def write(loaded: dict[str, Any], summary: dict[str, Any], figures: Callable[[], dict[str, Any]]) -> Path:
+    """Write ``report.html`` of a loaded folder from its summary and its figures (:func:`start_figures`)."""
+    html = _environment().get_template(TEMPLATE).render(**build_context(loaded, summary, figures()))
+    path = Path(loaded["folder"]) / "report.html"
+    results.atomic_write_text(path, html)
+    return path
+
+
+def render(folder: Path, summary: dict[str, Any] | None = None, drawer: "Drawer | None" = None) -> Path:
     """(Re)write ``folder/report.html`` from the results in ``folder`` and their summary; returns its path.
 
     ``summary``: as :func:`~fmnist_pl.analysis.summary.summarize` returns it; by default
-    ``summary.json``, or, where that is missing or of another format, computed from the results.
+    ``summary.json``, or, where that is missing or of another format, computed from the results
+    (while ``drawer``'s workers, if given, draw the figures).
     """
     folder = Path(folder)
     loaded = results.load_compare(folder)
+    figures = start_figures(loaded, drawer)
     if summary is None:
         try:
             summary = results.read_json(folder / results.SUMMARY_FILE)
@@ -200,7 +257,4 @@ def render(folder: Path, summary: dict[str, Any] | None = None) -> Path:
             summary = None
         if not isinstance(summary, dict) or summary.get("format") != results.FORMAT_VERSION:
             summary = summarize(loaded)
-    html = _environment().get_template(TEMPLATE).render(**build_context(loaded, summary))
-    path = folder / "report.html"
-    results.atomic_write_text(path, html)
-    return path
+    return write(loaded, summary, figures)

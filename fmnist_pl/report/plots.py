@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import itertools
-from typing import Any, Sequence
+from typing import Any
 
 import matplotlib
 import numpy as np

@@ -19,7 +19,7 @@ import platform
 import shutil
 import signal
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from fmnist_pl import results, stops
 from fmnist_pl.architecture import format_summary, model_summary, parameter_count
@@ -29,6 +29,9 @@ from fmnist_pl.run.cluster import RaySession, connected
 from fmnist_pl.run.folder import exclusive, remove_failed_start
 from fmnist_pl.run.plan import check_fits, group_need, groups, plan, split
 from fmnist_pl.stops import Stopped, stops_as_exceptions
+
+if TYPE_CHECKING:
+    from fmnist_pl.report.figures import Drawer
 
 GRID_IMAGES = 40  # the reference showed the first 40 test images
 
@@ -174,12 +177,17 @@ def _write_setup(out: Path, config: CompareConfig, runs: list[RunPlan], data_fol
     })
 
 
-def finish(out: Path) -> Path:
-    """Results on disk -> summary.json -> report.html (also what an interrupted compare renders)."""
-    from fmnist_pl.analysis.summary import write_summary
-    from fmnist_pl.report import render
+def finish(out: Path, drawer: "Drawer | None" = None) -> Path:
+    """Results on disk -> summary.json -> report.html (also what an interrupted compare renders).
 
-    return render(out, write_summary(out))
+    The figures are submitted first: ``drawer``'s workers draw them while the summary is computed.
+    """
+    from fmnist_pl.analysis.summary import write_summary
+    from fmnist_pl.report import html
+
+    loaded = results.load_compare(out)
+    figures = html.start_figures(loaded, drawer)
+    return html.write(loaded, write_summary(out, loaded), figures)
 
 
 def compare(config: CompareConfig, resume: bool = False, echo: Callable[[str], None] = print,
@@ -193,23 +201,27 @@ def compare(config: CompareConfig, resume: bool = False, echo: Callable[[str], N
     ``ray``: train on a Ray cluster (a ``--ray`` address, or a session already connected; see
     :mod:`fmnist_pl.run.cluster`) - the same folder, files and numbers as here.
     """
-    out, data_folder, runs = prepare(config, resume, arrays, here=ray is None)
-    with connected(ray) as cluster:
-        if cluster is not None:
-            cluster.check(runs, config)  # on the cluster's workers, before anything is written
-        return _hold_and_run(out, config, runs, data_folder, arrays, echo, extra, resume, cluster)
+    from fmnist_pl.report.figures import Drawer
+
+    # The report's figure workers start first: their imports overlap torch's, on an idle core.
+    with Drawer() as drawer:
+        out, data_folder, runs = prepare(config, resume, arrays, here=ray is None)
+        with connected(ray) as cluster:
+            if cluster is not None:
+                cluster.check(runs, config)  # on the cluster's workers, before anything is written
+            return _hold_and_run(out, config, runs, data_folder, arrays, echo, extra, resume, cluster, drawer)
 
 
 def _hold_and_run(out: Path, config: CompareConfig, runs: list[RunPlan], data_folder: Path | None,
                   arrays: "idx.FashionMNISTArrays | None", echo: Callable[[str], None], extra: dict[str, Any] | None,
-                  resume: bool, cluster: RaySession | None) -> Path:
+                  resume: bool, cluster: RaySession | None, drawer: "Drawer | None" = None) -> Path:
     """:func:`compare` once everything is checked: hold the folder, run, and answer stops and failures."""
     with exclusive(out) as created:
         how = f"fmnist-pl compare --resume {out}" + (f" --ray {cluster.target.spec}" if cluster else "")
         try:
             with stops_as_exceptions():
                 _check_fresh(out, resume)
-                return _run(out, config, runs, data_folder, arrays, echo, extra, cluster)
+                return _run(out, config, runs, data_folder, arrays, echo, extra, cluster, drawer)
         except BaseException as exc:
             signum = exc.signum if isinstance(exc, Stopped) else stops.requested()
             setup_written = (out / results.CONFIG_FILE).exists()
@@ -218,7 +230,7 @@ def _hold_and_run(out: Path, config: CompareConfig, runs: list[RunPlan], data_fo
                     remove_failed_start(created)
                     raise Interrupted(out, signum, started=False) from None
                 try:
-                    finish(out)  # what finished, with the missing runs named
+                    finish(out, drawer)  # what finished, with the missing runs named
                 except (results.ResultsError, OSError):
                     pass  # the results stay as they are; `report` can render them later
                 raise Interrupted(out, signum, how) from None
@@ -273,7 +285,7 @@ def finished(out: Path, group: list[RunPlan]) -> bool:
 
 def _run(out: Path, config: CompareConfig, runs: list[RunPlan], data_folder: Path | None,
          arrays: "idx.FashionMNISTArrays | None", echo: Callable[[str], None], extra: dict[str, Any] | None,
-         cluster: "RaySession | None" = None) -> Path:
+         cluster: "RaySession | None" = None, drawer: "Drawer | None" = None) -> Path:
     """Setup, every training group not yet finished (here, or on ``cluster``), summary and report."""
     # Data errors (corrupt/truncated files) surface here, before anything is trained.
     arrays = arrays if arrays is not None else idx.load_arrays(data_folder)
@@ -303,7 +315,7 @@ def _run(out: Path, config: CompareConfig, runs: list[RunPlan], data_folder: Pat
         if len(todo) < len(planned):
             echo(f"{len(planned) - len(todo)} of {len(planned)} groups already finished")
         cluster.train(out, config, todo, arrays, echo)
-    finish(out)
+    finish(out, drawer)
     return out
 
 

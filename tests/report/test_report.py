@@ -87,6 +87,19 @@ def test_confusion_matrix_and_image_grid_cells():
     assert [c["text"] for c in image_grid(["a", "b"], [3, 8])] == ["Dress", "Bag"]  # no predictions: the labels
 
 
+def test_images_and_evaluations_axes_only_where_they_differ_from_epochs():
+    from fmnist_pl.report.html import compute_axes
+
+    def run(images_per_epoch, population=1):
+        return {"history": [{"epoch": e, "images": e * images_per_epoch, "evaluations": e * images_per_epoch * population}
+                            for e in (1, 2)]}
+
+    assert compute_axes([run(55_000), run(55_000)]) == {"epoch", "seconds"}  # gradient runs: epochs relabelled
+    assert compute_axes([run(55_000), run(20_480)]) == {"epoch", "seconds", "images"}
+    assert compute_axes([run(55_000), run(55_000, population=50)]) == {"epoch", "seconds", "images", "evaluations"}
+    assert compute_axes([{"history": [{"epoch": 1}]}]) == {"epoch", "seconds"}  # totals not recorded
+
+
 def test_report_on_a_folder_without_results_is_a_clear_error(tmp_path):
     with pytest.raises(results.ResultsError, match="holds no fmnist-pl results"):
         report.render(tmp_path)

@@ -1,0 +1,119 @@
+"""The report's matplotlib figures as jobs, drawn here or by worker processes started ahead of time.
+
+A figure is a pure function of plain data (:mod:`fmnist_pl.report.plots`), so a job is just the
+function's name and its arguments, and any process can draw it. Drawing is what a report spends
+most of its time on (~70 ms a figure, plus ~0.5 s to import matplotlib), all of it after the
+training, on one core. :class:`Drawer` moves it off the critical path, the way a
+``ProcessPoolExecutor`` is meant to be used:
+
+* its workers are spawned when a compare starts, so their imports run on a core that torch's
+  import leaves idle, and then wait, without using CPU, while the runs train;
+* at the end, the figures are submitted first and drawn while this process computes the summary
+  (:func:`fmnist_pl.run.compare.finish`); then this process draws those no worker has started.
+
+Without a drawer, or if its workers are gone (killed, say), every figure is drawn here, the same.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import importlib
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+
+@dataclass(frozen=True)
+class FigureJob:
+    """``plots.<kind>(*args, **kwargs)`` as a PNG data URI."""
+
+    kind: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def draw(job: FigureJob) -> str:
+    """Draw one figure and return it as a ``data:image/png`` URI (in whichever process runs it)."""
+    from fmnist_pl.report import plots
+    from fmnist_pl.report.html import data_uri
+
+    return data_uri(plots.png_bytes(getattr(plots, job.kind)(*job.args, **job.kwargs)))
+
+
+def _worker_start(parent: int) -> None:
+    """A worker ignores Ctrl-C (its parent answers it and shuts the pool down), leaves when its parent
+    is gone, and imports matplotlib now."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="parent-watch").start()
+    importlib.import_module("fmnist_pl.report.plots")
+
+
+def _exit_with(parent: int, every: float = 0.5) -> None:
+    """End this worker once its parent process has ended (a ``kill -9``, say). The pool's own pipes do
+    not tell it: a spawned worker holds both ends of its call queue, so it would wait forever (and
+    keep the terminal's or a caller's output pipes open)."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(0)
+
+
+def default_workers() -> int:
+    """One worker per core but one (this process computes the summary meanwhile), at most four:
+    a report has a dozen figures; a big study's, about thirty."""
+    return max(1, min(4, (os.cpu_count() or 1) - 1))
+
+
+class Drawer:
+    """Worker processes that draw :class:`FigureJob` s; spawned (never forked: torch's threads)
+    at construction, so that they are ready when the figures are. A context manager."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or default_workers()
+        self._pool: cf.ProcessPoolExecutor | None = cf.ProcessPoolExecutor(
+            self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start,
+            initargs=(os.getpid(),))
+        for _ in range(self.workers):
+            self._pool.submit(int)  # a no-op each: every worker process starts (and imports) now
+
+    def submit(self, jobs: Sequence[FigureJob]) -> Callable[[], list[str]]:
+        """Start drawing ``jobs``; returns a function that waits for their data URIs, in order."""
+        if self._pool is None:
+            return lambda: [draw(job) for job in jobs]
+        try:
+            futures = [self._pool.submit(draw, job) for job in jobs]
+        except (RuntimeError, cf.process.BrokenProcessPool):  # shut down, or a worker died
+            return lambda: [draw(job) for job in jobs]
+
+        def collect() -> list[str]:
+            # The jobs that no worker has taken yet are drawn here, from the last one back, while the
+            # workers finish theirs: this process would only wait otherwise.
+            drawn = {i: draw(jobs[i]) for i in reversed(range(len(jobs))) if futures[i].cancel()}
+            for i, future in enumerate(futures):
+                if i not in drawn:
+                    try:
+                        drawn[i] = future.result()
+                    except cf.process.BrokenProcessPool:
+                        drawn[i] = draw(jobs[i])
+            return [drawn[i] for i in range(len(jobs))]
+
+        return collect
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> "Drawer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def draw_all(jobs: Sequence[FigureJob], drawer: Drawer | None = None) -> Callable[[], list[str]]:
+    """Start drawing ``jobs`` (with ``drawer``'s workers, or here when collected); returns the collector."""
+    return drawer.submit(jobs) if drawer is not None else (lambda: [draw(job) for job in jobs])
