@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Callable, List, Optional
+from typing import TYPE_CHECKING, Annotated, Callable, List, Optional
 
 import typer
 
@@ -22,6 +22,9 @@ from fmnist_pl.data.idx import DataError
 from fmnist_pl.optim.registry import REFERENCE_OPTIMIZERS, REGISTRY, OptimizerError
 from fmnist_pl.results import ResultsError
 from fmnist_pl.run.cluster import parse_address
+
+if TYPE_CHECKING:
+    from fmnist_pl.report.figures import Drawer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Which optimizer trains the Fashion-MNIST MLP best? Train, compare, report.")
@@ -119,7 +122,8 @@ def compare(
             parse_address(ray)
     except USER_ERRORS as exc:
         fail(str(exc))
-    run_and_report(lambda: run_compare(config, resume=resume is not None, echo=typer.echo, ray=ray))
+    run_and_report(lambda drawer: run_compare(config, resume=resume is not None, echo=typer.echo, ray=ray,
+                                              drawer=drawer))
 
 
 @app.command()
@@ -153,16 +157,25 @@ def sweep(
             parse_address(ray)
     except USER_ERRORS as exc:
         fail(str(exc))
-    run_and_report(lambda: run_sweep(config, final_epochs=final_epochs, echo=typer.echo, lr_find=lr_find, ray=ray))
+    run_and_report(lambda drawer: run_sweep(config, final_epochs=final_epochs, echo=typer.echo, lr_find=lr_find,
+                                            ray=ray, drawer=drawer))
 
 
-def run_and_report(train: Callable[[], Path]) -> None:
-    """Run ``train``; then print the ranking and the report's path. Bad input: exit 2; interrupted: 130."""
+def run_and_report(train: Callable[["Drawer"], Path]) -> None:
+    """Run ``train``; then print the ranking and the report's path. Bad input: exit 2; interrupted: 130.
+
+    ``train`` gets the report figures' worker process, started here, first: its imports run on a
+    core that torch's import leaves idle, and it draws while the summary is computed. The command
+    line starts it (not the Python API), as a spawned process imports the ``__main__`` module
+    again - this one's is guarded; a user's script might not be.
+    """
+    from fmnist_pl.report.figures import Drawer
     from fmnist_pl.run.cluster import GroupFailed
     from fmnist_pl.run.compare import Interrupted
 
     try:
-        out = train()
+        with Drawer() as drawer:
+            out = train(drawer)
     except USER_ERRORS as exc:
         fail(str(exc))
     except GroupFailed as exc:  # a bug, not bad input: exit 1 (its traceback is in errors.log)

@@ -12,6 +12,9 @@ training, on one core. :class:`Drawer` moves it off the critical path, the way a
   (:func:`fmnist_pl.run.compare.finish`); then this process draws those no worker has started.
 
 Without a drawer, or if its workers are gone (killed, say), every figure is drawn here, the same.
+The command line starts the drawer; a Python program may pass one to ``compare``/``sweep``
+(``with Drawer() as d: compare(config, drawer=d)``) from under ``if __name__ == "__main__":``,
+as a spawned worker imports the program's ``__main__`` module again, as with any ``multiprocessing``.
 """
 
 from __future__ import annotations

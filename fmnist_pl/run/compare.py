@@ -192,7 +192,7 @@ def finish(out: Path, drawer: "Drawer | None" = None) -> Path:
 
 def compare(config: CompareConfig, resume: bool = False, echo: Callable[[str], None] = print,
             extra: dict[str, Any] | None = None, arrays: "idx.FashionMNISTArrays | None" = None,
-            ray: "str | RaySession | None" = None) -> Path:
+            ray: "str | RaySession | None" = None, drawer: "Drawer | None" = None) -> Path:
     """Run the comparison described by ``config``; return the output folder (report.html inside).
 
     ``arrays``: train on these in-memory arrays instead of the dataset files (``config.val_size``
@@ -200,16 +200,15 @@ def compare(config: CompareConfig, resume: bool = False, echo: Callable[[str], N
     (:mod:`fmnist_pl.run.folder`); a start that fails before its setup is written leaves nothing.
     ``ray``: train on a Ray cluster (a ``--ray`` address, or a session already connected; see
     :mod:`fmnist_pl.run.cluster`) - the same folder, files and numbers as here.
+    ``drawer``: worker processes that draw the report's figures
+    (:class:`~fmnist_pl.report.figures.Drawer`; the command line starts one); without, they are
+    drawn in this process.
     """
-    from fmnist_pl.report.figures import Drawer
-
-    # The report's figure workers start first: their imports overlap torch's, on an idle core.
-    with Drawer() as drawer:
-        out, data_folder, runs = prepare(config, resume, arrays, here=ray is None)
-        with connected(ray) as cluster:
-            if cluster is not None:
-                cluster.check(runs, config)  # on the cluster's workers, before anything is written
-            return _hold_and_run(out, config, runs, data_folder, arrays, echo, extra, resume, cluster, drawer)
+    out, data_folder, runs = prepare(config, resume, arrays, here=ray is None)
+    with connected(ray) as cluster:
+        if cluster is not None:
+            cluster.check(runs, config)  # on the cluster's workers, before anything is written
+        return _hold_and_run(out, config, runs, data_folder, arrays, echo, extra, resume, cluster, drawer)
 
 
 def _hold_and_run(out: Path, config: CompareConfig, runs: list[RunPlan], data_folder: Path | None,

@@ -12,7 +12,7 @@ import math
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from fmnist_pl import results
 from fmnist_pl.config import CompareConfig, ConfigError
@@ -21,6 +21,9 @@ from fmnist_pl.optim import registry
 from fmnist_pl.run.cluster import RaySession, connected
 from fmnist_pl.run.compare import Interrupted, compare, output_folder, prepare
 from fmnist_pl.run.plan import check_gradient_only
+
+if TYPE_CHECKING:
+    from fmnist_pl.report.figures import Drawer
 
 
 def grid_selection(folder: Path) -> dict[str, Any]:
@@ -84,13 +87,14 @@ def lr_find_selection(config: CompareConfig) -> dict[str, Any]:
 
 
 def sweep(config: CompareConfig, final_epochs: int | None = None, echo: Callable[[str], None] = print,
-          lr_find: bool = False, ray: str | None = None) -> Path:
+          lr_find: bool = False, ray: str | None = None, drawer: "Drawer | None" = None) -> Path:
     """Choose each optimizer's learning rate, then compare them at the chosen rates.
 
     Writes ``<output>/<name>/sweep/`` (every optimizer × rate, one lockstep group),
     ``sweep.json`` (the choice) and ``final/`` (a normal compare at the chosen rates, whose
     report shows the sweep). Returns the final compare's folder. ``ray``: train both on a Ray
     cluster (a ``--ray`` address; one connection for the two compares); lr-find runs here.
+    ``drawer``: the report figures' worker processes (see :func:`~fmnist_pl.run.compare.compare`).
     """
     if not config.lrs and not lr_find:
         raise ConfigError("sweep needs --lrs (e.g. --lrs 1e-4:1e0:7) or --lr-find")
@@ -100,15 +104,15 @@ def sweep(config: CompareConfig, final_epochs: int | None = None, echo: Callable
     top = output_folder(config)
     how = f"the same `fmnist-pl sweep` command with --output-dir {top.parent} --name {top.name}"
     if ray is None:
-        return _sweep(config, top, how, final_epochs, echo, lr_find, None)
+        return _sweep(config, top, how, final_epochs, echo, lr_find, None, drawer)
     # Everything a user can get wrong is checked before a cluster is connected to (or started).
     prepare(replace(config, lrs=config.lrs if not lr_find else ()), resume=True, here=False)
     with connected(ray) as cluster:
-        return _sweep(config, top, how + f" --ray {ray}", final_epochs, echo, lr_find, cluster)
+        return _sweep(config, top, how + f" --ray {ray}", final_epochs, echo, lr_find, cluster, drawer)
 
 
 def _sweep(config: CompareConfig, top: Path, how: str, final_epochs: int | None, echo: Callable[[str], None],
-           lr_find: bool, cluster: RaySession | None) -> Path:
+           lr_find: bool, cluster: RaySession | None, drawer: "Drawer | None" = None) -> Path:
     """:func:`sweep` once its output folder and cluster (if any) are known."""
     if lr_find:
         prepare(replace(config, lrs=()), resume=True)  # validate names, data and output first
@@ -119,7 +123,7 @@ def _sweep(config: CompareConfig, top: Path, how: str, final_epochs: int | None,
         echo(f"sweep: {len(config.optimizers)} optimizers x {len(config.lrs)} learning rates, {config.epochs} epochs")
         try:
             sweep_dir = compare(sweep_config, resume=(top / "sweep" / results.CONFIG_FILE).exists(), echo=echo,
-                                ray=cluster)
+                                ray=cluster, drawer=drawer)
         except Interrupted as exc:
             raise Interrupted(exc.folder, exc.signum, how, exc.started) from None
         chosen = grid_selection(sweep_dir)
@@ -135,6 +139,6 @@ def _sweep(config: CompareConfig, top: Path, how: str, final_epochs: int | None,
                            name="final", epochs=final_epochs or config.epochs)
     try:
         return compare(final_config, resume=(top / "final" / results.CONFIG_FILE).exists(), echo=echo,
-                       extra={"sweep": chosen}, ray=cluster)
+                       extra={"sweep": chosen}, ray=cluster, drawer=drawer)
     except Interrupted as exc:
         raise Interrupted(exc.folder, exc.signum, how, exc.started) from None
