@@ -117,7 +117,10 @@ def compute_axes(runs: list[dict[str, Any]]) -> set[str]:
     rows = [row for r in runs for row in r["history"]]
     if not rows or any(row.get("images") is None or row.get("evaluations") is None for row in rows):
         return axes
-    if len({tuple(row["images"] for row in r["history"]) for r in runs}) > 1:
+    seen: dict[Any, set[int]] = {}  # epoch -> images seen by then (runs may end at different epochs)
+    for row in rows:
+        seen.setdefault(row["epoch"], set()).add(row["images"])
+    if any(len(counts) > 1 for counts in seen.values()):
         axes.add("images")
     if any(row["evaluations"] != row["images"] for row in rows):
         axes.update(("images", "evaluations"))

@@ -95,6 +95,8 @@ def test_images_and_evaluations_axes_only_where_they_differ_from_epochs():
                             for e in (1, 2)]}
 
     assert compute_axes([run(55_000), run(55_000)]) == {"epoch", "seconds"}  # gradient runs: epochs relabelled
+    stopped = {"history": run(55_000)["history"][:1]}  # diverged after epoch 1: the same images per epoch
+    assert compute_axes([run(55_000), stopped]) == {"epoch", "seconds"}
     assert compute_axes([run(55_000), run(20_480)]) == {"epoch", "seconds", "images"}
     assert compute_axes([run(55_000), run(55_000, population=50)]) == {"epoch", "seconds", "images", "evaluations"}
     assert compute_axes([{"history": [{"epoch": 1}]}]) == {"epoch", "seconds"}  # totals not recorded
