@@ -134,8 +134,8 @@ def start_figures(loaded: dict[str, Any], drawer: "Drawer | None" = None) -> Cal
     The matplotlib figures are jobs for ``drawer``'s worker processes (drawn here, when collected,
     without one); the tables and the 28x28 digit images are built here, as they cost nothing.
     """
+    from fmnist_pl.report import plots
     from fmnist_pl.report.figures import FigureJob, draw_all
-    from fmnist_pl.report.plots import X_AXES
 
     folder = Path(loaded["folder"])
     ok_runs = [r for r in loaded["runs"] if finished(r)]
@@ -152,7 +152,7 @@ def start_figures(loaded: dict[str, Any], drawer: "Drawer | None" = None) -> Cal
         overlay_runs = [{"setting": r["setting"], "history": r["history"]} for r in ok_runs]  # what the figure reads
         for key, label, axis in curves:
             if axis in axes:
-                titles.append(label if axis == "epoch" else f"{label} vs {X_AXES[axis]}")
+                titles.append(label if axis == "epoch" else f"{label} vs {plots.X_AXES[axis]}")
                 jobs[("overlay", len(titles) - 1)] = FigureJob("overlay", (overlay_runs, key, label, axis))
     detailed = detailed_runs(loaded["runs"])
     for r in loaded["runs"]:
@@ -162,9 +162,6 @@ def start_figures(loaded: dict[str, Any], drawer: "Drawer | None" = None) -> Cal
     if sweep:
         jobs[("sweep", None)] = FigureJob("lr_sweep", (sweep,))
     pending = draw_all(list(jobs.values()), drawer)
-
-    from fmnist_pl.report import plots
-
     try:
         samples = results.read_json(folder / results.SAMPLES_FILE)
     except (OSError, ValueError):
