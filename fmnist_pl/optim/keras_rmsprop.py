@@ -56,11 +56,35 @@ def _signature(tensors: Iterable[torch.Tensor]) -> tuple[Any, ...]:
     return tuple((t.shape, t.stride(), t.storage_offset(), t.dtype, t.requires_grad) for t in tensors)
 
 
-def _alike(t: torch.Tensor) -> torch.Tensor:
-    """A zeroed tensor the compiled kernel's guards cannot tell from ``t`` (shape, strides, offset, grad)."""
-    base = torch.zeros(t.storage_offset() + t.numel(), dtype=t.dtype)
-    view = base.as_strided(t.shape, t.stride(), t.storage_offset())
-    return torch.nn.Parameter(view) if t.requires_grad else view
+Layout = tuple[int, int, torch.Size, tuple[int, ...], int, torch.dtype, bool]
+"""What the compiled kernel's guards see of a tensor, and which storage it views (its key and bytes)."""
+
+
+def _layout(tensors: list[list[torch.Tensor]]) -> list[list[Layout]]:
+    """The layouts of ``tensors``, without holding them (a step's gradients are freed after the step)."""
+    return [[(t.untyped_storage().data_ptr(), t.untyped_storage().nbytes(), t.shape, t.stride(), t.storage_offset(),
+              t.dtype, t.requires_grad) for t in ts] for ts in tensors]
+
+
+def _alike(layouts: list[list[Layout]]) -> list[list[torch.Tensor]]:
+    """Zeroed tensors the compiled kernel's guards cannot tell from those ``layouts`` describe: the same
+    shapes, strides, offsets and grad flags, and the same aliasing - the views of one storage are
+    views of one zeroed storage of its size, allocated once.
+
+    Once, not once per view: in a lockstep group member k's weights are a view of its layer's
+    stacked tensor at offset k x size, and a storage per view (offset + size each) grew with the
+    square of the group.
+    """
+    bases: dict[int, torch.Tensor] = {}
+
+    def alike(key: int, nbytes: int, shape: torch.Size, stride: tuple[int, ...], offset: int, dtype: torch.dtype,
+              grad: bool) -> torch.Tensor:
+        if key not in bases:
+            bases[key] = torch.zeros(nbytes // dtype.itemsize, dtype=dtype)
+        view = bases[key].as_strided(shape, stride, offset)
+        return torch.nn.Parameter(view) if grad else view
+
+    return [[alike(*layout) for layout in ls] for ls in layouts]
 
 
 class _Builds:
@@ -85,13 +109,15 @@ class _Builds:
             return _compiled_update()
         if state is None:
             self.state[key] = "building"
-            like = [[_alike(t) for t in ts] for ts in tensors]
-            threading.Thread(target=self._build, args=(key, like, hyper), daemon=True,
+            threading.Thread(target=self._build, args=(key, _layout(tensors), hyper), daemon=True,
                              name="keras-rmsprop-compile").start()
             return None
         return None if state == "building" else state
 
-    def _build(self, key: tuple[Any, ...], like: list[list[torch.Tensor]], hyper: list[torch.Tensor]) -> None:
+    def _build(self, key: tuple[Any, ...], layouts: list[list[Layout]], hyper: list[torch.Tensor]) -> None:
+        """Compile for one signature. Its look-alike tensors exist only during its own build: a 36-rate
+        sweep starts 36 builds at its first step, one after another, and look-alikes made at once
+        for all of them (two stacked tensors each) held gigabytes."""
         # Torch's C++ build helper warns that this CUDA build finds no CUDA runtime - true on a
         # CPU machine and irrelevant to a CPU kernel.
         quiet = logging.getLogger("torch.utils.cpp_extension")
@@ -99,7 +125,7 @@ class _Builds:
         quiet.setLevel(logging.ERROR)
         with self.lock, torch.no_grad():  # the step runs without grad: the kernel's guards say so
             try:
-                _compiled_update()(*like, *hyper)
+                _compiled_update()(*_alike(layouts), *hyper)
             except Exception as exc:  # no C++ compiler, say: the eager path has the same numbers
                 text = str(exc).splitlines()[0] if str(exc) else ""
                 self.state[key] = f"{type(exc).__name__}: {text}"

@@ -72,6 +72,34 @@ def test_the_compile_runs_in_the_background_and_the_switch_changes_no_number():
     assert torch.equal(w.detach(), ref)
 
 
+def test_views_of_stacked_weights_compile_on_look_alikes_of_one_storage_each():
+    """As in a lockstep group: each member's tensors are views of one stacked tensor."""
+    from fmnist_pl.optim.keras_rmsprop import _alike, _exact_update, _layout
+
+    torch.manual_seed(2)
+    stacked = torch.randn(6, 17, 23)
+    members = [torch.nn.Parameter(stacked[k]) for k in range(6)]
+    grads = torch.zeros(6, 17, 23)
+    like = _alike(_layout([members, [grads[k] for k in range(6)]]))
+    assert len({t.untyped_storage().data_ptr() for t in like[0]}) == 1  # one storage for the six views
+    assert like[0][5].untyped_storage().nbytes() == stacked.untyped_storage().nbytes()  # of its size, once
+    assert [(t.shape, t.stride(), t.storage_offset(), t.requires_grad) for t in like[0]] == [
+        (t.shape, t.stride(), t.storage_offset(), t.requires_grad) for t in members]
+    ref, ref_s = stacked.clone(), torch.zeros(6, 17, 23)
+    opt = KerasRMSprop(members, lr=0.01, fused=True)
+    hyper = [torch.tensor(v, dtype=torch.float64) for v in (0.01, 0.9, 1e-7)]
+    for step in range(30):
+        grads.copy_(torch.randn(6, 17, 23) * 1e-3)
+        for k, p in enumerate(members):
+            p.grad = grads[k]
+        opt.step()
+        _exact_update([ref[k] for k in range(6)], [grads[k] for k in range(6)], [ref_s[k] for k in range(6)], *hyper)
+        if step == 0:
+            wait_for_compiles(timeout=300)
+    assert 0 < opt.compiled_steps < 30  # the kernel built on the look-alikes is the one the real views use
+    assert torch.equal(stacked, ref)
+
+
 def test_without_a_compiler_the_eager_form_runs_with_a_warning(monkeypatch):
     from fmnist_pl.optim import keras_rmsprop
 
