@@ -47,6 +47,11 @@ def draw(job: FigureJob) -> str:
     return data_uri(plots.png_bytes(getattr(plots, job.kind)(*job.args, **job.kwargs)))
 
 
+def _drawn_here(jobs: Sequence[FigureJob]) -> Callable[[], list[str]]:
+    """The collector that draws ``jobs`` in this process, when called."""
+    return lambda: [draw(job) for job in jobs]
+
+
 def _worker_start(parent: int) -> None:
     """A worker ignores Ctrl-C (its parent answers it and shuts the pool down), leaves when its parent
     is gone, and imports matplotlib now."""
@@ -85,11 +90,11 @@ class Drawer:
     def submit(self, jobs: Sequence[FigureJob]) -> Callable[[], list[str]]:
         """Start drawing ``jobs``; returns a function that waits for their data URIs, in order."""
         if self._pool is None:
-            return lambda: [draw(job) for job in jobs]
+            return _drawn_here(jobs)
         try:
             futures = [self._pool.submit(draw, job) for job in jobs]
         except (RuntimeError, cf.process.BrokenProcessPool):  # shut down, or a worker died
-            return lambda: [draw(job) for job in jobs]
+            return _drawn_here(jobs)
 
         def collect() -> list[str]:
             # The jobs that no worker has taken yet are drawn here, from the last one back, while the
@@ -119,4 +124,4 @@ class Drawer:
 
 def draw_all(jobs: Sequence[FigureJob], drawer: Drawer | None = None) -> Callable[[], list[str]]:
     """Start drawing ``jobs`` (with ``drawer``'s workers, or here when collected); returns the collector."""
-    return drawer.submit(jobs) if drawer is not None else (lambda: [draw(job) for job in jobs])
+    return drawer.submit(jobs) if drawer is not None else _drawn_here(jobs)
