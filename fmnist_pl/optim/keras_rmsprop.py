@@ -52,8 +52,13 @@ def _compiled_update() -> Callable[..., None]:
     return torch.compile(_keras_update, fullgraph=True, dynamic=False)
 
 
+def _guarded(t: torch.Tensor) -> tuple[torch.Size, tuple[int, ...], int, torch.dtype, bool]:
+    """What the compiled kernel's guards see of a tensor."""
+    return t.shape, t.stride(), t.storage_offset(), t.dtype, t.requires_grad
+
+
 def _signature(tensors: Iterable[torch.Tensor]) -> tuple[Any, ...]:
-    return tuple((t.shape, t.stride(), t.storage_offset(), t.dtype, t.requires_grad) for t in tensors)
+    return tuple(_guarded(t) for t in tensors)
 
 
 Layout = tuple[int, int, torch.Size, tuple[int, ...], int, torch.dtype, bool]
@@ -62,8 +67,7 @@ Layout = tuple[int, int, torch.Size, tuple[int, ...], int, torch.dtype, bool]
 
 def _layout(tensors: list[list[torch.Tensor]]) -> list[list[Layout]]:
     """The layouts of ``tensors``, without holding them (a step's gradients are freed after the step)."""
-    return [[(t.untyped_storage().data_ptr(), t.untyped_storage().nbytes(), t.shape, t.stride(), t.storage_offset(),
-              t.dtype, t.requires_grad) for t in ts] for ts in tensors]
+    return [[(t.untyped_storage().data_ptr(), t.untyped_storage().nbytes(), *_guarded(t)) for t in ts] for ts in tensors]
 
 
 def _alike(layouts: list[list[Layout]]) -> list[list[torch.Tensor]]:
