@@ -256,6 +256,29 @@ def report(folder: Path = typer.Argument(..., help="A compare folder, e.g. outpu
     typer.echo(f"report: {path}")
 
 
+@app.command("build-kernels")
+def build_kernels(
+    optimizers: Optimizers = DEFAULT_OPTIMIZERS,
+    lr: Annotated[Optional[float], typer.Option(help="As compare's --lr.")] = None,
+    set_: Set = [], seeds: Seeds = 1, hidden: Hidden = ["300,100"], accelerator: Accelerator = "auto",
+    separate: Separate = False,
+) -> None:
+    """Compile, now, the kernels a compare with these options trains with on this CPU (Keras
+    RMSprop's fused update), so that its first run does not compile them. `make setup` runs it."""
+    from fmnist_pl.run.kernels import build_kernels as build
+
+    try:
+        config = _config(optimizers=optimizers, lr=lr, set_=set_, seeds=seeds, hidden=hidden,
+                         accelerator=accelerator, separate=separate)
+        done = build(config)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    for kernel in done:
+        typer.echo(kernel.describe())
+    if not done:
+        typer.echo("nothing to build: none of these runs trains with a compiled kernel on this device")
+
+
 @app.command("list-optimizers")
 def list_optimizers() -> None:
     """Print the optimizer registry, gradient and gradient-free, with each one's hyperparameters."""
