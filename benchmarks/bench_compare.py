@@ -266,23 +266,62 @@ def matmul_bound(hidden=(300, 100), batch: int = 32, val_images: int = 5_000, re
     return STEPS_PER_EPOCH * step + val
 
 
-def fixed_cost(args, rounds: int = 3) -> tuple[float, float]:
-    """Whole `fmnist-pl compare --epochs 1` commands: (median wall, median of everything that is not the
-    epoch = wall - the group's training time from metrics.json). Start-up, data, set-up, test, files,
-    summary and report; measured directly, as a difference of two noisy walls is not."""
+def _compare_wall(args, epochs: int, name: str, env: dict[str, str] | None = None) -> tuple[float, float]:
+    """One whole `fmnist-pl compare --epochs N` command: (wall seconds, the group's training seconds)."""
     import json
+
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "fmnist_pl", "compare", "--epochs", str(epochs), "--no-progress",
+                    "--accelerator", args.accelerator, "--output-dir", args.tmp, "--name", name],
+                   capture_output=True, check=True, cwd=Path(__file__).resolve().parents[1], env=env)
+    wall = time.perf_counter() - t
+    fit = json.loads((Path(args.tmp) / name / "runs" / "adam" / "metrics.json").read_text())
+    return wall, fit["timing"]["fit_seconds"]
+
+
+def fixed_cost(args, rounds: int = 3) -> list[str]:
+    """Everything that is not an epoch, two ways, from whole commands:
+
+    * the issue's own: ``--epochs 1`` against ``--epochs 2`` (the intercept ``2 x wall(1) - wall(2)``),
+      which also counts what makes a first epoch slower than the next (a compile, warm-up);
+    * wall - the group's training time (metrics.json): start-up, data, set-up, test, files, report.
+
+    Medians of ``rounds`` alternating pairs, with torch's compile cache as it is; then once each on
+    a fresh machine's empty cache, with and without ``fmnist-pl build-kernels`` (``make setup``)
+    before it. A fresh cache is a fresh ``TORCHINDUCTOR_CACHE_DIR`` per command.
+    """
     import statistics
 
-    walls, fixed = [], []
-    for k in range(rounds):
-        t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "fmnist_pl", "compare", "--epochs", "1", "--no-progress",
-                        "--accelerator", args.accelerator, "--output-dir", args.tmp, "--name", f"fixed{k}"],
-                       capture_output=True, check=True, cwd=Path(__file__).resolve().parents[1])
-        walls.append(time.perf_counter() - t)
-        fit = json.loads((Path(args.tmp) / f"fixed{k}" / "runs" / "adam" / "metrics.json").read_text())
-        fixed.append(walls[-1] - fit["timing"]["fit_seconds"])
-    return statistics.median(walls), statistics.median(fixed)
+    def pair(tag: str, fresh: bool = False, build: bool = False) -> tuple[float, float, float]:
+        runs, built = {}, []
+        for epochs in (1, 2):
+            env = None
+            if fresh:
+                env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": tempfile.mkdtemp(dir=args.tmp)}
+                if build:
+                    t = time.perf_counter()
+                    subprocess.run([sys.executable, "-m", "fmnist_pl", "build-kernels", "--accelerator",
+                                    args.accelerator], capture_output=True, check=True, env=env)
+                    built.append(time.perf_counter() - t)
+            runs[epochs] = _compare_wall(args, epochs, f"fixed-{tag}-{epochs}", env)
+        (w1, f1), (w2, _) = runs[1], runs[2]
+        return 2 * w1 - w2, w1 - f1, max(built, default=0.0)
+
+    warm = [pair(f"r{k}") for k in range(rounds)]
+    median = statistics.median
+    lines = [f"fixed cost (all that is not an epoch; goal <= 5 s on the CPU), median of {rounds} pairs of "
+             f"`compare --epochs 1` and `--epochs 2`: intercept {median(w[0] for w in warm):.1f} s "
+             f"(rounds {', '.join(f'{w[0]:.1f}' for w in warm)}); wall - training "
+             f"{median(w[1] for w in warm):.1f} s (rounds {', '.join(f'{w[1]:.1f}' for w in warm)})"]
+    if args.accelerator == "cpu":
+        built = pair("fresh-built", fresh=True, build=True)
+        cold = pair("fresh-cold", fresh=True)
+        lines += [f"  first run on a fresh machine (empty compile cache), after `fmnist-pl build-kernels` as "
+                  f"`make setup` runs it ({built[2]:.1f} s, at install): intercept {built[0]:.1f} s; wall - "
+                  f"training {built[1]:.1f} s",
+                  f"  first run on a fresh machine without it (Keras RMSprop compiles during the first epoch): "
+                  f"intercept {cold[0]:.1f} s; wall - training {cold[1]:.1f} s"]
+    return lines
 
 
 def study(args) -> str:
@@ -360,7 +399,8 @@ def main() -> None:
     parser.add_argument("--accelerator", default="auto")
     parser.add_argument("--skip-textbook", action="store_true")
     parser.add_argument("--no-fixed-cost", dest="fixed_cost", action="store_false",
-                        help="skip timing three whole 1-epoch compares (the fixed cost, ~50 s on 2 CPU cores)")
+                        help="skip the fixed cost: three pairs of whole 1- and 2-epoch compares, then a fresh compile "
+                             "cache with and without build-kernels (~4 min on 2 CPU cores)")
     parser.add_argument("--study-epochs", type=int, default=0,
                         help="also run the DeepOBS-scale study (4 optimizers x 36 rates x 10 seeds) for this many "
                              "epochs (a GPU's job: 1,440 models)")
@@ -454,9 +494,7 @@ def main() -> None:
           f"{', '.join(f'{v:.2f}' for v in vs_bound)})")
     print(f"  hand-tuned (sum of four) / 4x matmul bound:      {median(hand_vs_bound):.2f}")
     if args.fixed_cost:
-        one, fixed = fixed_cost(args)
-        print(f"\nfixed cost: `compare --epochs 1` {one:.1f} s wall (median of 3); all that is not the epoch "
-              f"(wall - training): {fixed:.1f} s   (goal <= 5 s on the CPU)")
+        print("\n" + "\n".join(fixed_cost(args)))
     if args.study_epochs:
         print(f"\nDeepOBS-scale study on {where}: {study(args)}")
     print(f"\nprojected 30-epoch compare (4 optimizers): fmnist-pl {30 * lock1:.0f} s, "
