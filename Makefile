@@ -21,9 +21,6 @@ $(VENV)/.installed: pyproject.toml | system
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e ".[test]"
-	@# The default compare's compiled kernel (Keras RMSprop on the CPU), into torch's on-disk cache:
-	@# the first compare then does not compile it during its first epoch.
-	$(VENV)/bin/fmnist-pl build-kernels
 	touch $@
 
 run: setup

@@ -66,10 +66,6 @@ class StepTimer(pl.Callback):
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         if batch_idx == self.warmup:
-            # Steady state: Keras RMSprop's kernel compiles in the background during the first steps.
-            from fmnist_pl.optim.keras_rmsprop import wait_for_compiles
-
-            wait_for_compiles()
             sync(self.device)
             self._t = time.perf_counter()
 
@@ -224,7 +220,6 @@ def lockstep(names, seeds, arrays, args, device) -> float:
                            limit_train_batches=args.warmup + args.batches)
     trainer.callbacks.append(timer)
     with fast_cpu_math():  # as train_group does
-        # On the CPU, Keras RMSprop's update compiles in the first (warm-up, untimed) step.
         trainer.fit(LitLockstep(members), datamodule=dm)
     return timer.per_epoch()
 
@@ -283,45 +278,31 @@ def fixed_cost(args, rounds: int = 3) -> list[str]:
     """Everything that is not an epoch, two ways, from whole commands:
 
     * the issue's own: ``--epochs 1`` against ``--epochs 2`` (the intercept ``2 x wall(1) - wall(2)``),
-      which also counts what makes a first epoch slower than the next (a compile, warm-up);
+      which also counts what makes a first epoch slower than the next (a kernel build, warm-up);
     * wall - the group's training time (metrics.json): start-up, data, set-up, test, files, report.
 
-    Medians of ``rounds`` alternating pairs, with torch's compile cache as it is; then once each on
-    a fresh machine's empty cache, with and without ``fmnist-pl build-kernels`` (``make setup``)
-    before it. A fresh cache is a fresh ``TORCHINDUCTOR_CACHE_DIR`` per command.
+    Medians of ``rounds`` pairs with the kernel cache as it is; then one pair as on a fresh machine:
+    each command with an empty cache (``XDG_CACHE_HOME``, where Keras RMSprop's C kernel is kept).
     """
     import statistics
 
-    def pair(tag: str, fresh: bool = False, build: bool = False) -> tuple[float, float, float]:
-        runs, built = {}, []
+    def pair(tag: str, fresh: bool = False) -> tuple[float, float]:
+        runs = {}
         for epochs in (1, 2):
-            env = None
-            if fresh:
-                env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": tempfile.mkdtemp(dir=args.tmp)}
-                if build:
-                    t = time.perf_counter()
-                    subprocess.run([sys.executable, "-m", "fmnist_pl", "build-kernels", "--accelerator",
-                                    args.accelerator], capture_output=True, check=True, env=env)
-                    built.append(time.perf_counter() - t)
+            env = {**os.environ, "XDG_CACHE_HOME": tempfile.mkdtemp(dir=args.tmp)} if fresh else None
             runs[epochs] = _compare_wall(args, epochs, f"fixed-{tag}-{epochs}", env)
         (w1, f1), (w2, _) = runs[1], runs[2]
-        return 2 * w1 - w2, w1 - f1, max(built, default=0.0)
+        return 2 * w1 - w2, w1 - f1
 
     warm = [pair(f"r{k}") for k in range(rounds)]
+    fresh = pair("fresh", fresh=True)
     median = statistics.median
-    lines = [f"fixed cost (all that is not an epoch; goal <= 5 s on the CPU), median of {rounds} pairs of "
-             f"`compare --epochs 1` and `--epochs 2`: intercept {median(w[0] for w in warm):.1f} s "
-             f"(rounds {', '.join(f'{w[0]:.1f}' for w in warm)}); wall - training "
-             f"{median(w[1] for w in warm):.1f} s (rounds {', '.join(f'{w[1]:.1f}' for w in warm)})"]
-    if args.accelerator == "cpu":
-        built = pair("fresh-built", fresh=True, build=True)
-        cold = pair("fresh-cold", fresh=True)
-        lines += [f"  first run on a fresh machine (empty compile cache), after `fmnist-pl build-kernels` as "
-                  f"`make setup` runs it ({built[2]:.1f} s, at install): intercept {built[0]:.1f} s; wall - "
-                  f"training {built[1]:.1f} s",
-                  f"  first run on a fresh machine without it (Keras RMSprop compiles during the first epoch): "
-                  f"intercept {cold[0]:.1f} s; wall - training {cold[1]:.1f} s"]
-    return lines
+    return [f"fixed cost (all that is not an epoch; goal <= 5 s on the CPU), median of {rounds} pairs of "
+            f"`compare --epochs 1` and `--epochs 2`: intercept {median(w[0] for w in warm):.1f} s "
+            f"(rounds {', '.join(f'{w[0]:.1f}' for w in warm)}); wall - training "
+            f"{median(w[1] for w in warm):.1f} s (rounds {', '.join(f'{w[1]:.1f}' for w in warm)})",
+            f"  first run on a fresh machine (empty kernel cache): intercept {fresh[0]:.1f} s; "
+            f"wall - training {fresh[1]:.1f} s"]
 
 
 def study(args) -> str:
@@ -399,8 +380,8 @@ def main() -> None:
     parser.add_argument("--accelerator", default="auto")
     parser.add_argument("--skip-textbook", action="store_true")
     parser.add_argument("--no-fixed-cost", dest="fixed_cost", action="store_false",
-                        help="skip the fixed cost: three pairs of whole 1- and 2-epoch compares, then a fresh compile "
-                             "cache with and without build-kernels (~4 min on 2 CPU cores)")
+                        help="skip the fixed cost: four pairs of whole 1- and 2-epoch compares, the last with an "
+                             "empty kernel cache (~2.5 min on 2 CPU cores)")
     parser.add_argument("--study-epochs", type=int, default=0,
                         help="also run the DeepOBS-scale study (4 optimizers x 36 rates x 10 seeds) for this many "
                              "epochs (a GPU's job: 1,440 models)")

@@ -9,8 +9,6 @@ user can cause answer in a fraction of a second.
 from __future__ import annotations
 
 import gc
-import logging
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Callable, List, Optional
@@ -256,29 +254,6 @@ def report(folder: Path = typer.Argument(..., help="A compare folder, e.g. outpu
     typer.echo(f"report: {path}")
 
 
-@app.command("build-kernels")
-def build_kernels(
-    optimizers: Optimizers = DEFAULT_OPTIMIZERS,
-    lr: Annotated[Optional[float], typer.Option(help="As compare's --lr.")] = None,
-    set_: Set = [], seeds: Seeds = 1, hidden: Hidden = ["300,100"], accelerator: Accelerator = "auto",
-    separate: Separate = False,
-) -> None:
-    """Compile, now, the kernels a compare with these options trains with on this CPU (Keras
-    RMSprop's fused update), so that its first run does not compile them. `make setup` runs it."""
-    from fmnist_pl.run.kernels import build_kernels as build
-
-    try:
-        config = _config(optimizers=optimizers, lr=lr, set_=set_, seeds=seeds, hidden=hidden,
-                         accelerator=accelerator, separate=separate)
-        done = build(config)
-    except USER_ERRORS as exc:
-        fail(str(exc))
-    for kernel in done:
-        typer.echo(kernel.describe())
-    if not done:
-        typer.echo("nothing to build: none of these runs trains with a compiled kernel on this device")
-
-
 @app.command("list-optimizers")
 def list_optimizers() -> None:
     """Print the optimizer registry, gradient and gradient-free, with each one's hyperparameters."""
@@ -306,18 +281,8 @@ def _leave(code: int | str | None) -> None:
     Its shutdown would garbage-collect the ~million objects that torch, Lightning and Dynamo
     created at import - about a second of a compare's wall time - only for the OS to free the
     memory anyway: frozen objects are exempt (``gc.freeze``); files and atexit handlers are
-    finalized as always. If Keras RMSprop's kernel is still compiling in the background (a run
-    shorter than the compile), its thread is inside torch's C++ code, where the interpreter's
-    shutdown would abort the process: then the command leaves at once, with its exit code.
+    finalized as always.
     """
-    rmsprop = sys.modules.get("fmnist_pl.optim.keras_rmsprop")
-    if rmsprop is not None and rmsprop.compiles_running():
-        sys.stdout.flush()
-        sys.stderr.flush()
-        logging.shutdown()
-        if isinstance(code, str):  # what SystemExit would have printed
-            sys.stderr.write(code + "\n")
-        os._exit(code if isinstance(code, int) else (0 if code is None else 1))
     gc.freeze()
 
 

@@ -164,37 +164,6 @@ class LitLockstep(LitEvaluated):
             for view, grad in zip(views, grads):
                 view.grad = grad[k] if active else None
 
-    def build_kernels(self) -> list[str]:
-        """Build the compiled optimizer kernels a CPU fit of these runs uses, now, and wait for them.
-
-        Keras RMSprop's fused update is compiled (``torch.compile``) in the background at a fit's
-        first step: ten seconds or more the first time on a machine, during which that first epoch
-        runs the eager twin and shares the cores with the C++ compiler. Torch keeps a built kernel
-        in its on-disk cache, keyed by the tensors' layouts; built here, on this group's own stacked
-        views and gradient slices (zero gradients, on a throwaway module), it is what the first fit
-        finds. ``fmnist-pl build-kernels`` (run by ``make setup``) calls this. Returns the names of
-        the optimizers whose compiled kernel is ready.
-        """
-        from fmnist_pl.optim.keras_rmsprop import wait_for_compiles
-
-        if not self.fused_by_compile():
-            return []
-        optimizers = self.configure_optimizers()[:-1]
-        self._active_list = self.active.tolist()
-        self._hand_out([torch.zeros_like(p) for p in self.net.parameters_in_order()])
-        compiled = [(ks, opt) for ks, opt in zip(self.optimizer_groups().values(), optimizers)
-                    if getattr(opt, "fused_needs_compile", False)]
-        for _, opt in compiled:
-            opt.step()  # starts the build; the eager twin takes this step
-        wait_for_compiles()
-        built = []
-        for ks, opt in compiled:
-            before = getattr(opt, "compiled_steps", 0)
-            opt.step()
-            if getattr(opt, "compiled_steps", 0) > before:
-                built.extend(self.members[k].optimizer.name for k in ks)
-        return list(dict.fromkeys(built))
-
     def _clear_grads(self) -> None:
         for p in self.net.parameters_in_order():
             p.grad = None

@@ -167,8 +167,7 @@ def build_module(group: Sequence[RunPlan]) -> LitEvaluated:
 
 def train_group(group: Sequence[RunPlan], datamodule: FashionMNISTDataModule, out_dir: Path, epochs: int,
                 accelerator: str = "auto", progress: bool = True, limit_train_batches: int | None = None,
-                resume: Path | None = None, echo: Callable[[str], None] = print,
-                time_budget: float | None = None, after_checkpoint: AfterCheckpoint | None = None) -> GroupResult:
+                resume: Path | None = None, time_budget: float | None = None, after_checkpoint: AfterCheckpoint | None = None) -> GroupResult:
     """Train ``group`` (runs of one architecture, seed-major, or one gradient-free run), then test every run."""
     group_dir = group_checkpoint(out_dir, group).parent
     model = build_module(group)
@@ -176,11 +175,6 @@ def train_group(group: Sequence[RunPlan], datamodule: FashionMNISTDataModule, ou
                            progress, limit_train_batches, time_budget, after_checkpoint)
     for logger, run in zip(trainer.loggers, group):
         logger.hparams.update(run.to_dict())  # its hparams.yaml: this run's own key (written at the first save)
-    compiled = sorted({r.optimizer.name for r in group if not r.optimizer.info.gradient_free
-                       and getattr(r.optimizer.info.cls, "fused_needs_compile", False)})
-    if compiled and trainer.strategy.root_device.type == "cpu" and getattr(model, "compile_fused", False):
-        echo(f"{', '.join(compiled)}: the fused update compiles in the background (torch.compile); until it is "
-             "ready the same arithmetic runs eagerly, with the same numbers")
     if resume is not None:
         check_checkpoint(resume, model)
     try:

@@ -2,40 +2,39 @@
 
 from __future__ import annotations
 
-import atexit
+import ctypes
 import functools
-import logging
-import threading
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
 import warnings
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
 from torch.optim import Optimizer
 
-
-def _keras_update(params: list[torch.Tensor], grads: list[torch.Tensor], squares: list[torch.Tensor],
-                  lr: torch.Tensor, rho: torch.Tensor, eps: torch.Tensor) -> None:
-    """The Keras RMSprop update of every tensor, written for ``torch.compile`` to fuse.
-
-    Eager, this is five passes over memory (as the foreach path is); compiled, it is one
-    loop that reads ``p, g, s`` and writes ``p, s`` once. The hyperparameters are 0-d
-    tensors so that another learning rate reuses the compiled kernel instead of recompiling.
-    """
-    for p, g, s in zip(params, grads, squares):
-        s.copy_(s * rho + g * g * (1 - rho))
-        p.sub_(g * lr / torch.sqrt(s + eps))
+SOURCE = Path(__file__).with_name("keras_rmsprop.c")
+# Every operation rounded on its own (no FMA contraction, no fast-math), so the kernel's numbers
+# are _exact_update's; -march=native lets the compiler use this CPU's widest vectors, which
+# changes no number (each lane rounds as the scalar operation does).
+FLAGS = ("-O3", "-ffp-contract=off", "-fno-math-errno", "-shared", "-fPIC")
+NATIVE = ("-march=native",)
 
 
 def _exact_update(params: list[torch.Tensor], grads: list[torch.Tensor], squares: list[torch.Tensor],
-                  lr: torch.Tensor, rho: torch.Tensor, eps: torch.Tensor) -> None:
-    """The compiled kernel's arithmetic, eagerly and without a compile: bit for bit its numbers.
+                  lr: float, rho: float, eps: float) -> None:
+    """The Keras RMSprop update of every tensor with torch ops: the fused kernel's numbers, bit for bit.
 
-    The kernel (inductor's C++ for ``_keras_update``) rounds every operation to float32 in
-    the order written there, and takes a correctly rounded square root (the CPU's vector
-    instruction). Eager torch ops round the same way except ``torch.sqrt``, whose vectorized
-    CPU version can be one ulp off; numpy's ``sqrt`` is the correctly rounded one, applied in
-    place on the same memory. tests/optim/test_keras_rmsprop.py checks the equality bit for bit.
+    Each op rounds to float32 in the order the kernel (``keras_rmsprop.c``) computes, the
+    hyperparameters rounded to float32 as torch rounds a Python scalar, and the square root is
+    correctly rounded: numpy's, applied in place on the same memory, because torch's vectorized
+    CPU ``sqrt`` can be one ulp off. This is the update wherever the kernel is not available (no
+    C compiler); tests/optim/test_keras_rmsprop.py checks the equality bit for bit.
     """
     for p, g, s in zip(params, grads, squares):
         s.mul_(rho).add_(g * g * (1 - rho))
@@ -44,123 +43,68 @@ def _exact_update(params: list[torch.Tensor], grads: list[torch.Tensor], squares
         p.sub_(g.mul(lr).div_(denom))
 
 
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fmnist-pl"
+
+
+def _cpu_key() -> str:
+    """What ``-march=native`` depends on: the CPU's feature flags (Linux), else its name."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def build_kernel() -> Path:
+    """The fused kernel as a shared library, compiled on first use (a tenth of a second) and kept in
+    ``$XDG_CACHE_HOME/fmnist-pl`` (``~/.cache``; a temporary folder if that is not writable), one
+    file per source, compiler and CPU. Raises OSError/RuntimeError when no C compiler can build it.
+    """
+    name = os.environ.get("CC", "cc")
+    compiler = shutil.which(name)
+    if compiler is None:
+        raise FileNotFoundError(f"no C compiler ({name}) on the PATH")
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), compiler, " ".join(FLAGS + NATIVE), _cpu_key(),
+                                    platform.machine()]).encode()).hexdigest()[:16]
+    user = os.getuid() if hasattr(os, "getuid") else 0
+    for folder in (_cache_dir(), Path(tempfile.gettempdir()) / f"fmnist-pl-{user}"):
+        target = folder / f"keras_rmsprop-{key}.so"
+        if target.exists():
+            return target
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=folder))
+        except OSError:
+            continue  # an unwritable (or read-only) cache folder: the next one
+        try:
+            built = tmp / target.name
+            for flags in (FLAGS + NATIVE, FLAGS):  # a compiler without -march=native builds the portable one
+                done = subprocess.run([compiler, *flags, "-o", str(built), str(SOURCE)], capture_output=True,
+                                      text=True, timeout=300)
+                if done.returncode == 0:
+                    os.replace(built, target)  # one atomic rename: never a half-written library
+                    return target
+            raise RuntimeError(done.stderr.strip() or f"{compiler} exited with {done.returncode}")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    raise PermissionError(f"no writable folder for the kernel ({_cache_dir()} or the temporary folder)")
+
+
 @functools.cache
-def _compiled_update() -> Callable[..., None]:
-    # Imported on first use: torch.compile's machinery costs ~1 s to import, and most runs never need it.
-    import torch._dynamo  # noqa: F401
-
-    return torch.compile(_keras_update, fullgraph=True, dynamic=False)
-
-
-def _guarded(t: torch.Tensor) -> tuple[torch.Size, tuple[int, ...], int, torch.dtype, bool]:
-    """What the compiled kernel's guards see of a tensor."""
-    return t.shape, t.stride(), t.storage_offset(), t.dtype, t.requires_grad
-
-
-def _signature(tensors: Iterable[torch.Tensor]) -> tuple[Any, ...]:
-    return tuple(_guarded(t) for t in tensors)
-
-
-Layout = tuple[int, int, torch.Size, tuple[int, ...], int, torch.dtype, bool]
-"""What the compiled kernel's guards see of a tensor, and which storage it views (its key and bytes)."""
-
-
-def _layout(tensors: list[list[torch.Tensor]]) -> list[list[Layout]]:
-    """The layouts of ``tensors``, without holding them (a step's gradients are freed after the step)."""
-    return [[(t.untyped_storage().data_ptr(), t.untyped_storage().nbytes(), *_guarded(t)) for t in ts] for ts in tensors]
-
-
-def _alike(layouts: list[list[Layout]]) -> list[list[torch.Tensor]]:
-    """Zeroed tensors the compiled kernel's guards cannot tell from those ``layouts`` describe: the same
-    shapes, strides, offsets and grad flags, and the same aliasing - the views of one storage are
-    views of one zeroed storage of its size, allocated once.
-
-    Once, not once per view: in a lockstep group member k's weights are a view of its layer's
-    stacked tensor at offset k x size, and a storage per view (offset + size each) grew with the
-    square of the group.
-    """
-    bases: dict[int, torch.Tensor] = {}
-
-    def alike(key: int, nbytes: int, shape: torch.Size, stride: tuple[int, ...], offset: int, dtype: torch.dtype,
-              grad: bool) -> torch.Tensor:
-        if key not in bases:
-            bases[key] = torch.zeros(nbytes // dtype.itemsize, dtype=dtype)
-        view = bases[key].as_strided(shape, stride, offset)
-        return torch.nn.Parameter(view) if grad else view
-
-    return [[alike(*layout) for layout in ls] for ls in layouts]
-
-
-class _Builds:
-    """The compiled kernel, built in a background thread while training goes on with
-    :func:`_exact_update` (the same numbers), one signature (tensor shapes) at a time.
-
-    So a compile - ten seconds or more the first time on a machine, a second or two from
-    torch's on-disk cache - never stalls training; once built, the main thread's call finds it
-    in torch.compile's cache (the build ran on look-alike tensors, so its guards match).
-    """
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()  # one compile at a time: Dynamo compiles are not concurrent
-        self.state: dict[tuple[Any, ...], str] = {}  # "building" | "ready" | the failure text
-
-    def kernel(self, tensors: list[list[torch.Tensor]], hyper: list[torch.Tensor]) -> Callable[..., None] | str | None:
-        """The compiled kernel if built; None while it builds (started here the first time); the
-        failure text if it could not be built."""
-        key = _signature(t for ts in tensors for t in ts)
-        state = self.state.get(key)
-        if state == "ready":
-            return _compiled_update()
-        if state is None:
-            self.state[key] = "building"
-            threading.Thread(target=self._build, args=(key, _layout(tensors), hyper), daemon=True,
-                             name="keras-rmsprop-compile").start()
-            return None
-        return None if state == "building" else state
-
-    def _build(self, key: tuple[Any, ...], layouts: list[list[Layout]], hyper: list[torch.Tensor]) -> None:
-        """Compile for one signature. Its look-alike tensors exist only during its own build: a 36-rate
-        sweep starts 36 builds at its first step, one after another, and look-alikes made at once
-        for all of them (two stacked tensors each) held gigabytes."""
-        # Torch's C++ build helper warns that this CUDA build finds no CUDA runtime - true on a
-        # CPU machine and irrelevant to a CPU kernel.
-        quiet = logging.getLogger("torch.utils.cpp_extension")
-        level = quiet.level
-        quiet.setLevel(logging.ERROR)
-        with self.lock, torch.no_grad():  # the step runs without grad: the kernel's guards say so
-            try:
-                _compiled_update()(*_alike(layouts), *hyper)
-            except Exception as exc:  # no C++ compiler, say: the eager path has the same numbers
-                text = str(exc).splitlines()[0] if str(exc) else ""
-                self.state[key] = f"{type(exc).__name__}: {text}"
-                return
-            finally:
-                quiet.setLevel(level)
-        self.state[key] = "ready"
-
-
-_BUILDS = _Builds()
-
-
-def compiles_running() -> bool:
-    """Whether a background compile is still going (a short run can end before its kernel is built)."""
-    return any(t.name == "keras-rmsprop-compile" and t.is_alive() for t in threading.enumerate())
-
-
-def wait_for_compiles(timeout: float | None = None) -> None:
-    """Block until the background compiles started so far are done (benchmarks time steady state).
-
-    Also run at interpreter exit: a daemon thread still inside torch's C++ compile code when the
-    interpreter finalizes is ended with ``pthread_exit``, which aborts the process ("terminate
-    called without an active exception") or crashes it. The command line does not wait: it leaves
-    with ``os._exit`` once its work is written (:func:`fmnist_pl.cli.main`).
-    """
-    for thread in threading.enumerate():
-        if thread.name == "keras-rmsprop-compile":
-            thread.join(timeout)
-
-
-atexit.register(wait_for_compiles)
+def _kernel() -> Callable[..., None] | str:
+    """The fused kernel (built once per machine, loaded once per process), or why it is not available."""
+    try:
+        library = ctypes.CDLL(str(build_kernel()))
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        return f"{type(exc).__name__}: {text}"
+    kernel = library.fmnist_keras_rmsprop
+    kernel.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_size_t] + [ctypes.c_float] * 4
+    kernel.restype = None
+    return kernel
 
 
 class KerasRMSprop(Optimizer):
@@ -175,20 +119,21 @@ class KerasRMSprop(Optimizer):
 
     By default the update runs on whole parameter lists with ``torch._foreach_*`` ops (one
     kernel per op for all tensors), the trick torch's own ``foreach`` optimizers use to keep
-    the per-step overhead low at small batch sizes. ``fused=True`` (CPU tensors) runs the
-    update as one ``torch.compile``-d kernel instead, as torch's fused Adam/SGD do with
-    hand-written ones: one pass over memory instead of five (about a third of the time; see
-    ``benchmarks/results-*.txt``). The kernel is compiled in a background thread (seconds the
-    first time on a machine, less from torch's on-disk cache); until it is ready - or forever,
-    if it cannot be compiled (no C++ compiler, say: a warning says so) - the same arithmetic
-    runs eagerly (:func:`_exact_update`), with the kernel's numbers bit for bit, so no step
-    waits for the compiler and no number depends on when it finished. ``fused`` and foreach
-    agree to float rounding; :attr:`fused_ran` tells that the fused arithmetic ran,
-    :attr:`compiled_steps` how many steps the compiled kernel took.
+    the per-step overhead low at small batch sizes. ``fused=True`` (CPU float32 tensors) runs
+    the update as one hand-written C loop instead (``keras_rmsprop.c``), as torch's fused
+    Adam/SGD are hand-written kernels: one pass over memory instead of five. Hand-written
+    rather than ``torch.compile``-d (which this class used before) because of what a compile
+    cost: 10-20 s of C++ the first time on a machine, and ~2 s in every process (importing
+    Inductor, tracing, loading) and a guard check on every step, for a 3-line loop the system C
+    compiler builds in a tenth of a second, once per machine (:func:`build_kernel`). Without a
+    C compiler the same arithmetic runs as torch ops (:func:`_exact_update`, a warning says
+    so), with the kernel's numbers bit for bit. ``fused`` and foreach agree to float rounding;
+    :attr:`fused_ran` tells that the fused arithmetic ran, :attr:`compiled_steps` how many
+    param-group updates the C kernel made.
     """
 
     fused_needs_compile = True
-    """``fused`` costs a compile: :func:`fmnist_pl.optim.registry.build_shared` turns it on only when asked."""
+    """``fused`` builds a C kernel on first use: :func:`fmnist_pl.optim.registry.build_shared` turns it on when asked."""
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, rho: float = 0.9,
                  eps: float = 1e-7, *, fused: bool | None = None) -> None:
@@ -196,10 +141,9 @@ class KerasRMSprop(Optimizer):
             raise ValueError(f"invalid KerasRMSprop hyperparameters: lr={lr}, rho={rho}, eps={eps}")
         super().__init__(params, dict(lr=lr, rho=rho, eps=eps))
         self.fused = bool(fused)
-        self.fused_ran = False  # True once the fused arithmetic has run (compiled or its exact eager twin)
-        self.compiled_steps = 0  # of which the compiled kernel took this many
+        self.fused_ran = False  # True once the fused arithmetic has run (the C kernel or its exact eager twin)
+        self.compiled_steps = 0  # param-group updates the C kernel made
         self._warned = False
-        self._compiled_for: dict[int, bool] = {}  # per param group (by its first tensor): kernel built
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
@@ -231,19 +175,19 @@ class KerasRMSprop(Optimizer):
 
     def _fused_step(self, params: list[torch.Tensor], grads: list[torch.Tensor], squares: list[torch.Tensor],
                     lr: float, rho: float, eps: float) -> bool:
-        """The fused arithmetic: the compiled kernel once built, its exact eager twin until then."""
-        hyper = [torch.tensor(v, dtype=torch.float64) for v in (lr, rho, eps)]
-        kernel = _compiled_update() if self._compiled_for.get(id(params[0])) else _BUILDS.kernel(
-            [params, grads, squares], hyper)
-        if callable(kernel):
-            self._compiled_for[id(params[0])] = True  # skip the signature from now on
-            kernel(params, grads, squares, *hyper)
+        """The fused arithmetic: the C kernel on contiguous float32 tensors, else its exact eager twin."""
+        kernel = _kernel()
+        if callable(kernel) and all(t.dtype == torch.float32 and t.is_contiguous() and t.device.type == "cpu"
+                                    for t in (*params, *grads, *squares)):
+            one_minus_rho = 1.0 - rho  # in double, then rounded to float32: as torch rounds (1 - rho)
+            for p, g, s in zip(params, grads, squares):
+                kernel(p.data_ptr(), g.data_ptr(), s.data_ptr(), p.numel(), lr, rho, one_minus_rho, eps)
             self.compiled_steps += 1
         else:
             if isinstance(kernel, str) and not self._warned:
                 self._warned = True
-                warnings.warn(f"KerasRMSprop(fused=True) could not compile its kernel ({kernel}); its exact "
+                warnings.warn(f"KerasRMSprop(fused=True) could not build its C kernel ({kernel}); its exact "
                               "eager form runs instead: the same numbers, slower", RuntimeWarning, stacklevel=3)
-            _exact_update(params, grads, squares, *hyper)
+            _exact_update(params, grads, squares, lr, rho, eps)
         self.fused_ran = True
         return True

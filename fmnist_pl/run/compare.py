@@ -340,7 +340,7 @@ def _train_here(out: Path, config: CompareConfig, planned: list[list[RunPlan]], 
              f"{device_name}, {config.epochs} epoch{'s' if config.epochs != 1 else ''}")
         echo(f"watch live: tensorboard --logdir {out / 'tensorboard'}")
         trained = train_group(group, datamodule, out, config.epochs, config.accelerator, config.progress,
-                              config.limit_train_batches, resume=ckpt if ckpt.exists() else None, echo=echo,
+                              config.limit_train_batches, resume=ckpt if ckpt.exists() else None,
                               time_budget=config.time_budget)
         for k, member in enumerate(trained.members):
             write_run(member, out, trained.fit_seconds, trained.trainer.loggers[k])

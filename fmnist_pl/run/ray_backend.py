@@ -187,7 +187,7 @@ def train_unit(key: str, unit: list[RunPlan], config: CompareConfig, accelerator
 
         trained = train_group(unit, datamodule_for(unit, config, arrays), work, config.epochs, accelerator,
                               progress=False, limit_train_batches=config.limit_train_batches,
-                              resume=resume if checkpoint is not None else None, echo=lambda _: None,
+                              resume=resume if checkpoint is not None else None,
                               time_budget=config.time_budget, after_checkpoint=ship)
         for k, member in enumerate(trained.members):
             write_run(member, work, trained.fit_seconds, trained.trainer.loggers[k])

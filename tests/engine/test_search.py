@@ -76,7 +76,7 @@ def _train(run: RunPlan, arrays, out, epochs: int, resume=None, time_budget=None
     datamodule = FashionMNISTDataModule(arrays=arrays, batch_size=100, seeds=[run.seed], stack_seeds=False,
                                         val_size=100)
     return train_group([run], datamodule, out, epochs, accelerator="cpu", progress=False, resume=resume,
-                       echo=lambda line: None, time_budget=time_budget)
+                       time_budget=time_budget)
 
 
 @pytest.mark.parametrize("name", METHODS)
