@@ -261,8 +261,9 @@ def matmul_bound(hidden=(300, 100), batch: int = 32, val_images: int = 5_000, re
     return STEPS_PER_EPOCH * step + val
 
 
-def _compare_wall(args, epochs: int, name: str, env: dict[str, str] | None = None) -> tuple[float, float]:
-    """One whole `fmnist-pl compare --epochs N` command: (wall seconds, the group's training seconds)."""
+def _compare_wall(args, epochs: int, name: str, env: dict[str, str] | None = None) -> tuple[float, float, list[float]]:
+    """One whole `fmnist-pl compare --epochs N` command: (wall seconds, the group's training seconds,
+    each epoch's seconds)."""
     import json
 
     t = time.perf_counter()
@@ -270,39 +271,48 @@ def _compare_wall(args, epochs: int, name: str, env: dict[str, str] | None = Non
                     "--accelerator", args.accelerator, "--output-dir", args.tmp, "--name", name],
                    capture_output=True, check=True, cwd=Path(__file__).resolve().parents[1], env=env)
     wall = time.perf_counter() - t
-    fit = json.loads((Path(args.tmp) / name / "runs" / "adam" / "metrics.json").read_text())
-    return wall, fit["timing"]["fit_seconds"]
+    run = Path(args.tmp) / name / "runs" / "adam"
+    fit = json.loads((run / "metrics.json").read_text())["timing"]["fit_seconds"]
+    return wall, fit, [row["seconds"] for row in json.loads((run / "history.json").read_text())]
 
 
 def fixed_cost(args, rounds: int = 3) -> list[str]:
-    """Everything that is not an epoch, two ways, from whole commands:
+    """Everything that is not an epoch, from whole `compare --epochs 1` and `--epochs 2` commands:
 
-    * the issue's own: ``--epochs 1`` against ``--epochs 2`` (the intercept ``2 x wall(1) - wall(2)``),
-      which also counts what makes a first epoch slower than the next (a kernel build, warm-up);
-    * wall - the group's training time (metrics.json): start-up, data, set-up, test, files, report.
+    * ``wall(1) - training``: start-up, data, set-up, test, files and report;
+    * the first epoch minus the second, in one 2-epoch process: what makes a first epoch slower
+      than a steady one (a kernel build, warm-up);
+    * the issue's own intercept ``2 x wall(1) - wall(2)``: the sum of the two in principle, but a
+      difference of two commands taken a minute apart, so on a machine whose speed drifts it
+      scatters by seconds.
 
     Medians of ``rounds`` pairs with the kernel cache as it is; then one pair as on a fresh machine:
     each command with an empty cache (``XDG_CACHE_HOME``, where Keras RMSprop's C kernel is kept).
     """
     import statistics
 
-    def pair(tag: str, fresh: bool = False) -> tuple[float, float]:
+    def pair(tag: str, fresh: bool = False) -> tuple[float, float, float]:
         runs = {}
         for epochs in (1, 2):
             env = {**os.environ, "XDG_CACHE_HOME": tempfile.mkdtemp(dir=args.tmp)} if fresh else None
             runs[epochs] = _compare_wall(args, epochs, f"fixed-{tag}-{epochs}", env)
-        (w1, f1), (w2, _) = runs[1], runs[2]
-        return 2 * w1 - w2, w1 - f1
+        (w1, f1, _), (w2, _, (e1, e2)) = runs[1], runs[2]
+        return w1 - f1, e1 - e2, 2 * w1 - w2
 
     warm = [pair(f"r{k}") for k in range(rounds)]
     fresh = pair("fresh", fresh=True)
     median = statistics.median
-    return [f"fixed cost (all that is not an epoch; goal <= 5 s on the CPU), median of {rounds} pairs of "
-            f"`compare --epochs 1` and `--epochs 2`: intercept {median(w[0] for w in warm):.1f} s "
-            f"(rounds {', '.join(f'{w[0]:.1f}' for w in warm)}); wall - training "
-            f"{median(w[1] for w in warm):.1f} s (rounds {', '.join(f'{w[1]:.1f}' for w in warm)})",
-            f"  first run on a fresh machine (empty kernel cache): intercept {fresh[0]:.1f} s; "
-            f"wall - training {fresh[1]:.1f} s"]
+
+    def line(i: int) -> str:
+        return f"{median(w[i] for w in warm):.1f} s (rounds {', '.join(f'{w[i]:.1f}' for w in warm)})"
+
+    return [f"fixed cost (all that is not an epoch; goal <= 5 s on the CPU), medians of {rounds} pairs of "
+            f"`compare --epochs 1` and `--epochs 2`:",
+            f"  wall(1) - training: {line(0)}",
+            f"  first epoch - second epoch (one 2-epoch process): {line(1)}",
+            f"  intercept 2 x wall(1) - wall(2) (two commands a minute apart; scatters with drift): {line(2)}",
+            f"  first run on a fresh machine (empty kernel cache): wall(1) - training {fresh[0]:.1f} s; first - "
+            f"second epoch {fresh[1]:.1f} s; intercept {fresh[2]:.1f} s"]
 
 
 def study(args) -> str:

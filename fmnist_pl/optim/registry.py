@@ -99,9 +99,9 @@ def build_shared(specs: list[OptimizerSpec], params: list[list[Any]], capturable
 
     ``capturable`` (CUDA only) keeps step counters on the device so that the step can be
     captured in a CUDA graph; classes without the option are graph-safe as they are.
-    ``compile_fused`` lets classes whose fused kernel is built by ``torch.compile`` (their
-    ``fused_needs_compile``; :class:`~fmnist_pl.optim.keras_rmsprop.KerasRMSprop`) use it: it
-    costs a compile (a few seconds), so the caller opts in.
+    ``compile_fused`` lets classes whose fused kernel is compiled on first use (their
+    ``fused_needs_compile``; :class:`~fmnist_pl.optim.keras_rmsprop.KerasRMSprop`, with the
+    system C compiler) use it; the caller opts in (the lockstep engine does on the CPU).
     """
     if len({s.info.cls_path for s in specs}) != 1:
         raise ValueError("build_shared needs specs of one optimizer class")
