@@ -147,7 +147,11 @@ class LitLockstep(LitEvaluated):
         targets = self.member_targets(y)
         losses = self.member_losses(logits, targets).mean(1)
         backward(losses.sum())
-        self._hand_out([p.grad for p in self.net.parameters_in_order()])
+        grads = [p.grad for p in self.net.parameters_in_order()]
+        for k, views in enumerate(self._views):
+            active = self._active_list[k]  # a diverged member gets no gradient, so no update
+            for view, grad in zip(views, grads):
+                view.grad = grad[k] if active else None
         for opt in self._raw_optimizers:
             opt.step()
         with torch.no_grad():
@@ -156,13 +160,6 @@ class LitLockstep(LitEvaluated):
             # Validation and test use torchmetrics.
             self._train_loss_sum += losses.detach() * y.shape[1]
             self._train_correct += (logits.argmax(1) == targets).sum(1)
-
-    def _hand_out(self, grads: list[torch.Tensor]) -> None:
-        """Each member's views get their slice of the stacked gradients (``parameters_in_order``)."""
-        for k, views in enumerate(self._views):
-            active = self._active_list[k]  # a diverged member gets no gradient, so no update
-            for view, grad in zip(views, grads):
-                view.grad = grad[k] if active else None
 
     def _clear_grads(self) -> None:
         for p in self.net.parameters_in_order():

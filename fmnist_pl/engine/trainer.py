@@ -167,7 +167,8 @@ def build_module(group: Sequence[RunPlan]) -> LitEvaluated:
 
 def train_group(group: Sequence[RunPlan], datamodule: FashionMNISTDataModule, out_dir: Path, epochs: int,
                 accelerator: str = "auto", progress: bool = True, limit_train_batches: int | None = None,
-                resume: Path | None = None, time_budget: float | None = None, after_checkpoint: AfterCheckpoint | None = None) -> GroupResult:
+                resume: Path | None = None, time_budget: float | None = None,
+                after_checkpoint: AfterCheckpoint | None = None) -> GroupResult:
     """Train ``group`` (runs of one architecture, seed-major, or one gradient-free run), then test every run."""
     group_dir = group_checkpoint(out_dir, group).parent
     model = build_module(group)
