@@ -232,29 +232,28 @@ def build_context(loaded: dict[str, Any], summary: dict[str, Any], figures: dict
     }
 
 
-def write(loaded: dict[str, Any], summary: dict[str, Any], figures: Callable[[], dict[str, Any]]) -> Path:
-    """Write ``report.html`` of a loaded folder from its summary and its figures (:func:`start_figures`)."""
-    html = _environment().get_template(TEMPLATE).render(**build_context(loaded, summary, figures()))
-    path = Path(loaded["folder"]) / "report.html"
-    results.atomic_write_text(path, html)
-    return path
+def saved_summary(loaded: dict[str, Any]) -> dict[str, Any]:
+    """The folder's ``summary.json``, or, where that is missing or of another format, computed from the results."""
+    try:
+        summary = results.read_json(Path(loaded["folder"]) / results.SUMMARY_FILE)
+    except (OSError, ValueError):
+        summary = None
+    if not isinstance(summary, dict) or summary.get("format") != results.FORMAT_VERSION:
+        summary = summarize(loaded)
+    return summary
 
 
-def render(folder: Path, summary: dict[str, Any] | None = None, drawer: "Drawer | None" = None) -> Path:
+def render(folder: Path, summary: Callable[[dict[str, Any]], dict[str, Any]] = saved_summary,
+           drawer: "Drawer | None" = None) -> Path:
     """(Re)write ``folder/report.html`` from the results in ``folder`` and their summary; returns its path.
 
-    ``summary``: as :func:`~fmnist_pl.analysis.summary.summarize` returns it; by default
-    ``summary.json``, or, where that is missing or of another format, computed from the results
-    (while ``drawer``'s workers, if given, draw the figures).
+    ``summary``: how the loaded results give their summary (as :func:`~fmnist_pl.analysis.summary.summarize`
+    returns it); by default :func:`saved_summary`. It is called after the figures are submitted, so
+    that ``drawer``'s workers, if given, draw them meanwhile.
     """
-    folder = Path(folder)
-    loaded = results.load_compare(folder)
+    loaded = results.load_compare(Path(folder))
     figures = start_figures(loaded, drawer)
-    if summary is None:
-        try:
-            summary = results.read_json(folder / results.SUMMARY_FILE)
-        except (OSError, ValueError):
-            summary = None
-        if not isinstance(summary, dict) or summary.get("format") != results.FORMAT_VERSION:
-            summary = summarize(loaded)
-    return write(loaded, summary, figures)
+    context = build_context(loaded, summary(loaded), figures())
+    path = Path(loaded["folder"]) / "report.html"
+    results.atomic_write_text(path, _environment().get_template(TEMPLATE).render(**context))
+    return path

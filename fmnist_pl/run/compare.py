@@ -183,11 +183,9 @@ def finish(out: Path, drawer: "Drawer | None" = None) -> Path:
     The figures are submitted first: ``drawer``'s workers draw them while the summary is computed.
     """
     from fmnist_pl.analysis.summary import write_summary
-    from fmnist_pl.report import html
+    from fmnist_pl.report import render
 
-    loaded = results.load_compare(out)
-    figures = html.start_figures(loaded, drawer)
-    return html.write(loaded, write_summary(out, loaded), figures)
+    return render(out, lambda loaded: write_summary(out, loaded), drawer)
 
 
 def compare(config: CompareConfig, resume: bool = False, echo: Callable[[str], None] = print,
