@@ -42,9 +42,8 @@ class FigureJob:
 def draw(job: FigureJob) -> str:
     """Draw one figure and return it as a ``data:image/png`` URI (in whichever process runs it)."""
     from fmnist_pl.report import plots
-    from fmnist_pl.report.html import data_uri
 
-    return data_uri(plots.png_bytes(getattr(plots, job.kind)(*job.args, **job.kwargs)))
+    return plots.data_uri(plots.png_bytes(getattr(plots, job.kind)(*job.args, **job.kwargs)))
 
 
 def _drawn_here(jobs: Sequence[FigureJob]) -> Callable[[], list[str]]:

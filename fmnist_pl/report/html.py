@@ -7,7 +7,6 @@ from disk or an e-mail with no network, and the report is rebuilt from the resul
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -31,10 +30,6 @@ def _environment() -> jinja2.Environment:
     return jinja2.Environment(loader=jinja2.FileSystemLoader([str(p) for p in _TEMPLATE_DIRS]),
                               autoescape=jinja2.select_autoescape(["html", "j2"], default=True),
                               undefined=jinja2.StrictUndefined)
-
-
-def data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def _heat(value: float, lo: float, hi: float) -> str:
@@ -167,7 +162,7 @@ def start_figures(loaded: dict[str, Any], drawer: "Drawer | None" = None) -> Cal
     except (OSError, ValueError):
         samples = None
     # The first 40 test images are the same for every run: each is encoded once.
-    test_uris = [data_uri(plots.digit_png(im)) for im in samples["test_images"]] if samples is not None else []
+    test_uris = [plots.data_uri(plots.digit_png(im)) for im in samples["test_images"]] if samples is not None else []
     per_run = {}
     for r in loaded["runs"]:
         figs: dict[str, Any] = {"curves": None, "confusion": None, "predictions": None}
@@ -186,7 +181,7 @@ def start_figures(loaded: dict[str, Any], drawer: "Drawer | None" = None) -> Cal
                 figs["predictions"] = image_grid(test_uris, predicted["targets"][:n], predicted["last"][:n])
     train_grid = None
     if samples is not None:
-        train_grid = image_grid([data_uri(plots.digit_png(im)) for im in samples["train_images"]],
+        train_grid = image_grid([plots.data_uri(plots.digit_png(im)) for im in samples["train_images"]],
                                 samples["train_labels"])
 
     def collect() -> dict[str, Any]:

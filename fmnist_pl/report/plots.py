@@ -5,6 +5,7 @@ Drawn when the report is rendered, from the results on disk, never at training t
 
 from __future__ import annotations
 
+import base64
 import io
 import itertools
 from typing import Any
@@ -29,6 +30,11 @@ def png_bytes(fig: Figure) -> bytes:
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", metadata=_PNG_METADATA)
     plt.close(fig)
     return buf.getvalue()
+
+
+def data_uri(png: bytes) -> str:
+    """PNG bytes as a ``data:`` URI: the report is one self-contained file."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def learning_curves(history: list[dict[str, float]], title: str = "") -> Figure:
