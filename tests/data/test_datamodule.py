@@ -32,6 +32,11 @@ def test_batches_are_seeded_shuffles_with_a_partial_last_batch(fake_data):
     again.prepare()
     first = next(iter(again.train_dataloader()))[1][0]
     assert torch.equal(first, batches[0][1][0])  # seed 1's order does not depend on what runs beside it
+    # Each image comes with its own label: the rows of seed s's CPU permutation, stacked per seed.
+    (tx, ty) = dm.splits["train"]
+    for g, seed in enumerate([1, 2]):
+        perm = torch.randperm(500, generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(batches[1][0][g], tx[perm[32:64]]) and torch.equal(batches[1][1][g], ty[perm[32:64]])
 
 
 def test_plain_batches_for_one_seed_and_plain_evaluation_batches(fake_data):

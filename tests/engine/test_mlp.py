@@ -65,3 +65,15 @@ def test_a_members_numbers_do_not_depend_on_its_companions():
     for seeds, groups in (([42, 42, 42, 42], 1), ([42, 43], 2), ([42, 42, 43, 43], 2)):
         beside = step(seeds, groups)
         assert all(torch.equal(a, b) for a, b in zip(alone, beside)), (seeds, groups)
+
+
+def test_parameter_order_follows_the_modules_parameters_through_moves_and_loads():
+    net = StackedMLP([seeded_mlp((6, 5), s) for s in (1, 2)])
+    listed = lambda: [*net.weights, *net.biases]  # noqa: E731 - what parameters_in_order must equal
+    assert all(a is b for a, b in zip(net.parameters_in_order(), listed(), strict=True))
+    other = StackedMLP([seeded_mlp((6, 5), s) for s in (3, 4)])
+    net.load_state_dict(other.state_dict())
+    net.to(torch.float64)
+    assert all(a is b for a, b in zip(net.parameters_in_order(), listed(), strict=True))
+    assert net.parameters_in_order()[0].dtype == torch.float64
+    assert torch.equal(net.parameters_in_order()[0], other.weights[0].double())
