@@ -10,7 +10,7 @@ model does (see ``benchmarks/``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import lightning.pytorch as pl
 import torch
@@ -136,6 +136,16 @@ class FashionMNISTDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> BatchStream:
         self.to(self._device())
         return BatchStream(*self.splits["test"], self.eval_batch_size, None)
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Lightning's hook, short-cut for batches that are already there.
+
+        This module's batches are slices of splits that already live on the training device
+        (``to``), so Lightning's generic walk through the batch (``move_data_to_device``) would
+        move nothing, at ~30 us a training step. Any other batch goes the usual way."""
+        if isinstance(batch, (tuple, list)) and all(torch.is_tensor(t) and t.device == device for t in batch):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def state_dict(self) -> dict:
         # Saved in Lightning checkpoints: a resumed run continues the exact batch order.

@@ -79,16 +79,6 @@ class LitEvaluated(pl.LightningModule):
         """Further TensorBoard scalars of run ``k`` for the epoch just recorded (a search's sigma)."""
         return {}
 
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        """Lightning's hook, short-cut for batches that are already there.
-
-        The DataModule's batches are slices of splits that live on the training device, so
-        Lightning's generic walk through the batch (``move_data_to_device``) would move
-        nothing, at ~30 us a step. Any other batch goes the usual way."""
-        if isinstance(batch, (tuple, list)) and all(torch.is_tensor(t) and t.device == device for t in batch):
-            return batch
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
     # ----------------------------------------------------------------- clocks
     def epoch_clock(self) -> torch.optim.Optimizer:
         """An optimizer with one empty parameter, stepped through Lightning's public

@@ -57,3 +57,11 @@ def test_plain_batches_need_exactly_one_seed(fake_data):
                                 stack_seeds=False)
     with pytest.raises(ValueError, match="exactly one seed"):
         dm.train_dataloader()
+
+
+def test_batches_already_on_the_device_skip_lightnings_transfer(fake_data):
+    dm = FashionMNISTDataModule(arrays=load_arrays(fake_data, counts=None), val_size=100, seeds=[1])
+    batch = next(iter(dm.train_dataloader()))
+    assert dm.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
+    moved = dm.transfer_batch_to_device(batch, torch.device("meta"), 0)  # elsewhere: Lightning moves it
+    assert moved is not batch and all(t.device.type == "meta" for t in moved)

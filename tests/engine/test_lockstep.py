@@ -105,12 +105,3 @@ def test_the_datamodule_must_shuffle_for_the_runs_own_seeds(fake_data):
     with pytest.raises(ValueError, match=r"shuffles for seeds \[42\] but these runs have seeds \[43\]"):
         _trainer().fit(lock, FashionMNISTDataModule(arrays=arrays, val_size=100, seeds=[42]))
 
-
-def test_batches_already_on_the_device_skip_lightnings_transfer():
-    import torch
-
-    module = LitLockstep(members(resolve(["sgd"]), [1]), hidden=(4,))
-    batch = (torch.zeros(1, 2, 784), torch.zeros(1, 2, dtype=torch.long))
-    assert module.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
-    moved = module.transfer_batch_to_device(batch, torch.device("meta"), 0)  # elsewhere: Lightning moves it
-    assert moved is not batch and all(t.device.type == "meta" for t in moved)
