@@ -104,4 +104,3 @@ def test_the_datamodule_must_shuffle_for_the_runs_own_seeds(fake_data):
     lock = LitLockstep(members(resolve(["sgd"]), [43]), hidden=(16,))
     with pytest.raises(ValueError, match=r"shuffles for seeds \[42\] but these runs have seeds \[43\]"):
         _trainer().fit(lock, FashionMNISTDataModule(arrays=arrays, val_size=100, seeds=[42]))
-
