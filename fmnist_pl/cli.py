@@ -23,6 +23,7 @@ from fmnist_pl.run.cluster import parse_address
 
 if TYPE_CHECKING:
     from fmnist_pl.report.figures import Drawer
+    from fmnist_pl.run.pool import TrainingPool
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Which optimizer trains the Fashion-MNIST MLP best? Train, compare, report.")
@@ -56,6 +57,9 @@ Separate = Annotated[bool, typer.Option(help="Train each run alone, so that its 
 Ray = Annotated[Optional[str], typer.Option(
     "--ray", help="Train on a Ray cluster: auto (the cluster this machine is in), ray://HOST:10001, HOST:6379, or "
                   "local[:N] (start Ray here with N CPUs). Same folder, report and numbers as without it.")]
+Workers = Annotated[Optional[int], typer.Option(
+    help="Processes that train at the same time on this CPU, each a share of the runs [default: one per core, at "
+         "most one per run]; 1 trains every run in this process. Same numbers either way.")]
 DEFAULT_OPTIMIZERS = ",".join(REFERENCE_OPTIMIZERS)
 
 
@@ -105,7 +109,7 @@ def compare(
         help="Stop every run after this many seconds of training (each run then trains alone), to compare "
              "methods at equal time; --epochs still caps it.")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the compare in this folder (its own settings).")] = None,
-    ray: Ray = None,
+    ray: Ray = None, workers: Workers = None,
 ) -> None:
     """Train every optimizer on Fashion-MNIST, then write the HTML report and print the ranking."""
     from fmnist_pl.run.compare import compare as run_compare
@@ -118,10 +122,11 @@ def compare(
             progress=progress, separate=separate, time_budget=time_budget)
         if ray is not None:
             parse_address(ray)
+        processes = _workers(workers, config, ray)
     except USER_ERRORS as exc:
         fail(str(exc))
-    run_and_report(lambda drawer: run_compare(config, resume=resume is not None, echo=typer.echo, ray=ray,
-                                              drawer=drawer))
+    run_and_report(lambda drawer, pool: run_compare(config, resume=resume is not None, echo=typer.echo, ray=ray,
+                                                    drawer=drawer, pool=pool), processes)
 
 
 @app.command()
@@ -137,7 +142,7 @@ def sweep(
     seeds: Seeds = 1, hidden: Hidden = ["300,100"], target: Target = 0.88, accelerator: Accelerator = "auto",
     data_dir: DataDir = None, download: Download = False, output_dir: OutputDir = Path("outputs"), name: Name = None,
     limit_train_batches: LimitTrainBatches = None, progress: Progress = True, separate: Separate = False,
-    ray: Ray = None,
+    ray: Ray = None, workers: Workers = None,
 ) -> None:
     """Tune each optimizer's learning rate on the VALIDATION set, then compare them at their tuned rates.
 
@@ -153,27 +158,40 @@ def sweep(
                          lrs=parse_lrs(lrs) if lrs and not lr_find else ())
         if ray is not None:
             parse_address(ray)
+        processes = _workers(workers, config, ray)
     except USER_ERRORS as exc:
         fail(str(exc))
-    run_and_report(lambda drawer: run_sweep(config, final_epochs=final_epochs, echo=typer.echo, lr_find=lr_find,
-                                            ray=ray, drawer=drawer))
+    run_and_report(lambda drawer, pool: run_sweep(config, final_epochs=final_epochs, echo=typer.echo,
+                                                  lr_find=lr_find, ray=ray, drawer=drawer, pool=pool), processes)
 
 
-def run_and_report(train: Callable[["Drawer"], Path]) -> None:
+def _workers(asked: int | None, config: CompareConfig, ray: str | None) -> int:
+    """The training processes to start: ``--workers`` (checked against the rest), else the default."""
+    from fmnist_pl.run.pool import check_workers, default_workers
+
+    if asked is None:
+        return 1 if ray is not None else default_workers(config)
+    check_workers(asked, config, ray)
+    return asked
+
+
+def run_and_report(train: Callable[["Drawer", "TrainingPool | None"], Path], workers: int = 1) -> None:
     """Run ``train``; then print the ranking and the report's path. Bad input: exit 2; interrupted: 130.
 
-    ``train`` gets the report figures' worker process, started here, first: its imports run on a
-    core that torch's import leaves idle, and it draws while the summary is computed. The command
-    line starts it (not the Python API), as a spawned process imports the ``__main__`` module
-    again - this one's is guarded; a user's script might not be.
+    ``train`` gets this machine's training processes (``workers`` of them; None for 1) and the
+    report figures' worker process, started here, first: their imports run while this process
+    plans and reads the data, and the figures are drawn while the summary is computed. The
+    command line starts them (not the Python API), as a spawned process imports the ``__main__``
+    module again - this one's is guarded; a user's script might not be.
     """
     from fmnist_pl.report.figures import Drawer
     from fmnist_pl.run.cluster import GroupFailed
     from fmnist_pl.run.compare import Interrupted
+    from fmnist_pl.run.pool import training_pool
 
     try:
-        with Drawer() as drawer:
-            out = train(drawer)
+        with training_pool(workers) as pool, Drawer() as drawer:
+            out = train(drawer, pool)
     except USER_ERRORS as exc:
         fail(str(exc))
     except GroupFailed as exc:  # a bug, not bad input: exit 1 (its traceback is in errors.log)
@@ -191,7 +209,7 @@ def _given(ctx: typer.Context) -> dict[str, object]:
     out: dict[str, object] = {}
     for name, value in ctx.params.items():
         source = ctx.get_parameter_source(name)  # Click's ParameterSource (Typer may vendor Click)
-        if name in ("resume", "progress", "ray") or source is None or source.name == "DEFAULT":
+        if name in ("resume", "progress", "ray", "workers") or source is None or source.name == "DEFAULT":
             continue
         out |= _fields(name, value)
     return out

@@ -23,8 +23,12 @@ import io
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from fmnist_pl.config import RunPlan
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -92,6 +96,31 @@ def atomic_torch_save(path: Path, obj: Any) -> None:
 
 class ResultsError(ValueError):
     """A results folder or file that cannot be used; the message names the file, the field and what to do."""
+
+
+def restart_fix(checkpoint: Path) -> str:
+    return f"delete it to restart that group from scratch: rm {checkpoint}"
+
+
+def load_checkpoint(path: Path) -> Any:
+    """A group checkpoint, loaded as data only (``weights_only``): garbage bytes, a refused pickle or
+    a truncated file are one line saying what to do, not a traceback."""
+    import torch
+
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing a file
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - garbage bytes, a refused pickle, a truncated zip: all one answer
+        raise ResultsError(f"{path} is not a valid checkpoint ({type(exc).__name__}); {restart_fix(path)}") from None
+
+
+def group_checkpoint(folder: Path, group: "Sequence[RunPlan]") -> Path:
+    """Where a training group keeps its last-epoch Trainer checkpoint (what ``--resume`` continues).
+
+    Named after the group's first run, so the folder is the same in whichever process trains it.
+    """
+    return folder / "checkpoints" / f"group-{group[0].name.replace('/', '_')}" / "last.ckpt"
 
 
 def run_dir(folder: Path, run: str) -> Path:

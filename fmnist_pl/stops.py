@@ -10,6 +10,7 @@ the report from it and exits 130 (SIGINT) or 143 (SIGTERM), as shells report tho
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from typing import Any, Iterator
@@ -59,3 +60,32 @@ def stops_as_exceptions() -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def lifeline() -> tuple[Any, Any]:
+    """A one-way pipe from a pool's owner to its workers: ``(reader, writer)``. The owner keeps the
+    writer, each worker gets the reader (:func:`as_child_of`); the reader sees end-of-file once no
+    process holds the writer, that is, once the owner has ended - ``kill -9`` included."""
+    import multiprocessing
+
+    return multiprocessing.Pipe(duplex=False)
+
+
+def as_child_of(owner: Any) -> None:
+    """For a worker process of a pool: ignore Ctrl-C (the pool's owner answers it and ends its
+    workers) and leave once the owner is gone (``owner``: the reader of its :func:`lifeline`).
+
+    Not "once the parent process changes": a fork server's workers keep the fork server alive
+    (they hold its alive-pipe), so it never ends before them; and a pool's own pipes do not tell
+    either: a worker holds both ends of its call queue. Either way it would wait forever, and keep
+    the terminal's or a caller's output pipes open.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_when_closed, args=(owner,), daemon=True, name="owner-watch").start()
+
+
+def _exit_when_closed(owner: Any) -> None:
+    try:
+        owner.poll(None)  # nothing is ever sent: this returns at end-of-file
+    finally:
+        os._exit(0)

@@ -149,8 +149,10 @@ def test_a_corrupt_checkpoint_is_one_line_and_deleting_it_restarts_the_group(fin
 
     folder = tmp_path / "copy"
     shutil.copytree(finished, folder)
-    (folder / "runs/adam/metrics.json").unlink()  # the group is unfinished: resume loads its checkpoint
-    ckpt = folder / "checkpoints/group-sgd/last.ckpt"
+    (folder / "runs/adam/metrics.json").unlink()  # its group is unfinished: resume loads its checkpoint
+    groups = json.loads((folder / "checkpoints/groups.json").read_text())["groups"]
+    head = next(g for g in groups if "adam" in g)[0]  # a group is named after its first run
+    ckpt = folder / f"checkpoints/group-{head}/last.ckpt"
     ckpt.write_bytes(content)
     proc = run_cli("compare", "--resume", str(folder), cwd=tmp_path)
     one_line_error(proc, f"{ckpt} is not a valid checkpoint")
@@ -244,7 +246,8 @@ def test_sigterm_at_any_phase_exits_143_with_one_line_and_resume_finishes(finish
 
 @pytest.mark.realdata
 def test_a_full_disk_is_one_line_and_resume_finishes_once_there_is_space(finished, tmp_path, monkeypatch, capsys):
-    """ENOSPC while a run's metrics.json is written (in-process, through the CLI's entry point)."""
+    """ENOSPC while a run's metrics.json is written (in-process, through the CLI's entry point, training
+    in this process: `--workers 1`, so that the patched os.replace is the one that writes)."""
     import errno
 
     from fmnist_pl import cli
@@ -264,7 +267,7 @@ def test_a_full_disk_is_one_line_and_resume_finishes_once_there_is_space(finishe
 
     monkeypatch.setattr(os, "replace", disk_full)
     folder = tmp_path / "full"
-    assert main("compare", *REAL, "--output-dir", str(tmp_path), "--name", "full") == 2
+    assert main("compare", *REAL, "--output-dir", str(tmp_path), "--name", "full", "--workers", "1") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "error: no space left on the disk of" in err[0], err
     assert f"continue with: fmnist-pl compare --resume {folder}" in err[0]

@@ -24,6 +24,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from fmnist_pl import results
+from fmnist_pl.results import group_checkpoint
 from fmnist_pl.stops import Stopped
 from fmnist_pl.config import RunPlan
 from fmnist_pl.data.datamodule import FashionMNISTDataModule
@@ -135,11 +136,6 @@ def fast_cpu_math() -> Iterator[None]:
             os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = nvml_check
 
 
-def group_checkpoint(out_dir: Path, group: Sequence[RunPlan]) -> Path:
-    """Where a lockstep group keeps its last-epoch Trainer checkpoint (what resume continues)."""
-    return out_dir / "checkpoints" / f"group-{group[0].name.replace('/', '_')}" / "last.ckpt"
-
-
 @dataclass
 class GroupResult:
     """What training one lockstep group produced: each member's results and the group's wall time."""
@@ -198,16 +194,8 @@ def check_checkpoint(path: Path, model: LitEvaluated) -> None:
     """A group checkpoint must load as data (``weights_only``) and hold ``model``'s runs
     (:meth:`LitEvaluated.holds`), before Lightning is handed it: a damaged one is one line saying
     what to do, not a traceback."""
-    import torch
-
-    fix = f"delete it to restart that group from scratch: rm {path}"
-    try:
-        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing a file
-            warnings.simplefilter("ignore")
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - garbage bytes, a refused pickle, a truncated zip: all one answer
-        raise results.ResultsError(f"{path} is not a valid checkpoint ({type(exc).__name__}); {fix}") from None
+    checkpoint = results.load_checkpoint(path)
     if not isinstance(checkpoint, dict) or not model.holds(checkpoint):
         group = model.members
         raise results.ResultsError(f"{path} does not hold this group's {len(group)} runs of hidden "
-                                   f"{','.join(map(str, group[0].hidden))}; {fix}")
+                                   f"{','.join(map(str, group[0].hidden))}; {results.restart_fix(path)}")

@@ -23,11 +23,10 @@ import concurrent.futures as cf
 import importlib
 import multiprocessing
 import os
-import signal
-import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
+
+from fmnist_pl.stops import as_child_of, lifeline
 
 
 @dataclass(frozen=True)
@@ -51,21 +50,11 @@ def _drawn_here(jobs: Sequence[FigureJob]) -> Callable[[], list[str]]:
     return lambda: [draw(job) for job in jobs]
 
 
-def _worker_start(parent: int) -> None:
-    """A worker ignores Ctrl-C (its parent answers it and shuts the pool down), leaves when its parent
-    is gone, and imports matplotlib now."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="parent-watch").start()
+def _worker_start(owner: Any) -> None:
+    """A worker ignores Ctrl-C, leaves when its owner is gone (:func:`fmnist_pl.stops.as_child_of`),
+    and imports matplotlib now."""
+    as_child_of(owner)
     importlib.import_module("fmnist_pl.report.plots")
-
-
-def _exit_with(parent: int, every: float = 0.5) -> None:
-    """End this worker once its parent process has ended (a ``kill -9``, say). The pool's own pipes do
-    not tell it: a spawned worker holds both ends of its call queue, so it would wait forever (and
-    keep the terminal's or a caller's output pipes open)."""
-    while os.getppid() == parent:
-        time.sleep(every)
-    os._exit(0)
 
 
 def default_workers() -> int:
@@ -80,9 +69,10 @@ class Drawer:
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or default_workers()
+        self._lifeline = lifeline()  # the workers leave when this process is gone
         self._pool: cf.ProcessPoolExecutor | None = cf.ProcessPoolExecutor(
             self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start,
-            initargs=(os.getpid(),))
+            initargs=(self._lifeline[0],))
         for _ in range(self.workers):
             self._pool.submit(int)  # a no-op each: every worker process starts (and imports) now
 
@@ -113,6 +103,8 @@ class Drawer:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+            for end in self._lifeline:
+                end.close()
 
     def __enter__(self) -> "Drawer":
         return self

@@ -26,12 +26,14 @@ from fmnist_pl.architecture import format_summary, model_summary, parameter_coun
 from fmnist_pl.config import CompareConfig, ConfigError, RunPlan
 from fmnist_pl.data import idx
 from fmnist_pl.run.cluster import RaySession, connected
+from fmnist_pl.results import group_checkpoint
 from fmnist_pl.run.folder import exclusive, remove_failed_start
 from fmnist_pl.run.plan import check_fits, group_need, groups, plan, split
 from fmnist_pl.stops import Stopped, stops_as_exceptions
 
 if TYPE_CHECKING:
     from fmnist_pl.report.figures import Drawer
+    from fmnist_pl.run.pool import TrainingPool
 
 GRID_IMAGES = 40  # the reference showed the first 40 test images
 
@@ -74,16 +76,20 @@ def check_writable(folder: Path) -> None:
                           "pass a writable --output-dir")
 
 
-def environment(device_name: str) -> dict[str, Any]:
-    """Versions and the device, recorded with every compare."""
-    import lightning
-    import torch
-    import torchmetrics
-    import torchvision
+def environment(device_name: str, training_processes: int = 1) -> dict[str, Any]:
+    """Versions and the device, recorded with every compare.
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "lightning": lightning.__version__,
-            "torchmetrics": torchmetrics.__version__, "torchvision": torchvision.__version__,
-            "platform": platform.platform(), "device": device_name, "cpu_threads": torch.get_num_threads()}
+    The libraries' versions come from their installed metadata: a compare whose runs train in
+    worker processes never imports Lightning in this one.
+    """
+    from importlib.metadata import version
+
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "lightning": version("lightning"),
+            "torchmetrics": version("torchmetrics"), "torchvision": version("torchvision"),
+            "platform": platform.platform(), "device": device_name, "cpu_threads": torch.get_num_threads(),
+            "training_processes": training_processes}
 
 
 def check_device(config: CompareConfig, runs: list[RunPlan]) -> None:
@@ -105,15 +111,19 @@ def check_device(config: CompareConfig, runs: list[RunPlan]) -> None:
         check_fits(runs, config.batch_size, free, f"the {where}")
 
 
-def local_groups(config: CompareConfig, planned: list[list[RunPlan]]) -> list[list[RunPlan]]:
+def local_groups(config: CompareConfig, planned: list[list[RunPlan]], slots: int = 1) -> list[list[RunPlan]]:
     """The planner's groups, each cut (at seed boundaries first) until it fits this machine's
-    device memory: a big study trains in several lockstep groups instead of running out of memory."""
+    device memory: a big study trains in several lockstep groups instead of running out of memory.
+
+    ``slots``: processes that train at once (:class:`~fmnist_pl.run.pool.TrainingPool`); the groups
+    are cut until each has one, and each must fit its share of the memory.
+    """
     from fmnist_pl.engine.memory import available_bytes
 
     free, _ = available_bytes(_device(config.accelerator)[0])
-    if free is None:
+    if free is None and slots == 1:
         return planned
-    return split(planned, 1, lambda unit: group_need(unit, config.batch_size) <= free)
+    return split(planned, slots, lambda unit: free is None or group_need(unit, config.batch_size) <= free / slots)
 
 
 def prepare(config: CompareConfig, resume: bool = False, arrays: "idx.FashionMNISTArrays | None" = None,
@@ -150,7 +160,8 @@ def _device(accelerator: str) -> tuple[str, str]:
 
 
 def _write_setup(out: Path, config: CompareConfig, runs: list[RunPlan], data_folder: Path | None,
-                 arrays: "idx.FashionMNISTArrays", device_name: str, extra: dict[str, Any] | None) -> None:
+                 arrays: "idx.FashionMNISTArrays", device_name: str, extra: dict[str, Any] | None,
+                 training_processes: int = 1) -> None:
     """config.json (what runs, on what) and samples.json (the images the report's grids show)."""
     n_train = len(arrays.train_labels)
     # samples.json first, config.json last: config.json's presence marks a finished setup (a stop in
@@ -172,7 +183,7 @@ def _write_setup(out: Path, config: CompareConfig, runs: list[RunPlan], data_fol
                   "summary": model_summary(config.hidden),
                   "architectures": [{"hidden": list(a), "parameters": parameter_count(a)}
                                     for a in config.architecture_list]},
-        "environment": environment(device_name), "created": _dt.datetime.now().isoformat(timespec="seconds"),
+        "environment": environment(device_name, training_processes), "created": _dt.datetime.now().isoformat(timespec="seconds"),
         **(extra or {}),
     })
 
@@ -190,7 +201,8 @@ def finish(out: Path, drawer: "Drawer | None" = None) -> Path:
 
 def compare(config: CompareConfig, resume: bool = False, echo: Callable[[str], None] = print,
             extra: dict[str, Any] | None = None, arrays: "idx.FashionMNISTArrays | None" = None,
-            ray: "str | RaySession | None" = None, drawer: "Drawer | None" = None) -> Path:
+            ray: "str | RaySession | None" = None, drawer: "Drawer | None" = None,
+            pool: "TrainingPool | None" = None) -> Path:
     """Run the comparison described by ``config``; return the output folder (report.html inside).
 
     ``arrays``: train on these in-memory arrays instead of the dataset files (``config.val_size``
@@ -201,24 +213,29 @@ def compare(config: CompareConfig, resume: bool = False, echo: Callable[[str], N
     ``drawer``: worker processes that draw the report's figures
     (:class:`~fmnist_pl.report.figures.Drawer`; the command line starts one); without, they are
     drawn in this process.
+    ``pool``: worker processes of this machine that train the groups at the same time, each
+    cut in as many units as the pool has workers (:class:`~fmnist_pl.run.pool.TrainingPool`; the
+    command line starts one on a CPU) - the same numbers as training here; without, or on a GPU,
+    the groups train in this process, one after another.
     """
     out, data_folder, runs = prepare(config, resume, arrays, here=ray is None)
     with connected(ray) as cluster:
         if cluster is not None:
             cluster.check(runs, config)  # on the cluster's workers, before anything is written
-        return _hold_and_run(out, config, runs, data_folder, arrays, echo, extra, resume, cluster, drawer)
+        return _hold_and_run(out, config, runs, data_folder, arrays, echo, extra, resume, cluster, drawer, pool)
 
 
 def _hold_and_run(out: Path, config: CompareConfig, runs: list[RunPlan], data_folder: Path | None,
                   arrays: "idx.FashionMNISTArrays | None", echo: Callable[[str], None], extra: dict[str, Any] | None,
-                  resume: bool, cluster: RaySession | None, drawer: "Drawer | None" = None) -> Path:
+                  resume: bool, cluster: RaySession | None, drawer: "Drawer | None" = None,
+                  pool: "TrainingPool | None" = None) -> Path:
     """:func:`compare` once everything is checked: hold the folder, run, and answer stops and failures."""
     with exclusive(out) as created:
         how = f"fmnist-pl compare --resume {out}" + (f" --ray {cluster.target.spec}" if cluster else "")
         try:
             with stops_as_exceptions():
                 _check_fresh(out, resume)
-                return _run(out, config, runs, data_folder, arrays, echo, extra, cluster, drawer)
+                return _run(out, config, runs, data_folder, arrays, echo, extra, cluster, drawer, pool)
         except BaseException as exc:
             signum = exc.signum if isinstance(exc, Stopped) else stops.requested()
             setup_written = (out / results.CONFIG_FILE).exists()
@@ -267,9 +284,8 @@ def datamodule_for(group: list[RunPlan], config: CompareConfig, arrays: "idx.Fas
     """The group's data: a search scores its population on its own fitness batch; gradient runs
     step on --batch-size, each seed's batches in its own order (the seeds come from the runs' plans)."""
     from fmnist_pl.data.datamodule import FashionMNISTDataModule
-    from fmnist_pl.engine.trainer import is_search
 
-    search = is_search(group)
+    search = group[0].optimizer.info.gradient_free
     batch_size = int(group[0].optimizer.hparams["batch_size"]) if search else config.batch_size
     seeds = list(dict.fromkeys(r.seed for r in group))
     return FashionMNISTDataModule(arrays=arrays, batch_size=batch_size, seeds=seeds, stack_seeds=not search,
@@ -282,15 +298,19 @@ def finished(out: Path, group: list[RunPlan]) -> bool:
 
 def _run(out: Path, config: CompareConfig, runs: list[RunPlan], data_folder: Path | None,
          arrays: "idx.FashionMNISTArrays | None", echo: Callable[[str], None], extra: dict[str, Any] | None,
-         cluster: "RaySession | None" = None, drawer: "Drawer | None" = None) -> Path:
-    """Setup, every training group not yet finished (here, or on ``cluster``), summary and report."""
+         cluster: "RaySession | None" = None, drawer: "Drawer | None" = None,
+         pool: "TrainingPool | None" = None) -> Path:
+    """Setup, every training group not yet finished (here, in ``pool``'s processes or on ``cluster``),
+    summary and report."""
     # Data errors (corrupt/truncated files) surface here, before anything is trained.
     arrays = arrays if arrays is not None else idx.load_arrays(data_folder)
     if config.val_size >= len(arrays.train_labels):
         raise ConfigError(f"val_size {config.val_size} leaves no training images (the data has "
                           f"{len(arrays.train_labels)}); use a smaller val_size")
     device, device_name = _device(config.accelerator) if cluster is None else ("ray", cluster.describe())
-    _write_setup(out, config, runs, data_folder, arrays, device_name, extra)
+    if device != "cpu" or config.trains_alone:
+        pool = None  # one GPU is kept busy by one process; runs timed alone must not share the machine
+    _write_setup(out, config, runs, data_folder, arrays, device_name, extra, pool.workers if pool else 1)
     for arch in config.architecture_list:
         echo(format_summary(arch))
     if device == "cuda" or (cluster is not None and cluster.uses_gpus(config.accelerator)):
@@ -300,13 +320,14 @@ def _run(out: Path, config: CompareConfig, runs: list[RunPlan], data_folder: Pat
         echo(f"every run trains alone for at most {config.time_budget:g} s (or {config.epochs} epochs), "
              "so that each has the machine to itself for the same time")
     by_plan = groups(runs, config.trains_alone)
-    planned = training_groups(out, runs, lambda: local_groups(config, by_plan) if cluster is None else
+    slots = pool.workers if pool is not None else 1
+    planned = training_groups(out, runs, lambda: local_groups(config, by_plan, slots) if cluster is None else
                               cluster.units(by_plan, config))
-    if cluster is None and len(planned) > len(by_plan):
+    if cluster is None and pool is None and len(planned) > len(by_plan):
         echo(f"the runs do not fit in this device's memory at once: {len(planned)} lockstep groups of "
              f"{min(map(len, planned))}-{max(map(len, planned))} runs, one after another")
     if cluster is None:
-        _train_here(out, config, planned, arrays, echo, device_name)
+        _train_here(out, config, planned, arrays, echo, device_name, pool)
     else:
         todo = [g for g in planned if not finished(out, g)]
         if len(todo) < len(planned):
@@ -316,29 +337,50 @@ def _run(out: Path, config: CompareConfig, runs: list[RunPlan], data_folder: Pat
     return out
 
 
-def _train_here(out: Path, config: CompareConfig, planned: list[list[RunPlan]], arrays: "idx.FashionMNISTArrays",
-                echo: Callable[[str], None], device_name: str) -> None:
-    """Train the groups one after another in this process, writing each run's files as its group ends."""
-    from fmnist_pl.engine.trainer import group_checkpoint, is_search, train_group
-    from fmnist_pl.run.artifacts import write_run
+def _describe(group: list[RunPlan], config: CompareConfig, out: Path) -> str:
+    """How a group trains (or that it resumes), for the line announcing it."""
+    ckpt = group_checkpoint(out, group)
+    if ckpt.exists():
+        return f"resuming from {ckpt}"
+    hp = group[0].optimizer.hparams
+    if group[0].optimizer.info.gradient_free:
+        return f"population {hp['popsize']}, fitness batch {hp['batch_size']}"
+    return f"{'alone' if len(group) == 1 else 'in lockstep'}, batch {config.batch_size}"
 
+
+def _train_here(out: Path, config: CompareConfig, planned: list[list[RunPlan]], arrays: "idx.FashionMNISTArrays",
+                echo: Callable[[str], None], device_name: str, pool: "TrainingPool | None" = None) -> None:
+    """Train the groups not yet finished: one after another in this process, or at the same time in
+    ``pool``'s; each run's files are written as its group ends."""
+    todo: list[list[RunPlan]] = []
     done, total = 0, sum(len(g) for g in planned)
+    epochs = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
     for group in planned:
         first, done = done + 1, done + len(group)
         if finished(out, group):
             echo(f"runs {first}-{done} of {total} already finished")
             continue
-        ckpt = group_checkpoint(out, group)
-        datamodule = datamodule_for(group, config, arrays)
-        hp = group[0].optimizer.hparams
-        how = (f"population {hp['popsize']}, fitness batch {datamodule.batch_size}" if is_search(group) else
-               f"{'alone' if len(group) == 1 else 'in lockstep'}, batch {datamodule.batch_size}")
-        start = f"resuming from {ckpt}" if ckpt.exists() else how
-        echo(f"runs {first}-{done} of {total}: {', '.join(r.name for r in group)} - {start} on "
-             f"{device_name}, {config.epochs} epoch{'s' if config.epochs != 1 else ''}")
-        echo(f"watch live: tensorboard --logdir {out / 'tensorboard'}")
-        trained = train_group(group, datamodule, out, config.epochs, config.accelerator, config.progress,
-                              config.limit_train_batches, resume=ckpt if ckpt.exists() else None,
-                              time_budget=config.time_budget)
-        for k, member in enumerate(trained.members):
-            write_run(member, out, trained.fit_seconds, trained.trainer.loggers[k])
+        line = f"runs {first}-{done} of {total}: {', '.join(r.name for r in group)} - {_describe(group, config, out)}"
+        if pool is None:
+            _train_in_this_process(out, config, group, arrays, echo, f"{line} on {device_name}, {epochs}")
+        else:
+            echo(line)
+            todo.append(group)
+    if pool is not None and todo:
+        echo(f"on {device_name}, {epochs}; watch live: tensorboard --logdir {out / 'tensorboard'}")
+        pool.train(out, config, todo, arrays, echo)
+
+
+def _train_in_this_process(out: Path, config: CompareConfig, group: list[RunPlan], arrays: "idx.FashionMNISTArrays",
+                           echo: Callable[[str], None], line: str) -> None:
+    from fmnist_pl.engine.trainer import train_group
+    from fmnist_pl.run.artifacts import write_run
+
+    echo(line)
+    echo(f"watch live: tensorboard --logdir {out / 'tensorboard'}")
+    ckpt = group_checkpoint(out, group)
+    trained = train_group(group, datamodule_for(group, config, arrays), out, config.epochs, config.accelerator,
+                          config.progress, config.limit_train_batches, resume=ckpt if ckpt.exists() else None,
+                          time_budget=config.time_budget)
+    for k, member in enumerate(trained.members):
+        write_run(member, out, trained.fit_seconds, trained.trainer.loggers[k])

@@ -29,16 +29,18 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import ray
 
 from fmnist_pl import results
+from fmnist_pl.results import group_checkpoint
 from fmnist_pl.config import CompareConfig, RunPlan
 from fmnist_pl.run.cluster import GroupFailed, RaySession
 from fmnist_pl.run.plan import check_fits, group_need, split
+from fmnist_pl.run.progress import UnitProgress
 
 MAX_RETRIES = 3  # runs of a task after its worker or node died (Ray's default for tasks)
 POLL_S = 0.5  # how often the driver writes what the workers sent (TensorBoard lags by at most this)
@@ -113,8 +115,6 @@ def units(session: RaySession, planned: Sequence[Sequence[RunPlan]], config: Com
 
 def unit_key(unit: Sequence[RunPlan]) -> str:
     """A unit's name in the mailbox: its checkpoint folder's name (unique per run set)."""
-    from fmnist_pl.engine.trainer import group_checkpoint
-
     return group_checkpoint(Path("."), unit).parent.name
 
 
@@ -163,7 +163,7 @@ def train_unit(key: str, unit: list[RunPlan], config: CompareConfig, accelerator
     """
     import torch
 
-    from fmnist_pl.engine.trainer import group_checkpoint, train_group
+    from fmnist_pl.engine.trainer import train_group
     from fmnist_pl.run.artifacts import write_run
     from fmnist_pl.run.compare import datamodule_for
 
@@ -207,54 +207,6 @@ def _write(out: Path, files: dict[str, bytes]) -> None:
         results.atomic_write_bytes(path, files[rel])
 
 
-@dataclass
-class _Progress:
-    """Finished units and epochs across the cluster, as a bar (or lines, with --no-progress)."""
-
-    units: int
-    epochs: int
-    echo: Callable[[str], None]
-    show: bool
-    done: int = 0
-    seen: dict[str, int] = field(default_factory=dict)
-    bar: Any = None
-
-    def __post_init__(self) -> None:
-        if self.show:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=self.units * self.epochs, unit="epoch", desc=self._desc(), dynamic_ncols=True)
-
-    def _desc(self) -> str:
-        return f"groups {self.done}/{self.units}"
-
-    def say(self, text: str) -> None:
-        if self.bar is None:
-            self.echo(text)
-        else:
-            with self.bar.external_write_mode():
-                self.echo(text)
-
-    def epoch(self, unit: str, epoch: int) -> None:
-        new = max(0, epoch - self.seen.get(unit, 0))  # a retried unit repeats epochs already counted
-        self.seen[unit] = max(epoch, self.seen.get(unit, 0))
-        if self.bar is not None and new:
-            self.bar.update(new)
-
-    def finished(self, unit: str, text: str) -> None:
-        self.done += 1
-        rest = self.epochs - self.seen.get(unit, 0)  # a time budget may end a unit early
-        self.seen[unit] = self.epochs
-        if self.bar is not None:
-            self.bar.set_description(self._desc())
-            self.bar.update(max(0, rest))
-        self.say(text)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def _failure(out: Path, unit: Sequence[RunPlan], index: int, total: int, exc: Exception, spec: str) -> GroupFailed:
     """The one-line error for a unit that failed, with its traceback in errors.log (and on stderr)."""
     names = ", ".join(r.name for r in unit)
@@ -275,8 +227,6 @@ def _failure(out: Path, unit: Sequence[RunPlan], index: int, total: int, exc: Ex
 def train(session: RaySession, out: Path, config: CompareConfig, todo: Sequence[Sequence[RunPlan]],
           arrays: Any, echo: Callable[[str], None]) -> None:
     """Every unit of ``todo`` as a Ray task; their files written into ``out`` as they arrive."""
-    from fmnist_pl.engine.trainer import group_checkpoint
-
     if not todo:
         return
     res = resources(session, config, max(group_need(u, config.batch_size) for u in todo))
@@ -294,7 +244,7 @@ def train(session: RaySession, out: Path, config: CompareConfig, todo: Sequence[
         ref = train_unit.options(num_cpus=res.num_cpus, num_gpus=res.num_gpus).remote(
             unit_key(unit), list(unit), config, res.accelerator, max(1, math.floor(res.num_cpus)), data, start, mailbox)
         tasks[ref] = (index, list(unit))
-    progress = _Progress(len(todo), config.epochs, echo, config.progress)
+    progress = UnitProgress(len(todo), config.epochs, echo, config.progress)
 
     def drain() -> None:
         epochs, files, checkpoints = ray.get(mailbox.drain.remote())

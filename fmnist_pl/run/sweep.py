@@ -24,6 +24,7 @@ from fmnist_pl.run.plan import check_gradient_only
 
 if TYPE_CHECKING:
     from fmnist_pl.report.figures import Drawer
+    from fmnist_pl.run.pool import TrainingPool
 
 
 def grid_selection(folder: Path) -> dict[str, Any]:
@@ -87,14 +88,16 @@ def lr_find_selection(config: CompareConfig) -> dict[str, Any]:
 
 
 def sweep(config: CompareConfig, final_epochs: int | None = None, echo: Callable[[str], None] = print,
-          lr_find: bool = False, ray: str | None = None, drawer: "Drawer | None" = None) -> Path:
+          lr_find: bool = False, ray: str | None = None, drawer: "Drawer | None" = None,
+          pool: "TrainingPool | None" = None) -> Path:
     """Choose each optimizer's learning rate, then compare them at the chosen rates.
 
     Writes ``<output>/<name>/sweep/`` (every optimizer × rate, one lockstep group),
     ``sweep.json`` (the choice) and ``final/`` (a normal compare at the chosen rates, whose
     report shows the sweep). Returns the final compare's folder. ``ray``: train both on a Ray
     cluster (a ``--ray`` address; one connection for the two compares); lr-find runs here.
-    ``drawer``: the report figures' worker processes (see :func:`~fmnist_pl.run.compare.compare`).
+    ``drawer``: the report figures' worker processes; ``pool``: this machine's training processes
+    (both as in :func:`~fmnist_pl.run.compare.compare`).
     """
     if not config.lrs and not lr_find:
         raise ConfigError("sweep needs --lrs (e.g. --lrs 1e-4:1e0:7) or --lr-find")
@@ -104,7 +107,7 @@ def sweep(config: CompareConfig, final_epochs: int | None = None, echo: Callable
     top = output_folder(config)
     how = f"the same `fmnist-pl sweep` command with --output-dir {top.parent} --name {top.name}"
     if ray is None:
-        return _sweep(config, top, how, final_epochs, echo, lr_find, None, drawer)
+        return _sweep(config, top, how, final_epochs, echo, lr_find, None, drawer, pool)
     # Everything a user can get wrong is checked before a cluster is connected to (or started).
     prepare(replace(config, lrs=config.lrs if not lr_find else ()), resume=True, here=False)
     with connected(ray) as cluster:
@@ -112,7 +115,8 @@ def sweep(config: CompareConfig, final_epochs: int | None = None, echo: Callable
 
 
 def _sweep(config: CompareConfig, top: Path, how: str, final_epochs: int | None, echo: Callable[[str], None],
-           lr_find: bool, cluster: RaySession | None, drawer: "Drawer | None" = None) -> Path:
+           lr_find: bool, cluster: RaySession | None, drawer: "Drawer | None" = None,
+           pool: "TrainingPool | None" = None) -> Path:
     """:func:`sweep` once its output folder and cluster (if any) are known."""
     if lr_find:
         prepare(replace(config, lrs=()), resume=True)  # validate names, data and output first
@@ -123,7 +127,7 @@ def _sweep(config: CompareConfig, top: Path, how: str, final_epochs: int | None,
         echo(f"sweep: {len(config.optimizers)} optimizers x {len(config.lrs)} learning rates, {config.epochs} epochs")
         try:
             sweep_dir = compare(sweep_config, resume=(top / "sweep" / results.CONFIG_FILE).exists(), echo=echo,
-                                ray=cluster, drawer=drawer)
+                                ray=cluster, drawer=drawer, pool=pool)
         except Interrupted as exc:
             raise Interrupted(exc.folder, exc.signum, how, exc.started) from None
         chosen = grid_selection(sweep_dir)
@@ -139,6 +143,6 @@ def _sweep(config: CompareConfig, top: Path, how: str, final_epochs: int | None,
                            name="final", epochs=final_epochs or config.epochs)
     try:
         return compare(final_config, resume=(top / "final" / results.CONFIG_FILE).exists(), echo=echo,
-                       extra={"sweep": chosen}, ray=cluster, drawer=drawer)
+                       extra={"sweep": chosen}, ray=cluster, drawer=drawer, pool=pool)
     except Interrupted as exc:
         raise Interrupted(exc.folder, exc.signum, how, exc.started) from None

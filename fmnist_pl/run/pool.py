@@ -1,0 +1,289 @@
+"""Training units in worker processes of this machine, at the same time: the CPU backend of a compare.
+
+Why: one process that trains the default four optimizers in lockstep keeps a 2-core CPU only
+partly busy. A step of four small MLPs at batch 32 is ~1 ms of Python and framework work (the
+Lightning loop, autograd, the optimizers' bookkeeping) that runs on one core, and batch-32
+matrix multiplies that split poorly over two threads. Two processes of one thread each, each
+training half of the group in lockstep, overlap all of it: on this project's 2-core machines a
+step took 2.2-3.3 ms in each of two processes against 3.4-4.1 ms in one process of two threads,
+with bit-identical weights (``benchmarks/results-cpu.txt``).
+
+A unit is what the Ray backend calls one (:func:`fmnist_pl.run.plan.split`): a lockstep group,
+cut so that every worker has one, with its own epoch checkpoint. On one machine the disk is
+shared, so a worker writes its runs' files into the output folder itself, exactly as training in
+this process does; the driver only shows progress and answers stops and failures.
+
+    driver ── TrainingPool(n): n workers spawned at start ──> each imports Lightning meanwhile
+    driver ── one task per unit (its runs, the config, the arrays) ──> a worker, 1 thread per core share
+    worker ── after every epoch checkpoint: (unit, epoch) on a queue ──> the driver's progress bar
+    worker ── runs/<run>/*, tensorboard/<run>, checkpoints/group-*/last.ckpt ──> the output folder
+
+Stops and faults: workers ignore Ctrl-C; the driver ends them (each unit keeps its last epoch
+checkpoint, written atomically) and ``--resume`` continues every unit from its own. An error in a
+worker (a damaged checkpoint, say) is raised in the driver as it was raised there; a worker that
+dies (the kernel's out-of-memory killer, say) ends the compare with one line saying how to resume.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import importlib
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from fmnist_pl.config import CompareConfig, ConfigError, RunPlan
+from fmnist_pl.results import group_checkpoint, load_checkpoint
+from fmnist_pl.run.cluster import GroupFailed
+from fmnist_pl.run.progress import UnitProgress
+from fmnist_pl.stops import as_child_of, lifeline
+
+PRELOAD = "fmnist_pl.run.pool_preload"  # what a worker runs, imported before any work arrives
+POLL_S = 0.5  # how often the driver reads the workers' epoch messages
+CPU_ACCELERATORS = ("auto", "cpu")  # a pool trains on this machine's CPU cores; a GPU trains in this process
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a container's or ``taskset``'s share, not the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_workers(config: CompareConfig) -> int:
+    """One training process per core, at most one per run (a unit holds at least one run).
+
+    1 - every run in this process - where runs must not share the machine: ``--separate`` and
+    ``--time-budget`` time each run alone; and on a GPU, which one process keeps busy.
+    """
+    if config.trains_alone or config.accelerator not in CPU_ACCELERATORS:
+        return 1
+    runs = len(config.architecture_list) * config.seeds * len(config.optimizers) * max(1, len(config.lrs))
+    return max(1, min(usable_cores(), runs))
+
+
+def check_workers(workers: int, config: CompareConfig, ray: str | None = None) -> None:
+    """``--workers`` asked of a compare that cannot use them is one line, not silently ignored."""
+    if workers < 1:
+        raise ConfigError(f"--workers {workers}: at least 1 (1 trains every run in this process)")
+    if workers == 1:
+        return
+    if ray is not None:
+        raise ConfigError("--workers sets the training processes of this machine; with --ray the cluster's CPUs "
+                          "decide: drop --workers")
+    if config.accelerator not in CPU_ACCELERATORS:
+        raise ConfigError(f"--workers {workers} trains on CPU cores; with --accelerator {config.accelerator} every "
+                          "run trains in this process: drop --workers or use --accelerator cpu")
+    if config.trains_alone:
+        raise ConfigError(f"--workers {workers} trains runs at the same time, but --separate and --time-budget "
+                          "time each run alone: drop --workers")
+
+
+# ---------------------------------------------------------------------------- the worker side
+_epochs: Any = None  # this worker's end of the driver's epoch queue (set by _worker_start)
+
+
+def _worker_start(owner: Any, epochs: Any) -> None:
+    """Ignore Ctrl-C and leave with the pool's owner (:func:`~fmnist_pl.stops.as_child_of`); have the
+    engine imported (:mod:`fmnist_pl.run.pool_preload`; the fork server did it, where there is one)."""
+    global _epochs
+    as_child_of(owner)
+    _epochs = epochs
+    importlib.import_module(PRELOAD)
+
+
+@dataclass(frozen=True)
+class UnitDone:
+    """What a worker returns for a finished unit (its files are already in the output folder)."""
+
+    pid: int
+    seconds: float  # the task's wall time, including Lightning's start and the test
+
+
+def train_unit(out: Path, key: int, unit: list[RunPlan], config: CompareConfig, threads: int,
+               arrays: Any) -> UnitDone:
+    """Train one unit in this worker with ``threads`` torch threads, from its checkpoint if it has
+    one, and write its runs' files into ``out`` - what :func:`fmnist_pl.run.compare._train_here`
+    does for a group in the driver's process."""
+    import torch
+
+    from fmnist_pl.engine.trainer import train_group
+    from fmnist_pl.run.artifacts import write_run
+    from fmnist_pl.run.compare import datamodule_for
+
+    began = time.perf_counter()
+    torch.set_num_threads(threads)
+    ckpt = group_checkpoint(out, unit)
+
+    def tell(trainer: Any, path: Path) -> None:
+        for logger in trainer.loggers:  # live TensorBoard, and nothing lost if the worker is ended
+            logger.experiment.flush()
+        if _epochs is not None:
+            _epochs.put((key, trainer.current_epoch + 1))
+
+    trained = train_group(unit, datamodule_for(unit, config, arrays), out, config.epochs, "cpu", progress=False,
+                          limit_train_batches=config.limit_train_batches, resume=ckpt if ckpt.exists() else None,
+                          time_budget=config.time_budget, after_checkpoint=tell)
+    for k, member in enumerate(trained.members):
+        write_run(member, out, trained.fit_seconds, trained.trainer.loggers[k])
+    return UnitDone(os.getpid(), time.perf_counter() - began)
+
+
+# ---------------------------------------------------------------------------- the driver side
+class TrainingPool:
+    """``workers`` processes that train units at the same time, started at construction, so that
+    their imports overlap this process's. A context manager.
+
+    They are forked from a fork server that imports the engine (Lightning, ~4 s of one core) once
+    for all of them, before any torch thread exists - never from this process, whose torch threads
+    a fork would break. Where there is no fork server (Windows), each is spawned and imports it.
+
+    The command line starts one (see :func:`default_workers`); a Python program may pass one to
+    ``compare``/``sweep`` from under ``if __name__ == "__main__":``, as every worker imports the
+    program's ``__main__`` module again, as with any ``multiprocessing``::
+
+        with TrainingPool(2) as pool:
+            compare(CompareConfig(epochs=30), pool=pool)
+    """
+
+    def __init__(self, workers: int) -> None:
+        if workers < 1:
+            raise ValueError(f"a training pool needs at least 1 worker, not {workers}")
+        forkserver = "forkserver" in multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("forkserver" if forkserver else "spawn")
+        if forkserver:
+            context.set_forkserver_preload([PRELOAD])
+        self.workers = workers
+        self._forkserver = forkserver
+        self._used = False
+        self._epochs = context.Queue()
+        self._lifeline = lifeline()  # the workers leave when this process is gone
+        self._pool: cf.ProcessPoolExecutor | None = cf.ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_worker_start, initargs=(self._lifeline[0], self._epochs))
+        # From a thread: starting a worker waits for the fork server's imports, which this process
+        # need not wait for until it has work to send.
+        self._starting = threading.Thread(target=_start_workers, args=(self._pool, workers), daemon=True,
+                                          name="pool-start")
+        self._starting.start()
+
+    def train(self, out: Path, config: CompareConfig, todo: Sequence[Sequence[RunPlan]], arrays: Any,
+              echo: Callable[[str], None]) -> None:
+        """Train every unit of ``todo``, at most ``workers`` at once; returns when all are written."""
+        if self._pool is None:
+            raise RuntimeError("this training pool was closed")
+        if not todo:
+            return
+        self._used = True
+        for unit in todo:  # a damaged checkpoint is one line before anything starts (and no progress bar)
+            if group_checkpoint(out, unit).exists():
+                load_checkpoint(group_checkpoint(out, unit))
+        self._starting.join()
+        at_once = min(self.workers, len(todo))
+        threads = max(1, usable_cores() // at_once)
+        echo(f"training {len(todo)} group{'s' if len(todo) != 1 else ''} in {at_once} process"
+             f"{'es' if at_once != 1 else ''} at once, {threads} thread{'s' if threads != 1 else ''} each")
+        futures = {self._pool.submit(train_unit, out, key, list(unit), config, threads, arrays): key
+                   for key, unit in enumerate(todo)}
+        progress = UnitProgress(len(todo), config.epochs, echo, config.progress)
+        pending = set(futures)
+        try:
+            while pending:
+                ready, pending = cf.wait(pending, timeout=POLL_S, return_when=cf.FIRST_COMPLETED)
+                self._drain(progress)
+                for future in ready:
+                    key = futures[future]
+                    unit = todo[key]
+                    names = ", ".join(r.name for r in unit)
+                    try:
+                        done: UnitDone = future.result()
+                    except cf.process.BrokenProcessPool:
+                        raise GroupFailed(
+                            f"the worker process training {names} died (killed, or out of memory?); finished "
+                            f"epochs are kept: continue with: fmnist-pl compare --resume {out}") from None
+                    progress.finished(str(key), f"group {key + 1} of {len(todo)} done ({names}) in process "
+                                           f"{done.pid} in {done.seconds:.1f} s")
+        except BaseException:
+            self._end()  # a stop or a failure: every unit keeps its last epoch checkpoint
+            raise
+        finally:
+            progress.close()
+
+    def _drain(self, progress: UnitProgress) -> None:
+        while True:
+            try:
+                key, epoch = self._epochs.get_nowait()
+            except (queue.Empty, OSError, ValueError):  # empty, or closed by a stop
+                return
+            progress.epoch(str(key), epoch)
+
+    def _end(self) -> None:
+        """Kill the workers now (no epoch is lost: checkpoints are written atomically) and close."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        kill = getattr(pool, "kill_workers", None)  # Python >= 3.14
+        if kill is not None:
+            kill()
+        else:  # the executor's own table of its processes, which it keeps until shutdown
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                with contextlib.suppress(Exception):
+                    process.kill()
+        self._release(pool)
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        if not self._used and self._forkserver:
+            # Nothing was trained (bad input, or a compare that ran on a GPU): the fork server may
+            # still be importing, for seconds, holding this process's output open; it is not needed.
+            _stop_fork_server()
+        self._starting.join()
+        self._release(pool)
+
+    def _release(self, pool: cf.ProcessPoolExecutor) -> None:
+        pool.shutdown(wait=True, cancel_futures=True)
+        self._epochs.close()
+        for end in self._lifeline:
+            end.close()
+
+    def __enter__(self) -> "TrainingPool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _start_workers(pool: cf.ProcessPoolExecutor, workers: int) -> None:
+    """Start every worker now (a no-op task each), or nothing if the pool is closed meanwhile."""
+    with contextlib.suppress(Exception):  # closed (or its fork server stopped) before they started
+        for _ in range(workers):
+            pool.submit(int)
+
+
+def _stop_fork_server() -> None:
+    """Kill this process's fork server; the next pool that needs one starts a new one."""
+    from multiprocessing import forkserver
+
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)  # the stdlib keeps no public handle
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def training_pool(workers: int) -> Iterator[TrainingPool | None]:
+    """A :class:`TrainingPool` of ``workers``, or None (train in this process) for 1."""
+    if workers <= 1:
+        yield None
+        return
+    with TrainingPool(workers) as pool:
+        yield pool

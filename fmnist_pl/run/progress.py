@@ -1,0 +1,63 @@
+"""One progress bar for training units that run in other processes (Ray tasks, local workers).
+
+Lightning's own bar shows one Trainer's steps; when several Trainers run elsewhere at once, the
+driver counts their finished epochs instead, from the messages the workers send after each
+epoch checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass
+class UnitProgress:
+    """Finished units and epochs across worker processes, as one bar (or lines, with --no-progress).
+
+    ``epoch(unit, n)`` is told each unit's newest finished epoch; ``finished(unit, text)`` once a unit
+    is done (its text is printed above the bar).
+    """
+
+    units: int
+    epochs: int
+    echo: Callable[[str], None]
+    show: bool
+    done: int = 0
+    seen: dict[str, int] = field(default_factory=dict)
+    bar: Any = None
+
+    def __post_init__(self) -> None:
+        if self.show:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.units * self.epochs, unit="epoch", desc=self._desc(), dynamic_ncols=True)
+
+    def _desc(self) -> str:
+        return f"groups {self.done}/{self.units}"
+
+    def say(self, text: str) -> None:
+        if self.bar is None:
+            self.echo(text)
+        else:
+            with self.bar.external_write_mode():
+                self.echo(text)
+
+    def epoch(self, unit: str, epoch: int) -> None:
+        new = max(0, epoch - self.seen.get(unit, 0))  # a retried unit repeats epochs already counted
+        self.seen[unit] = max(epoch, self.seen.get(unit, 0))
+        if self.bar is not None and new:
+            self.bar.update(new)
+
+    def finished(self, unit: str, text: str) -> None:
+        self.done += 1
+        rest = self.epochs - self.seen.get(unit, 0)  # a time budget may end a unit early
+        self.seen[unit] = self.epochs
+        if self.bar is not None:
+            self.bar.set_description(self._desc())
+            self.bar.update(max(0, rest))
+        self.say(text)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
