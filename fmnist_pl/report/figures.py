@@ -20,6 +20,7 @@ as a spawned worker imports the program's ``__main__`` module again, as with any
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import importlib
 import multiprocessing
 import os
@@ -52,8 +53,11 @@ def _drawn_here(jobs: Sequence[FigureJob]) -> Callable[[], list[str]]:
 
 def _worker_start(owner: Any) -> None:
     """A worker ignores Ctrl-C, leaves when its owner is gone (:func:`fmnist_pl.stops.as_child_of`),
-    and imports matplotlib now."""
+    and imports matplotlib now, at a lower priority: its figures are needed only at the end, and
+    meanwhile the cores go to what training waits for (the training workers' imports, say)."""
     as_child_of(owner)
+    with contextlib.suppress(OSError, AttributeError):  # not on Windows
+        os.nice(10)
     importlib.import_module("fmnist_pl.report.plots")
 
 

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import errno
+import importlib
 import os
 import platform
 import shutil
 import signal
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -25,8 +27,8 @@ from fmnist_pl import results, stops
 from fmnist_pl.architecture import format_summary, model_summary, parameter_count
 from fmnist_pl.config import CompareConfig, ConfigError, RunPlan
 from fmnist_pl.data import idx
-from fmnist_pl.run.cluster import RaySession, connected
 from fmnist_pl.results import group_checkpoint
+from fmnist_pl.run.cluster import RaySession, connected
 from fmnist_pl.run.folder import exclusive, remove_failed_start
 from fmnist_pl.run.plan import check_fits, group_need, groups, plan, split
 from fmnist_pl.stops import Stopped, stops_as_exceptions
@@ -183,7 +185,8 @@ def _write_setup(out: Path, config: CompareConfig, runs: list[RunPlan], data_fol
                   "summary": model_summary(config.hidden),
                   "architectures": [{"hidden": list(a), "parameters": parameter_count(a)}
                                     for a in config.architecture_list]},
-        "environment": environment(device_name, training_processes), "created": _dt.datetime.now().isoformat(timespec="seconds"),
+        "environment": environment(device_name, training_processes),
+        "created": _dt.datetime.now().isoformat(timespec="seconds"),
         **(extra or {}),
     })
 
@@ -368,6 +371,10 @@ def _train_here(out: Path, config: CompareConfig, planned: list[list[RunPlan]], 
             todo.append(group)
     if pool is not None and todo:
         echo(f"on {device_name}, {epochs}; watch live: tensorboard --logdir {out / 'tensorboard'}")
+        # The report draws some figures in this process (fmnist_pl.report.figures); Lightning's imports
+        # brought matplotlib along when training ran here. Import it while the workers train.
+        threading.Thread(target=importlib.import_module, args=("fmnist_pl.report.plots",), daemon=True,
+                         name="report-imports").start()
         pool.train(out, config, todo, arrays, echo)
 
 

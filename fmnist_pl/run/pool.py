@@ -163,6 +163,7 @@ class TrainingPool:
             context.set_forkserver_preload([PRELOAD])
         self.workers = workers
         self._forkserver = forkserver
+        self._server_before = _fork_server_pid()  # one this pool starts, it stops when it closes
         self._used = False
         self._epochs = context.Queue()
         self._lifeline = lifeline()  # the workers leave when this process is gone
@@ -248,6 +249,10 @@ class TrainingPool:
             _stop_fork_server()
         self._starting.join()
         self._release(pool)
+        if self._forkserver and _fork_server_pid() not in (None, self._server_before):
+            # Idle now; left alone it would end only with this process, and then take its own
+            # interpreter's exit (~0.4 s) while still holding the output pipes a caller reads.
+            _stop_fork_server()
 
     def _release(self, pool: cf.ProcessPoolExecutor) -> None:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -269,11 +274,16 @@ def _start_workers(pool: cf.ProcessPoolExecutor, workers: int) -> None:
             pool.submit(int)
 
 
-def _stop_fork_server() -> None:
-    """Kill this process's fork server; the next pool that needs one starts a new one."""
+def _fork_server_pid() -> int | None:
     from multiprocessing import forkserver
 
-    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)  # the stdlib keeps no public handle
+    return getattr(forkserver._forkserver, "_forkserver_pid", None)  # the stdlib keeps no public handle
+
+
+def _stop_fork_server() -> None:
+    """Kill this process's fork server; the next pool that needs one starts a new one (the stdlib
+    reaps the old one then)."""
+    pid = _fork_server_pid()
     if pid is not None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
