@@ -58,13 +58,22 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def nvidia_gpu_present() -> bool:
+    """Whether the NVIDIA driver shows a GPU, without importing torch (which the command line
+    imports only after it has started the pool, so that their imports overlap)."""
+    return Path("/proc/driver/nvidia/gpus").is_dir() and any(Path("/proc/driver/nvidia/gpus").iterdir())
+
+
 def default_workers(config: CompareConfig) -> int:
     """One training process per core, at most one per run (a unit holds at least one run).
 
     1 - every run in this process - where runs must not share the machine: ``--separate`` and
-    ``--time-budget`` time each run alone; and on a GPU, which one process keeps busy.
+    ``--time-budget`` time each run alone; and on a GPU (``--accelerator gpu``, or ``auto`` where
+    the driver shows one), which one process keeps busy.
     """
     if config.trains_alone or config.accelerator not in CPU_ACCELERATORS:
+        return 1
+    if config.accelerator == "auto" and nvidia_gpu_present():
         return 1
     runs = len(config.architecture_list) * config.seeds * len(config.optimizers) * max(1, len(config.lrs))
     return max(1, min(usable_cores(), runs))

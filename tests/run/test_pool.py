@@ -37,7 +37,15 @@ def _history(folder, run):
 ])
 def test_default_workers_are_one_per_core_and_at_most_one_per_run(monkeypatch, cores, kw, expected):
     monkeypatch.setattr(pool_module, "usable_cores", lambda: cores)
+    monkeypatch.setattr(pool_module, "nvidia_gpu_present", lambda: False)
     assert default_workers(CompareConfig(**kw)) == expected
+
+
+def test_auto_on_a_machine_with_a_gpu_trains_in_one_process(monkeypatch):
+    monkeypatch.setattr(pool_module, "usable_cores", lambda: 16)
+    monkeypatch.setattr(pool_module, "nvidia_gpu_present", lambda: True)
+    assert default_workers(CompareConfig()) == 1
+    assert default_workers(CompareConfig(accelerator="cpu")) == 4  # asked for the CPU: its cores
 
 
 @pytest.mark.parametrize("workers, kw, ray, message", [
