@@ -13,15 +13,16 @@ cut so that every worker has one, with its own epoch checkpoint. On one machine 
 shared, so a worker writes its runs' files into the output folder itself, exactly as training in
 this process does; the driver only shows progress and answers stops and failures.
 
-    driver ── TrainingPool(n): n workers spawned at start ──> each imports Lightning meanwhile
+    driver ── TrainingPool(n) at start: a fork server imports Lightning once, then forks n workers
     driver ── one task per unit (its runs, the config, the arrays) ──> a worker, 1 thread per core share
     worker ── after every epoch checkpoint: (unit, epoch) on a queue ──> the driver's progress bar
     worker ── runs/<run>/*, tensorboard/<run>, checkpoints/group-*/last.ckpt ──> the output folder
 
 Stops and faults: workers ignore Ctrl-C; the driver ends them (each unit keeps its last epoch
-checkpoint, written atomically) and ``--resume`` continues every unit from its own. An error in a
-worker (a damaged checkpoint, say) is raised in the driver as it was raised there; a worker that
-dies (the kernel's out-of-memory killer, say) ends the compare with one line saying how to resume.
+checkpoint, written atomically) and ``--resume`` continues every unit from its own. A checkpoint
+that does not load is refused here, before any work is sent; an error in a worker (a checkpoint
+of another group, say) is raised in the driver as it was raised there; a worker that dies (the
+kernel's out-of-memory killer, say) ends the compare with one line saying how to resume.
 """
 
 from __future__ import annotations
