@@ -100,6 +100,11 @@ class CompareConfig:
         return self.separate or self.time_budget is not None
 
     @property
+    def run_count(self) -> int:
+        """Runs this compare plans: architectures x seeds x optimizers x learning rates (one without a grid)."""
+        return len(self.architecture_list) * self.seeds * len(self.optimizers) * max(1, len(self.lrs))
+
+    @property
     def seed_list(self) -> list[int]:
         return [self.seed + i for i in range(self.seeds)]
 

@@ -33,7 +33,7 @@ def plan(config: CompareConfig) -> list[RunPlan]:
     registry.check_buildable(specs)
     if config.lrs:
         check_gradient_only(config.optimizers, "a learning-rate grid (--lrs)")
-    count = len(config.architecture_list) * config.seeds * len(specs) * max(1, len(config.lrs))
+    count = config.run_count  # one spec per listed optimizer: resolve refuses a name listed twice
     if count > MAX_RUNS:
         raise ConfigError(f"this compare plans {count:,} runs (architectures x seeds x optimizers x learning rates); "
                           f"at most {MAX_RUNS:,}: split the study into several compares")

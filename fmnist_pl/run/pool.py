@@ -76,8 +76,7 @@ def default_workers(config: CompareConfig) -> int:
         return 1
     if config.accelerator == "auto" and nvidia_gpu_present():
         return 1
-    runs = len(config.architecture_list) * config.seeds * len(config.optimizers) * max(1, len(config.lrs))
-    return max(1, min(usable_cores(), runs))
+    return max(1, min(usable_cores(), config.run_count))
 
 
 def check_workers(workers: int, config: CompareConfig, ray: str | None = None) -> None:
