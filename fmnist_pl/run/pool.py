@@ -192,9 +192,9 @@ class TrainingPool:
         if not todo:
             return
         self._used = True
-        for unit in todo:  # a damaged checkpoint is one line before anything starts (and no progress bar)
-            if group_checkpoint(out, unit).exists():
-                load_checkpoint(group_checkpoint(out, unit))
+        for ckpt in (group_checkpoint(out, unit) for unit in todo):
+            if ckpt.exists():  # a damaged one is one line before anything starts (and no progress bar)
+                load_checkpoint(ckpt)
         self._starting.join()
         at_once = min(self.workers, len(todo))
         threads = max(1, usable_cores() // at_once)
@@ -252,15 +252,20 @@ class TrainingPool:
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        if not self._used and self._forkserver:
+        if not self._used:
             # Nothing was trained (bad input, or a compare that ran on a GPU): the fork server may
-            # still be importing, for seconds, holding this process's output open; it is not needed.
-            _stop_fork_server()
+            # still be importing, for seconds (which the start of the workers waits for), holding
+            # this process's output open; it is not needed.
+            self._stop_own_fork_server()
         self._starting.join()
         self._release(pool)
+        # Idle now; left alone it would end only with this process, and then take its own
+        # interpreter's exit (~0.4 s) while still holding the output pipes a caller reads.
+        self._stop_own_fork_server()
+
+    def _stop_own_fork_server(self) -> None:
+        """Stop the fork server if this pool started it (one that was there before is left alone)."""
         if self._forkserver and _fork_server_pid() not in (None, self._server_before):
-            # Idle now; left alone it would end only with this process, and then take its own
-            # interpreter's exit (~0.4 s) while still holding the output pipes a caller reads.
             _stop_fork_server()
 
     def _release(self, pool: cf.ProcessPoolExecutor) -> None:
