@@ -5,6 +5,9 @@ While a compare runs, both signals raise :class:`Stopped` (a ``BaseException``, 
 keeps its own SIGTERM bookkeeping and calls the handler that was there before it (ours), so a
 stop inside ``Trainer.fit`` arrives the same way. The compare then keeps what finished, renders
 the report from it and exits 130 (SIGINT) or 143 (SIGTERM), as shells report those signals.
+
+Worker processes (the training pool's, the report's figure worker) leave the answer to their
+owner: they ignore Ctrl-C, and they end when the owner does (:func:`lifeline`, :func:`as_child_of`).
 """
 
 from __future__ import annotations
