@@ -21,7 +21,7 @@ import shutil
 import signal
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from fmnist_pl import results, stops
 from fmnist_pl.architecture import format_summary, model_summary, parameter_count
@@ -380,14 +380,22 @@ def _train_here(out: Path, config: CompareConfig, planned: list[list[RunPlan]], 
 
 def _train_in_this_process(out: Path, config: CompareConfig, group: list[RunPlan], arrays: "idx.FashionMNISTArrays",
                            echo: Callable[[str], None], line: str) -> None:
+    echo(line)
+    echo(f"watch live: tensorboard --logdir {out / 'tensorboard'}")
+    train_and_write(out, config, group, arrays, config.accelerator, config.progress)
+
+
+def train_and_write(out: Path, config: CompareConfig, group: Sequence[RunPlan], arrays: "idx.FashionMNISTArrays",
+                    accelerator: str, progress: bool, after_checkpoint: Any = None) -> None:
+    """Train ``group`` into the folder ``out`` - from its checkpoint there, if it has one - and write
+    its runs' files: what every backend runs for a group (this process, a pool's worker, a Ray task
+    in its scratch folder). ``after_checkpoint``: see :func:`fmnist_pl.engine.trainer.make_trainer`."""
     from fmnist_pl.engine.trainer import train_group
     from fmnist_pl.run.artifacts import write_run
 
-    echo(line)
-    echo(f"watch live: tensorboard --logdir {out / 'tensorboard'}")
     ckpt = group_checkpoint(out, group)
-    trained = train_group(group, datamodule_for(group, config, arrays), out, config.epochs, config.accelerator,
-                          config.progress, config.limit_train_batches, resume=ckpt if ckpt.exists() else None,
-                          time_budget=config.time_budget)
+    trained = train_group(group, datamodule_for(group, config, arrays), out, config.epochs, accelerator, progress,
+                          config.limit_train_batches, resume=ckpt if ckpt.exists() else None,
+                          time_budget=config.time_budget, after_checkpoint=after_checkpoint)
     for k, member in enumerate(trained.members):
         write_run(member, out, trained.fit_seconds, trained.trainer.loggers[k])

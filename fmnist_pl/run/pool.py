@@ -120,17 +120,13 @@ class UnitDone:
 def train_unit(out: Path, key: int, unit: list[RunPlan], config: CompareConfig, threads: int,
                arrays: Any) -> UnitDone:
     """Train one unit in this worker with ``threads`` torch threads, from its checkpoint if it has
-    one, and write its runs' files into ``out`` - what :func:`fmnist_pl.run.compare._train_here`
-    does for a group in the driver's process."""
+    one, and write its runs' files into ``out`` (:func:`fmnist_pl.run.compare.train_and_write`)."""
     import torch
 
-    from fmnist_pl.engine.trainer import train_group
-    from fmnist_pl.run.artifacts import write_run
-    from fmnist_pl.run.compare import datamodule_for
+    from fmnist_pl.run.compare import train_and_write
 
     began = time.perf_counter()
     torch.set_num_threads(threads)
-    ckpt = group_checkpoint(out, unit)
 
     def tell(trainer: Any, path: Path) -> None:
         for logger in trainer.loggers:  # live TensorBoard, and nothing lost if the worker is ended
@@ -138,11 +134,7 @@ def train_unit(out: Path, key: int, unit: list[RunPlan], config: CompareConfig, 
         if _epochs is not None:
             _epochs.put((key, trainer.current_epoch + 1))
 
-    trained = train_group(unit, datamodule_for(unit, config, arrays), out, config.epochs, "cpu", progress=False,
-                          limit_train_batches=config.limit_train_batches, resume=ckpt if ckpt.exists() else None,
-                          time_budget=config.time_budget, after_checkpoint=tell)
-    for k, member in enumerate(trained.members):
-        write_run(member, out, trained.fit_seconds, trained.trainer.loggers[k])
+    train_and_write(out, config, unit, arrays, "cpu", progress=False, after_checkpoint=tell)
     return UnitDone(os.getpid(), time.perf_counter() - began)
 
 

@@ -163,9 +163,7 @@ def train_unit(key: str, unit: list[RunPlan], config: CompareConfig, accelerator
     """
     import torch
 
-    from fmnist_pl.engine.trainer import train_group
-    from fmnist_pl.run.artifacts import write_run
-    from fmnist_pl.run.compare import datamodule_for
+    from fmnist_pl.run.compare import train_and_write
 
     began = time.perf_counter()
     torch.set_num_threads(threads)
@@ -185,12 +183,8 @@ def train_unit(key: str, unit: list[RunPlan], config: CompareConfig, accelerator
             ray.get(mailbox.epoch.remote(key, trainer.current_epoch + 1, where, path.read_bytes(),
                                          _files(work, "tensorboard")))
 
-        trained = train_group(unit, datamodule_for(unit, config, arrays), work, config.epochs, accelerator,
-                              progress=False, limit_train_batches=config.limit_train_batches,
-                              resume=resume if checkpoint is not None else None,
-                              time_budget=config.time_budget, after_checkpoint=ship)
-        for k, member in enumerate(trained.members):
-            write_run(member, work, trained.fit_seconds, trained.trainer.loggers[k])
+        # A fresh scratch folder: it holds a checkpoint exactly when one was written above.
+        train_and_write(work, config, unit, arrays, accelerator, progress=False, after_checkpoint=ship)
         return UnitResult(_files(work, "runs", "tensorboard"), where, time.perf_counter() - began)
     finally:
         shutil.rmtree(work, ignore_errors=True)
