@@ -12,10 +12,13 @@
 #   2. the gradient-free tests (batched = per-member fitness, learning, exact resume) on this machine;
 #   3. `compare --time-budget $BUDGET` of adam and the gradient-free methods named in $METHODS on the
 #      GPU: what each reaches in the same wall time (the issue's goal: >= 0.87 within 2 minutes).
-# BENCH=0 skips 1 and 2; BASELINE= (empty) leaves Adam out of 3; SETS="--set snes.popsize=200 ..." changes 3.
+# BENCH=0 skips 1 and 2; BUDGET=0 skips 3; BASELINE= (empty) leaves Adam out of 3; SETS="--set snes.popsize=200 ..."
+# changes 3.
 # The older gradient checks (lockstep equivalence, bench_compare, a 30-epoch compare) run with GRADIENT=1.
-# SPEED=1 (issue "Speed II"): the whole default compare's wall time and RSS, and bench_compare with the matmul
-# bound, the fixed cost and the DeepOBS-scale study (1,440 models, 1 epoch, projected to 30).
+# SPEED=1 (issue "Speed II"; run it as BENCH=0 BUDGET=0 SPEED=1, ~8 min): the whole default compare's wall time,
+# per-epoch and per-step time and peak memory; the DeepOBS-scale study (1,440 models, $STUDY_EPOCHS epoch(s),
+# projected to 30); bench_compare with the step time, the matmul bound and the fixed cost. Each part has its own
+# time limit, so one that runs long still leaves the others' figures.
 set -uo pipefail
 export FMNIST_DATA=${FMNIST_DATA:-.device/data} PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/gpu-out}
@@ -39,6 +42,7 @@ if [ "${BENCH:-1}" = 1 ]; then
   python3 benchmarks/bench_population.py --popsizes 50,200,1000 --batch 512 2>&1 | grep -v -i "warn" | tee "$OUT/population.txt"
   python3 -m pytest -q tests/engine/test_search.py -p no:cacheprovider 2>&1 | tail -2
 fi
+if [ "$BUDGET" != 0 ]; then
 python3 -m fmnist_pl compare --optimizers "${BASELINE-adam,}$METHODS" $SETS --epochs 1000 --time-budget "$BUDGET" \
   --name gpu-budget --output-dir "$OUT/o" --no-progress > "$OUT/budget.txt" 2> "$OUT/budget.err"
 echo "budget compare exit $?"
@@ -52,14 +56,36 @@ for m in sorted(pathlib.Path(sys.argv[1], "runs").glob("*/metrics.json")):
 PY
 cp "$OUT/o/gpu-budget/report.html" "$OUT/report-gpu-budget.html" 2>/dev/null
 rm -rf "$OUT/o"
+fi
 if [ "${GRADIENT:-0}" = 1 ]; then
   FMNIST_TEST_ACCELERATOR=gpu python3 -m pytest -q tests/engine/test_lockstep.py -p no:cacheprovider 2>&1 | tail -8
   python3 benchmarks/bench_compare.py --batches 600 --seeds 5 2>&1 | grep -v -i "warn\|tip\|available\|LOCAL_RANK" | tee "$OUT/bench.txt"
 fi
 if [ "${SPEED:-0}" = 1 ]; then
-  TIMEFORMAT="whole default compare (--epochs 30): %R s wall"
-  time (python3 -m fmnist_pl compare --epochs 30 --no-progress --output-dir "$OUT/s" --name c30 2>&1 | tail -4)
-  python3 benchmarks/bench_compare.py --batches 600 --seeds 1 --skip-textbook --study-epochs 1 2>&1 \
-    | grep -v -i "warn\|tip\|available\|LOCAL_RANK" | tee "$OUT/speed.txt"
+  echo "== whole default compare (--epochs 30) =="
+  timeout 180 python3 benchmarks/peak_memory.py -- python3 -m fmnist_pl compare --epochs 30 --no-progress \
+    --output-dir "$OUT/s" --name c30 2>&1 | grep -v -i "warn\|tip\|available\|LOCAL_RANK" | tail -3
+  python3 - "$OUT/s/c30" <<'PY'
+import json, pathlib, statistics, sys
+out = pathlib.Path(sys.argv[1])
+env = json.loads((out / "config.json").read_text()).get("environment", {})
+print("device in config.json:", env.get("device") or env.get("accelerator"), "| torch", env.get("torch"))
+epochs = None
+for m in sorted((out / "runs").glob("*/metrics.json")):
+    d, h = json.loads(m.read_text()), json.loads((m.parent / "history.json").read_text())
+    epochs = [r["seconds"] for r in h]
+    print(f"{d['run']:9} test {d['test']['last']['accuracy']:.4f} macro-F1 {d['test']['last']['macro_f1']:.4f}; "
+          f"fit {d['timing']['fit_seconds']:.1f} s")
+print(f"per epoch (all four, validation included): median {statistics.median(epochs):.3f} s, first {epochs[0]:.3f} s;"
+      f" {statistics.median(epochs) / 1719 * 1e6:.0f} us per step, validation included (goal: step <= 150 us)")
+PY
   rm -rf "$OUT/s"
+  echo "== DeepOBS-scale study =="
+  timeout "${STUDY_LIMIT:-200}" python3 benchmarks/bench_compare.py --only-study --study-epochs "${STUDY_EPOCHS:-1}" 2>&1 \
+    | grep -v -i "warn\|tip\|available\|LOCAL_RANK" | tee "$OUT/study.txt"
+  echo "study exit ${PIPESTATUS[0]}"
+  echo "== bench_compare =="
+  timeout "${BENCH_LIMIT:-200}" python3 benchmarks/bench_compare.py --batches 600 --seeds 5 --skip-textbook --rounds 1 \
+    --fixed-rounds 1 2>&1 | grep -v -i "warn\|tip\|available\|LOCAL_RANK" | tee "$OUT/speed.txt"
+  echo "bench exit ${PIPESTATUS[0]}"
 fi

@@ -45,9 +45,15 @@ def memory_kib(pid: int) -> tuple[int, int]:
     """(PSS, RSS) of one process in KiB, from smaps_rollup; (0, 0) once it is gone."""
     try:
         fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:])
-    except (OSError, ValueError):
+        return int(fields["Pss"].split()[0]), int(fields["Rss"].split()[0])
+    except (OSError, ValueError, KeyError):
+        pass
+    try:  # kernels without smaps_rollup (gVisor, on some lent GPU machines): RSS stands in for PSS
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+        rss = int(fields["VmRSS"].split()[0])
+    except (OSError, ValueError, KeyError):
         return 0, 0
-    return int(fields["Pss"].split()[0]), int(fields["Rss"].split()[0])
+    return rss, rss
 
 
 def main() -> None:
@@ -80,6 +86,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if not os.path.exists("/proc/self/smaps_rollup"):
-        sys.exit("peak_memory.py reads /proc/<pid>/smaps_rollup: Linux only")
+    if not os.path.exists("/proc/self/status"):
+        sys.exit("peak_memory.py reads /proc/<pid>/smaps_rollup or status: Linux only")
     main()
