@@ -19,6 +19,9 @@
 # per-epoch and per-step time and peak memory; the DeepOBS-scale study (1,440 models, $STUDY_EPOCHS epoch(s),
 # projected to 30); bench_compare with the step time, the matmul bound and the fixed cost. Each part has its own
 # time limit, so one that runs long still leaves the others' figures.
+# PROFILE=1 (~5 min, as BENCH=0 BUDGET=0 PROFILE=1): the study's 1 epoch (files, summary, report included); where a
+# step of its 1,440 models and of the default compare's four goes (benchmarks/profile_step.py); and a cProfile of
+# `compare --epochs 1` (the fixed cost), its top lines printed and the whole profile kept in $OUT/compare1.prof.
 set -uo pipefail
 export FMNIST_DATA=${FMNIST_DATA:-.device/data} PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/gpu-out}
@@ -88,4 +91,21 @@ PY
   timeout "${BENCH_LIMIT:-200}" python3 benchmarks/bench_compare.py --batches 600 --seeds 5 --skip-textbook --rounds 1 \
     --fixed-rounds 1 2>&1 | grep -v -i "warn\|tip\|available\|LOCAL_RANK" | tee "$OUT/speed.txt"
   echo "bench exit ${PIPESTATUS[0]}"
+fi
+if [ "${PROFILE:-0}" = 1 ]; then
+  echo "== DeepOBS-scale study, 1 epoch =="
+  timeout "${STUDY_LIMIT:-170}" python3 benchmarks/bench_compare.py --only-study --study-epochs 1 2>&1 \
+    | grep -v -i "warn\|tip\|available\|LOCAL_RANK" | tee "$OUT/study.txt"
+  echo "== a step of the study's 1,440 models =="
+  timeout 120 python3 benchmarks/profile_step.py --rows 22 2>&1 | grep -v -i "warn\|tip\|available\|LOCAL_RANK\|USDT" \
+    | cut -c1-170 | tee "$OUT/profile1440.txt"
+  echo "== cProfile of compare --epochs 1 =="
+  ( time timeout 90 python3 -m cProfile -o "$OUT/compare1.prof" -m fmnist_pl compare --epochs 1 --no-progress \
+      --output-dir "$OUT/p" --name c1 > /dev/null 2>&1 ) 2>&1 | grep real
+  python3 -c "import pstats,sys; pstats.Stats(sys.argv[1]).sort_stats('cumulative').print_stats(45)" \
+    "$OUT/compare1.prof" 2>&1 | grep -v "^$" | cut -c1-170 | tail -47
+  rm -rf "$OUT/p"
+  echo "== a step of the default compare's four models =="
+  timeout 60 python3 benchmarks/profile_step.py --lrs 1 --seeds 1 --rows 22 2>&1 \
+    | grep -v -i "warn\|tip\|available\|LOCAL_RANK\|USDT" | cut -c1-170 | tee "$OUT/profile4.txt"
 fi

@@ -64,12 +64,65 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+class FileWriter:
+    """Writes files atomically on a few threads while the caller goes on to its next run.
+
+    A study writes 1,440 runs' files, ~3 MB a run with the checkpoints, each flushed to disk:
+    one after another the disk's latency adds up (10 ms a run here), while the writes and the
+    ``fsync`` release the GIL. :meth:`write` takes a run's files as encoded bytes and writes them
+    in their order on one thread - so a run's ``metrics.json``, given last, still appears only
+    once its other files are in place. Leaving the ``with`` block waits for every write and
+    raises the first error (a full disk, say) in the caller's thread.
+    """
+
+    def __init__(self, threads: int = 4, queued: int = 16) -> None:
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fmnist-write")
+        self._pending: deque[Any] = deque()
+        self._queued = queued  # runs' bytes held at most: a slow disk holds up the caller, not memory
+
+    def write(self, files: Sequence[tuple[Path, bytes]]) -> None:
+        """Write ``files`` ((path, bytes), in this order) on one of the threads."""
+        while self._pending and (self._pending[0].done() or len(self._pending) >= self._queued):
+            self._pending.popleft().result()  # waits for the oldest; raises its error here, early
+        self._pending.append(self._pool.submit(_write_in_order, list(files)))
+
+    def __enter__(self) -> "FileWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True)  # on an error too: no write is left running behind the caller
+        pending, self._pending = self._pending, type(self._pending)()
+        if exc[0] is None:
+            for future in pending:
+                future.result()  # the first failure, raised here
+
+
+def _write_in_order(files: list[tuple[Path, bytes]]) -> None:
+    for path, data in files:
+        atomic_write_bytes(path, data)
+
+
+def json_bytes(data: Any, indent: int | None = 2) -> bytes:
+    return (json.dumps(data, indent=indent, allow_nan=True) + "\n").encode("utf-8")
+
+
+def torch_bytes(obj: Any) -> bytes:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path: Path, data: Any, indent: int | None = 2) -> None:
-    atomic_write_text(path, json.dumps(data, indent=indent, allow_nan=True) + "\n")
+    atomic_write_bytes(path, json_bytes(data, indent))
 
 
 def read_json(path: Path) -> Any:
@@ -77,21 +130,22 @@ def read_json(path: Path) -> Any:
 
 
 def write_history(run_dir: Path, history: list[dict[str, float]]) -> None:
-    write_json(run_dir / HISTORY_JSON, history)
+    for path, data in history_files(run_dir, history):
+        atomic_write_bytes(path, data)
+
+
+def history_files(run_dir: Path, history: list[dict[str, float]]) -> list[tuple[Path, bytes]]:
+    """A run's epoch history as history.json and history.csv (encoded, for :class:`FileWriter`)."""
     buf = io.StringIO()
     if history:
         writer = csv.DictWriter(buf, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
-    atomic_write_text(run_dir / HISTORY_CSV, buf.getvalue())
+    return [(run_dir / HISTORY_JSON, json_bytes(history)), (run_dir / HISTORY_CSV, buf.getvalue().encode("utf-8"))]
 
 
 def atomic_torch_save(path: Path, obj: Any) -> None:
-    import torch
-
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, torch_bytes(obj))
 
 
 class ResultsError(ValueError):

@@ -36,10 +36,12 @@ def mcnemar_exact(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> dict[
     if n == 0:
         return {"only_a": b, "only_b": c, "p": 1.0}
     k = min(b, c)
-    # P(X <= k) for X ~ Binomial(n, 1/2), summed in log space (n can be thousands).
-    logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2) for i in range(k + 1)]
-    top = max(logs)
-    tail = math.exp(top) * sum(math.exp(v - top) for v in logs)
+    # P(X <= k) for X ~ Binomial(n, 1/2), summed in log space (n can be thousands): log C(n, i) as
+    # the running sum of log((n - i + 1) / i), one array (a 144-run sweep has 10,296 pairs to test).
+    i = np.arange(1, k + 1)
+    logs = np.concatenate(([0.0], np.cumsum(np.log(n - i + 1.0) - np.log(i)))) - n * math.log(2)
+    top = logs.max()
+    tail = math.exp(top) * float(np.exp(logs - top).sum())
     return {"only_a": b, "only_b": c, "p": min(1.0, 2 * tail)}
 
 

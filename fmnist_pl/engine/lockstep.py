@@ -217,5 +217,5 @@ class LitLockstep(LitEvaluated):
             last_state=self.net.member_state_dict(k), best_state=self.net.member_state_dict(k, best),
             optimizer_state=self.member_optimizer_state(k),
             optimizer_implementation=implementation(self._member_optimizer(k)),
-            device=str(self.device), lockstep_runs=len(self.members),
+            device=str(self.device), lockstep_runs=len(self.members), test_predictions=self.test_predictions(k),
         ) for k, (plan, hist) in enumerate(zip(self.members, self.histories))]

@@ -137,7 +137,7 @@ class LitSearch(LitEvaluated):
             best_state=mlp_state(self.run.hidden, self.best_solution),
             optimizer_state=_to_cpu(evolution.searcher_state(self.searcher, self._sampled_from)),
             optimizer_implementation=f"EvoTorch {evotorch.__version__} {self.run.optimizer.info.class_name}",
-            device=str(self.device), lockstep_runs=1,
+            device=str(self.device), lockstep_runs=1, test_predictions=self.test_predictions(0),
         )]
 
     # ----------------------------------------------------------------- resume

@@ -391,11 +391,13 @@ def train_and_write(out: Path, config: CompareConfig, group: Sequence[RunPlan], 
     its runs' files: what every backend runs for a group (this process, a pool's worker, a Ray task
     in its scratch folder). ``after_checkpoint``: see :func:`fmnist_pl.engine.trainer.make_trainer`."""
     from fmnist_pl.engine.trainer import train_group
-    from fmnist_pl.run.artifacts import write_run
+    from fmnist_pl.run.artifacts import test_metrics, write_run
 
     ckpt = group_checkpoint(out, group)
     trained = train_group(group, datamodule_for(group, config, arrays), out, config.epochs, accelerator, progress,
                           config.limit_train_batches, resume=ckpt if ckpt.exists() else None,
                           time_budget=config.time_budget, after_checkpoint=after_checkpoint)
-    for k, member in enumerate(trained.members):
-        write_run(member, out, trained.fit_seconds, trained.trainer.loggers[k])
+    tests = test_metrics(trained.members)
+    with results.FileWriter() as files:
+        for k, member in enumerate(trained.members):
+            write_run(member, out, trained.fit_seconds, trained.trainer.loggers[k], tests[k], files)
