@@ -25,7 +25,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Sequence
 
 if TYPE_CHECKING:
     from fmnist_pl.config import RunPlan
@@ -48,11 +48,16 @@ def _umask() -> int:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda fh: fh.write(data))
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
+    """``write(file)`` fills a temporary sibling of ``path``, which then replaces ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
             # mkstemp creates 0600; give the file what open() would (0666 less the umask), so a
             # report copied to a shared folder or served by a web server stays readable.
@@ -145,7 +150,11 @@ def history_files(run_dir: Path, history: list[dict[str, float]]) -> list[tuple[
 
 
 def atomic_torch_save(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, torch_bytes(obj))
+    """``torch.save`` straight into the temporary file: a study's epoch checkpoint is ~4 GiB, which
+    an in-memory copy first would hold twice and copy once more."""
+    import torch
+
+    atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 class ResultsError(ValueError):

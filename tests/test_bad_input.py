@@ -33,7 +33,7 @@ def one_line_error(proc: subprocess.CompletedProcess, message: str) -> None:
     (["--set", "sgd.nesterov=true"], "sgd (SGD) rejects its hyperparameters: Nesterov momentum requires a momentum"),
     (["--seed", "99999999999999999999"], "--seed must be a whole number from 0 to"),
     (["--seed", "-1"], "--seed must be a whole number from 0 to"),
-    (["--hidden", "100000,100000"], "one run of hidden 100000,100000 alone needs about 270.5 GiB"),
+    (["--hidden", "100000,100000"], "one run of hidden 100000,100000 alone needs about 420.7 GiB"),
     (["--name", "x" * 300], "--name is 300 bytes long; a folder name has at most 255"),
     (["--optimizers", "sgd", "--lrs-typo"], "No such option"),
     # Gradient-free methods: names, types and ranges of their hyperparameters, and rules across them.

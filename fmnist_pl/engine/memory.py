@@ -14,8 +14,10 @@ from fmnist_pl.architecture import IN_FEATURES, NUM_CLASSES, parameter_count
 
 FLOAT = 4  # float32
 # Per member and parameter: the weights, their gradient, the best epoch's copy, up to two
-# optimizer state tensors (Adam), and the optimizers' temporaries (foreach/fused work space).
-COPIES_PER_PARAMETER = 1 + 1 + 1 + 2 + 2
+# optimizer state tensors (Adam), the optimizers' temporaries (foreach/fused work space), and the
+# epoch checkpoint's snapshot of weights, best copy and state, held while it is written beside
+# the next epoch's training (fmnist_pl.engine.trainer.make_trainer).
+COPIES_PER_PARAMETER = 1 + 1 + 1 + 2 + 2 + (1 + 1 + 2)
 DATASET_BYTES = 70_000 * (IN_FEATURES + 1) * FLOAT  # the whole split on the device, as float32
 
 
