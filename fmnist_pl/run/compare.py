@@ -114,7 +114,7 @@ def check_device(config: CompareConfig, runs: list[RunPlan]) -> None:
 
 
 def local_groups(config: CompareConfig, planned: list[list[RunPlan]], slots: int = 1) -> list[list[RunPlan]]:
-    """The planner's groups, each cut (at seed boundaries first) until it fits this machine's
+    """The planner's groups, each cut (:func:`~fmnist_pl.run.plan.halves`) until it fits this machine's
     device memory: a big study trains in several lockstep groups instead of running out of memory.
 
     ``slots``: processes that train at once (:class:`~fmnist_pl.run.pool.TrainingPool`); the groups

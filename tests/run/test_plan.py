@@ -60,3 +60,14 @@ def test_split_halves_what_does_not_fit_a_worker_and_never_cuts_a_lone_run():
     assert [len(u) for u in split(groups(runs, separate=True), slots=100, fits=lambda u: True)] == [1] * 18
     # A seed group is cut only when it alone does not fit: three optimizers of one seed -> 1 + 2.
     assert [[r.variant for r in u] for u in units[:2]] == [["sgd"], ["adam", "rmsprop"]]
+
+
+def test_an_odd_number_of_seeds_is_cut_between_optimizers_into_even_parts():
+    """Five seeds of four optimizers: a seed boundary gives 8 | 12 runs (the larger part sets the
+    pace); between optimizers, every seed in both parts, 10 | 10."""
+    runs = plan(CompareConfig(optimizers=("sgd", "momentum", "rmsprop", "adam"), seeds=5))
+    units = split(groups(runs), slots=2, fits=lambda u: True)
+    assert [len(u) for u in units] == [10, 10] and all(_trainable(u) for u in units)
+    assert [sorted({r.optimizer.name for r in u}) for u in units] == [["momentum", "sgd"], ["adam", "rmsprop"]]
+    assert {r.seed for r in units[0]} == {r.seed for r in units[1]} == {42, 43, 44, 45, 46}
+    assert sorted(r.name for u in units for r in u) == sorted(r.name for r in runs)
