@@ -24,6 +24,10 @@
 # `compare --epochs 1` (the fixed cost), its top lines printed and the whole profile kept in $OUT/compare1.prof.
 set -uo pipefail
 export FMNIST_DATA=${FMNIST_DATA:-.device/data} PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+# The lent machine's Python packages kept no byte-code between commands: a cProfile of `compare --epochs 1`
+# there (2026-11-28, H200) spent 7.9 s of its 28 s compiling sources (Lightning, torchmetrics, transformers).
+# An ordinary install keeps .pyc files; so do these commands, in a writable cache (the first one pays).
+export PYTHONPYCACHEPREFIX=${PYTHONPYCACHEPREFIX:-/tmp/pycache}
 OUT=${OUT:-/tmp/gpu-out}
 BUDGET=${BUDGET:-120}
 METHODS=${METHODS:-snes}
