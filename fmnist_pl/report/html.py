@@ -144,7 +144,11 @@ def start_figures(loaded: dict[str, Any], drawer: "Drawer | None" = None) -> Cal
     jobs: dict[Any, FigureJob] = {}
     titles = []
     if ok_runs:
-        overlay_runs = [{"setting": r["setting"], "history": r["history"]} for r in ok_runs]  # what the figure reads
+        # What the figure reads; the family colours a big grid's settings (the optimizer, and the
+        # architecture prefix of the setting's name when the study has several).
+        overlay_runs = [{"setting": r["setting"], "history": r["history"],
+                         "family": r["setting"][: len(r["setting"]) - len(r["variant"])] + r["optimizer"]["name"]}
+                        for r in ok_runs]
         for key, label, axis in curves:
             if axis in axes:
                 titles.append(label if axis == "epoch" else f"{label} vs {plots.X_AXES[axis]}")

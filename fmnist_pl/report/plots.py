@@ -66,15 +66,30 @@ def _x(history: list[dict[str, float]], axis: str) -> list[float] | None:
     return None if None in counts else counts
 
 
+# Beyond this many settings (a learning-rate grid: 4 optimizers x 36 rates) a line per setting in
+# the legend and a band each hide the plot (and a 144-entry legend took longer to draw than the lines).
+MANY_SETTINGS = 12
+
+
 def overlay(runs: list[dict[str, Any]], key: str, ylabel: str, axis: str = "epoch") -> Figure:
     """One metric across runs against epochs, seconds or images seen; the seeds of one setting as
-    their mean line (x averaged too) with a min-max band."""
+    their mean line (x averaged too) with a min-max band.
+
+    With more than :data:`MANY_SETTINGS` settings, each setting is a thin line in its family's colour
+    (``run["family"]``: the optimizer, with the architecture when there are several; the setting
+    itself without it), no bands, and one legend entry per family."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
     by_opt: dict[str, list[tuple[list[float], list[float]]]] = {}
+    family: dict[str, str] = {}
     for run in runs:
         xs = _x(run["history"], axis)
         if xs is not None:
             by_opt.setdefault(run["setting"], []).append((xs, [row[key] for row in run["history"]]))
+            family.setdefault(run["setting"], run.get("family", run["setting"]))
+    many = len(by_opt) > MANY_SETTINGS
+    colors = {f: f"C{i % 10}" for i, f in enumerate(dict.fromkeys(family.values()))}
+    counts = {f: list(family.values()).count(f) for f in colors}
+    seeds = max((len(curves) for curves in by_opt.values()), default=1)
     for label, curves in by_opt.items():
         n = min(len(ys) for _, ys in curves)
         if n == 0:
@@ -82,10 +97,20 @@ def overlay(runs: list[dict[str, Any]], key: str, ylabel: str, axis: str = "epoc
         cols = list(zip(*[ys[:n] for _, ys in curves]))
         xs = [sum(c) / len(c) for c in zip(*[x[:n] for x, _ in curves])]
         mean = [sum(c) / len(c) for c in cols]
+        if many:
+            ax.plot(xs, mean, marker="." if n < 40 else None, color=colors[family[label]], lw=0.8, alpha=0.6,
+                    markersize=3)
+            continue
         (line,) = ax.plot(xs, mean, marker="." if n < 40 else None,
                           label=label if len(curves) == 1 else f"{label} (mean of {len(curves)})")
         if len(curves) > 1:
             ax.fill_between(xs, [min(c) for c in cols], [max(c) for c in cols], color=line.get_color(), alpha=0.2)
+    if many:
+        from matplotlib.lines import Line2D
+
+        each = f", each the mean of {seeds} seeds" if seeds > 1 else ""
+        ax.legend(handles=[Line2D([], [], color=c, label=f"{f} ({counts[f]} settings{each})")
+                           for f, c in colors.items()])
     ax.set_xlabel(X_AXES[axis])
     if axis == "epoch":
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -95,7 +120,8 @@ def overlay(runs: list[dict[str, Any]], key: str, ylabel: str, axis: str = "epoc
         ax.xaxis.set_major_formatter(EngFormatter())  # 100k, 1M (the report turns mathtext off)
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    if not many:
+        ax.legend()
     return fig
 
 

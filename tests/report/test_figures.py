@@ -55,3 +55,19 @@ def test_a_worker_leaves_when_its_parent_is_killed(tmp_path):
     while time.monotonic() < deadline and Path(f"/proc/{worker}").exists():
         time.sleep(0.1)
     assert not Path(f"/proc/{worker}").exists() or "Z" in Path(f"/proc/{worker}/stat").read_text().split()[2]
+
+
+def test_a_big_grid_overlay_has_one_legend_entry_per_optimizer():
+    """A 2-optimizer x 8-rate grid (16 settings > MANY_SETTINGS): a thin line per setting in its
+    optimizer's colour and a two-entry legend, not sixteen entries and bands."""
+    from fmnist_pl.report import plots
+
+    history = [{"epoch": e, "val_acc": 0.7 + e / 100} for e in (1, 2)]
+    runs = [{"setting": f"{opt}/lr-{k}", "family": opt, "history": history} for opt in ("sgd", "adam") for k in range(8)]
+    fig = plots.overlay(runs, "val_acc", "validation accuracy")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["sgd (8 settings)", "adam (8 settings)"]
+    assert len(ax.lines) == 16 and not ax.collections  # a line per setting, no min-max bands
+    assert {line.get_color() for line in ax.lines[:8]} == {"C0"} and {line.get_color() for line in ax.lines[8:]} == {"C1"}
+    few = plots.overlay(runs[:3], "val_acc", "validation accuracy").axes[0]
+    assert len(few.get_legend().get_texts()) == 3  # a small compare keeps a legend entry per setting
