@@ -33,3 +33,36 @@ def test_atomic_files_get_the_permissions_open_would_give(tmp_path, umask):
         os.umask(old)
     mode = stat.S_IMODE((tmp_path / "a.json").stat().st_mode)
     assert mode == stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode) == 0o666 & ~umask
+
+
+def test_the_file_writer_writes_each_runs_files_in_order_and_raises_the_first_error_here(tmp_path, monkeypatch):
+    """A run's files are written in the order given (metrics.json last: its presence marks the run
+    finished), several runs at once; a failed write is raised in the caller's thread when the
+    block ends, and no temporary file is left."""
+    import threading
+
+    written: list[tuple[str, str]] = []
+    real = results.atomic_write_bytes
+
+    def record(path, data):
+        real(path, data)
+        written.append((path.parent.name, path.name))
+        assert threading.current_thread() is not threading.main_thread()
+
+    monkeypatch.setattr(results, "atomic_write_bytes", record)
+    with results.FileWriter(threads=3, queued=2) as files:
+        for run in range(6):
+            files.write([(tmp_path / f"r{run}" / name, name.encode()) for name in ("history.json", "metrics.json")])
+    for run in range(6):
+        order = [name for folder, name in written if folder == f"r{run}"]
+        assert order == ["history.json", "metrics.json"]
+        assert (tmp_path / f"r{run}" / "metrics.json").read_bytes() == b"metrics.json"
+
+    def full(src, dst, *args, **kwargs):
+        raise OSError(28, "No space left on device", str(dst))
+
+    monkeypatch.setattr(results.os, "replace", full)
+    with pytest.raises(OSError, match="No space left"):
+        with results.FileWriter() as files:
+            files.write([(tmp_path / "r9" / "metrics.json", b"{}")])
+    assert not list(tmp_path.rglob("*.tmp")) and not (tmp_path / "r9" / "metrics.json").exists()
