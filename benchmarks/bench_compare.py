@@ -341,10 +341,16 @@ def study(args) -> str:
     wall = time.perf_counter() - t
     groups = json.loads((out / "checkpoints" / "groups.json").read_text())["groups"]
     fit = sum(json.loads((out / "runs" / g[0] / "metrics.json").read_text())["timing"]["fit_seconds"] for g in groups)
+    # A group's epochs as its history times them (steps + validation); its fit adds the epoch
+    # checkpoints, the capture and the test pass.
+    epochs = [sum(row) for row in zip(*[[r["seconds"] for r in json.loads(
+        (out / "runs" / g[0] / "history.json").read_text())] for g in groups])]
     per_epoch = fit / args.study_epochs
     return (f"{len(groups)} lockstep group(s), {args.study_epochs} epochs: {wall:.0f} s wall, training {fit:.0f} s "
-            f"({per_epoch:.1f} s per epoch for 1,440 models), everything else {wall - fit:.0f} s; projected 30 epochs: "
-            f"{(wall - fit + 30 * per_epoch) / 60:.1f} min   (goal <= 15 min on one H100/H200)")
+            f"({per_epoch:.1f} s per epoch for 1,440 models; the epochs themselves, steps + validation: "
+            f"{', '.join(f'{e:.1f}' for e in epochs)} s; the rest of the fit - epoch checkpoints, capture, test - "
+            f"{fit - sum(epochs):.1f} s), everything else {wall - fit:.0f} s; projected 30 epochs (the fit per epoch "
+            f"x 30 + the rest): {(wall - fit + 30 * per_epoch) / 60:.1f} min   (goal <= 15 min on one H100/H200)")
 
 
 def raw_folder(folder: Path, tmp: str) -> Path:

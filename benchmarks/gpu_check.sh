@@ -19,7 +19,7 @@
 # per-epoch and per-step time and peak memory; the DeepOBS-scale study (1,440 models, $STUDY_EPOCHS epoch(s),
 # projected to 30); bench_compare with the step time, the matmul bound and the fixed cost. Each part has its own
 # time limit, so one that runs long still leaves the others' figures.
-# PROFILE=1 (~5 min, as BENCH=0 BUDGET=0 PROFILE=1): the study's 1 epoch (files, summary, report included); where a
+# PROFILE=1 (~5 min, as BENCH=0 BUDGET=0 PROFILE=1): the study's 2 epochs (files, summary, report included); where a
 # step of its 1,440 models and of the default compare's four goes (benchmarks/profile_step.py); and a cProfile of
 # `compare --epochs 1` (the fixed cost), its top lines printed and the whole profile kept in $OUT/compare1.prof.
 set -uo pipefail
@@ -97,8 +97,8 @@ PY
   echo "bench exit ${PIPESTATUS[0]}"
 fi
 if [ "${PROFILE:-0}" = 1 ]; then
-  echo "== DeepOBS-scale study, 1 epoch =="
-  timeout "${STUDY_LIMIT:-170}" python3 benchmarks/bench_compare.py --only-study --study-epochs 1 2>&1 \
+  echo "== DeepOBS-scale study, ${STUDY_EPOCHS:-2} epochs (the second shows the first's checkpoint written beside it) =="
+  timeout "${STUDY_LIMIT:-200}" python3 benchmarks/bench_compare.py --only-study --study-epochs "${STUDY_EPOCHS:-2}" 2>&1 \
     | grep -v -i "warn\|tip\|available\|LOCAL_RANK" | tee "$OUT/study.txt"
   echo "== a step of the study's 1,440 models =="
   timeout 120 python3 benchmarks/profile_step.py --rows 22 2>&1 | grep -v -i "warn\|tip\|available\|LOCAL_RANK\|USDT" \
