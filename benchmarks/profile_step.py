@@ -1,10 +1,12 @@
 """Where a lockstep training step of many models spends its time on this device (torch.profiler).
 
 The DeepOBS-scale study (4 optimizers x 36 learning rates x 10 seeds = 1,440 models) trains in one
-lockstep group on a GPU, one CUDA graph a step. This times that step as the engine runs it
-(graph replays), then profiles the same step eagerly (the same kernels, launched one by one) and
-prints the kernels and operators that take the device's time, and the memory-traffic floor of the
-step (every stacked tensor read or written once per pass, at the device's copy rate):
+lockstep group on a GPU, one CUDA graph a step. This times that step as the engine runs it, inside
+Lightning's loop (graph replays on a GPU), records the next steps under torch.profiler (which
+lists a replayed graph's kernels one by one) and prints the kernels and operators that take the
+device's time, and the memory-traffic floor of the step (the weights read by the forward, their
+gradients written by the backward, weights, gradients and optimizer state read and written by
+the update, at the device's measured copy rate):
 
     python benchmarks/profile_step.py                      # the study's 1,440 models
     python benchmarks/profile_step.py --lrs 1 --seeds 1    # the default compare's four
