@@ -15,11 +15,11 @@
 # BENCH=0 skips 1 and 2; BUDGET=0 skips 3; BASELINE= (empty) leaves Adam out of 3; SETS="--set snes.popsize=200 ..."
 # changes 3.
 # The older gradient checks (lockstep equivalence, bench_compare, a 30-epoch compare) run with GRADIENT=1.
-# SPEED=1 (issue "Speed II"; run it as BENCH=0 BUDGET=0 SPEED=1, ~8 min): the whole default compare's wall time,
+# SPEED=1 (issue "Speed II"; run it as BENCH=0 BUDGET=0 SPEED=1, ~6 min on an H100): the whole default compare's wall time,
 # per-epoch and per-step time and peak memory; the DeepOBS-scale study (1,440 models, $STUDY_EPOCHS epoch(s),
 # projected to 30); bench_compare with the step time, the matmul bound and the fixed cost. Each part has its own
 # time limit, so one that runs long still leaves the others' figures.
-# PROFILE=1 (~5 min, as BENCH=0 BUDGET=0 PROFILE=1): the study's 2 epochs (files, summary, report included); where a
+# PROFILE=1 (~5 min on an H200 with a 1-epoch study, as BENCH=0 BUDGET=0 PROFILE=1): the study's 2 epochs (files, summary, report included); where a
 # step of its 1,440 models and of the default compare's four goes (benchmarks/profile_step.py); and a cProfile of
 # `compare --epochs 1` (the fixed cost), its top lines printed and the whole profile kept in $OUT/compare1.prof.
 set -uo pipefail
