@@ -92,7 +92,7 @@ class FileWriter:
         """Write ``files`` ((path, bytes), in this order) on one of the threads."""
         while self._pending and (self._pending[0].done() or len(self._pending) >= self._queued):
             self._pending.popleft().result()  # waits for the oldest; raises its error here, early
-        self._pending.append(self._pool.submit(_write_in_order, list(files)))
+        self._pending.append(self._pool.submit(write_files, list(files)))
 
     def __enter__(self) -> "FileWriter":
         return self
@@ -105,7 +105,8 @@ class FileWriter:
                 future.result()  # the first failure, raised here
 
 
-def _write_in_order(files: list[tuple[Path, bytes]]) -> None:
+def write_files(files: Sequence[tuple[Path, bytes]]) -> None:
+    """Write ``files`` ((path, bytes)) atomically, one after another, in their order."""
     for path, data in files:
         atomic_write_bytes(path, data)
 
@@ -132,11 +133,6 @@ def write_json(path: Path, data: Any, indent: int | None = 2) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-def write_history(run_dir: Path, history: list[dict[str, float]]) -> None:
-    for path, data in history_files(run_dir, history):
-        atomic_write_bytes(path, data)
 
 
 def history_files(run_dir: Path, history: list[dict[str, float]]) -> list[tuple[Path, bytes]]:

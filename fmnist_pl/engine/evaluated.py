@@ -41,7 +41,7 @@ class MemberResult:
     lockstep_runs: int  # runs that shared its training group (1: trained alone)
     # history.test's predictions as tensors ("last"/"best" -> [images]): the results writer scores a
     # whole group at once from these (turning 1,440 lists of 10,000 back into a tensor took 4 s)
-    test_predictions: dict[str, torch.Tensor] | None = None
+    test_predictions: dict[str, torch.Tensor]
 
 
 class LitEvaluated(pl.LightningModule):

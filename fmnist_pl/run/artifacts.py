@@ -37,17 +37,11 @@ def test_metrics(members: Sequence[MemberResult]) -> list[dict[str, dict[str, An
     for targets, ks in _by_targets(members):
         target = torch.tensor(targets)
         for which in ("last", "best"):
-            preds = torch.stack([_predictions(members[k], which) for k in ks])
+            preds = torch.stack([members[k].test_predictions[which] for k in ks])
             for k, metrics in zip(ks, classification_metrics_many(preds, target)):
                 out[k][which] = metrics | {"loss": members[k].history.test[which]["loss"],
                                            "report": classification_report_dict(metrics, CLASS_NAMES)}
     return out
-
-
-def _predictions(member: MemberResult, which: str) -> torch.Tensor:
-    if member.test_predictions is not None:
-        return member.test_predictions[which]
-    return torch.tensor(member.history.test[which]["predictions"])
 
 
 def _by_targets(members: Sequence[MemberResult]) -> list[tuple[list[int], list[int]]]:
@@ -63,14 +57,13 @@ def _by_targets(members: Sequence[MemberResult]) -> list[tuple[list[int], list[i
     return shared
 
 
-def write_run(member: MemberResult, out_dir: Path, fit_seconds: float, logger: Any | None = None,
-              test: dict[str, dict[str, Any]] | None = None, files: results.FileWriter | None = None) -> dict[str, Any]:
-    """Every file of one run; returns its ``metrics.json`` content. ``logger``: its TensorBoard run;
-    ``test``: its entry of :func:`test_metrics` when the caller computed them for its whole group;
-    ``files``: write through it (on its threads) instead of before returning."""
+def write_run(member: MemberResult, out_dir: Path, fit_seconds: float, logger: Any | None,
+              test: dict[str, dict[str, Any]], files: results.FileWriter) -> dict[str, Any]:
+    """Every file of one run, handed to ``files`` (written on its threads); returns its
+    ``metrics.json`` content. ``logger``: its TensorBoard run; ``test``: its entry of
+    :func:`test_metrics`, computed for its whole group."""
     plan, hist = member.plan, member.history
     run_dir = results.run_dir(out_dir, plan.name)
-    test = test if test is not None else test_metrics([member])[0]
     epoch_seconds = [row["seconds"] for row in hist.epochs]
     best_val_loss = hist.best_val_loss if math.isfinite(hist.best_val_loss) else None
     summary = {
@@ -103,11 +96,7 @@ def write_run(member: MemberResult, out_dir: Path, fit_seconds: float, logger: A
     ]
     if logger is not None:
         _log_test(logger, plan, test["last"], len(hist.epochs), best_val_loss)
-    if files is None:
-        for path, data in written:
-            results.atomic_write_bytes(path, data)
-    else:
-        files.write(written)
+    files.write(written)
     return summary
 
 

@@ -35,7 +35,7 @@ def make_results(folder: Path, names: list[str], missing: list[str] = ()) -> Pat
         acc = 0.85 + i / 100
         history = [{"epoch": e, "train_loss": 1 / e, "train_acc": acc, "val_loss": 0.4 + (e - 2) ** 2 / 10,
                     "val_acc": acc, "seconds": 2.0} for e in (1, 2, 3)]
-        results.write_history(d, history)
+        results.write_files(results.history_files(d, history))
         targets = [i % 10 for i in range(1000)]
         preds = [t if j < 1000 * acc and j != 3 else (t + 1) % 10 for j, t in enumerate(targets)]  # image 3: wrong
         results.write_json(d / "predictions.json", {"targets": targets, "last": preds, "best": preds})
