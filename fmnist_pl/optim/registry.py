@@ -348,10 +348,17 @@ def resolve(names: Iterable[str], lr: float | None = None,
 def check_buildable(specs: Iterable[OptimizerSpec]) -> None:
     """Construct every optimizer on a dummy parameter, so that hyperparameters its class rejects
     (Adam's betas outside [0, 1), SGD's nesterov without momentum, a user-registered class's own
-    checks) fail now, in one line, before anything is trained or written."""
+    checks) fail now, in one line, before anything is trained or written.
+
+    A spec left at the defaults of an entry this module registers is not built: those are known
+    to build (tests/optim/test_registry.py builds every one), and the first ``torch.optim``
+    optimizer a process builds imports ``torch._dynamo`` (``add_param_group`` is wrapped in
+    ``torch._disable_dynamo``), ~1 s of one core while the command starts, for nothing."""
     import torch
 
     for spec in specs:
+        if _SHIPPED.get(spec.name) is spec.info and spec.kwargs() == dict(spec.info.defaults):
+            continue
         try:
             if spec.info.gradient_free:
                 _build_searcher(spec)
@@ -428,3 +435,7 @@ register("ga", "evotorch.algorithms:GeneticAlgorithm",
                                                       "mutation_probability": Limit(0, 1, low_open=True)},
          popsize=50, tournament_size=4, mutation_stdev=0.01, mutation_probability=0.1, elitist=True,
          stdev_init=0.05, batch_size=256, fitness="cross_entropy")
+
+# The entries registered above, as registered: a spec at one of these defaults needs no trial
+# build (check_buildable). An entry a user registers later, or again under the same name, is not one.
+_SHIPPED: dict[str, OptimizerInfo] = dict(REGISTRY)

@@ -103,3 +103,27 @@ def test_every_gradient_free_entry_builds_its_evotorch_searcher_with_its_hyperpa
 def test_lr_for_all_leaves_gradient_free_entries_alone():
     specs = {s.name: s for s in resolve(["adam", "snes"], lr=0.1)}
     assert specs["adam"].hparams["lr"] == 0.1 and "lr" not in specs["snes"].hparams
+
+
+def test_check_buildable_builds_what_may_fail_and_skips_shipped_defaults(monkeypatch):
+    """Changed hyperparameters and user-registered entries are built (their class may reject them);
+    a shipped entry at its defaults is not (the tests above build those)."""
+    built = []
+    real_build = optimizers.OptimizerSpec.build
+    monkeypatch.setattr(optimizers.OptimizerSpec, "build", lambda self, params: built.append(self.name)
+                        or real_build(self, params))
+    monkeypatch.setitem(REGISTRY, "picky", optimizers.OptimizerInfo("picky", "torch.optim:Adam", {"lr": 0.001,
+                                                                                                 "betas": (0.9, 1.5)}))
+    optimizers.check_buildable(resolve(["sgd", "adam", "momentum"]))
+    assert built == []
+    with pytest.raises(OptimizerError, match=r"^adam \(Adam\) rejects its hyperparameters: .*beta"):
+        optimizers.check_buildable(resolve(["sgd", "adam"], overrides={"adam": {"betas": "0.9,1.5"}}))
+    assert built == ["adam"]
+    optimizers.check_buildable(resolve(["sgd"], lr=0.05))
+    assert built == ["adam", "sgd"]
+    with pytest.raises(OptimizerError, match=r"^picky \(Adam\) rejects its hyperparameters"):
+        optimizers.check_buildable(resolve(["picky"]))
+    # A shipped name registered again by a user is that user's entry: built.
+    monkeypatch.setitem(REGISTRY, "sgd", optimizers.OptimizerInfo("sgd", "torch.optim:SGD", {"lr": 0.01, "nesterov": True}))
+    with pytest.raises(OptimizerError, match=r"^sgd \(SGD\) rejects its hyperparameters: .*[Nn]esterov"):
+        optimizers.check_buildable(resolve(["sgd"]))
