@@ -20,7 +20,8 @@
 # projected to 30); bench_compare with the step time, the matmul bound and the fixed cost. Each part has its own
 # time limit, so one that runs long still leaves the others' figures.
 # PROFILE=1 (~5 min on an H200 with a 1-epoch study, as BENCH=0 BUDGET=0 PROFILE=1): the study's 2 epochs (files, summary, report included); where a
-# step of its 1,440 models and of the default compare's four goes (benchmarks/profile_step.py); and a cProfile of
+# step of its 1,440 models and of the default compare's four goes (benchmarks/profile_step.py), the study's step also
+# as before the optimizers were split and stepped on CUDA streams (--as-before: the A/B of that change); and a cProfile of
 # `compare --epochs 1` (the fixed cost), its top lines printed and the whole profile kept in $OUT/compare1.prof.
 set -uo pipefail
 export FMNIST_DATA=${FMNIST_DATA:-.device/data} PYTHONPATH=$PWD PYTHONUNBUFFERED=1
@@ -97,12 +98,18 @@ PY
   echo "bench exit ${PIPESTATUS[0]}"
 fi
 if [ "${PROFILE:-0}" = 1 ]; then
+  echo "== the optimizers split over CUDA streams train every run as one instance does (test, on this GPU) =="
+  FMNIST_TEST_ACCELERATOR=gpu timeout 120 python3 -m pytest -q tests/engine/test_lockstep.py -k "study or depend" \
+    -p no:cacheprovider 2>&1 | tail -3
   echo "== DeepOBS-scale study, ${STUDY_EPOCHS:-2} epochs (the second shows the first's checkpoint written beside it) =="
   timeout "${STUDY_LIMIT:-200}" python3 benchmarks/bench_compare.py --only-study --study-epochs "${STUDY_EPOCHS:-2}" 2>&1 \
     | grep -v -i "warn\|tip\|available\|LOCAL_RANK" | tee "$OUT/study.txt"
   echo "== a step of the study's 1,440 models =="
   timeout 120 python3 benchmarks/profile_step.py --rows 22 2>&1 | grep -v -i "warn\|tip\|available\|LOCAL_RANK\|USDT" \
     | cut -c1-170 | tee "$OUT/profile1440.txt"
+  echo "== the same step as before 2026-11-28 (one optimizer instance per class, no CUDA streams) =="
+  timeout 120 python3 benchmarks/profile_step.py --as-before --rows 8 2>&1 | grep -v -i "warn\|tip\|available\|LOCAL_RANK\|USDT" \
+    | cut -c1-170 | tee "$OUT/profile1440-before.txt"
   echo "== cProfile of compare --epochs 1 =="
   ( time timeout 90 python3 -m cProfile -o "$OUT/compare1.prof" -m fmnist_pl compare --epochs 1 --no-progress \
       --output-dir "$OUT/p" --name c1 > /dev/null 2>&1 ) 2>&1 | grep real

@@ -10,6 +10,8 @@ the update, at the device's measured copy rate):
 
     python benchmarks/profile_step.py                      # the study's 1,440 models
     python benchmarks/profile_step.py --lrs 1 --seeds 1    # the default compare's four
+    python benchmarks/profile_step.py --as-before          # the optimizer step as before 2026-11-28:
+                                                           # one instance per class, one stream
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fmnist_pl.config import CompareConfig, parse_lrs  # noqa: E402
 from fmnist_pl.data.datamodule import FashionMNISTDataModule  # noqa: E402
 from fmnist_pl.data.idx import load_arrays, locate  # noqa: E402
+from fmnist_pl.engine import lockstep  # noqa: E402
 from fmnist_pl.engine.lockstep import LitLockstep  # noqa: E402
 from fmnist_pl.engine.trainer import fast_cpu_math, make_trainer  # noqa: E402
 from fmnist_pl.optim.registry import REFERENCE_OPTIMIZERS  # noqa: E402
@@ -78,7 +81,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--profiled", type=int, default=10)
     parser.add_argument("--rows", type=int, default=25)
+    parser.add_argument("--as-before", action="store_true",
+                        help="one optimizer instance per class, stepped one after another (no CUDA streams)")
     args = parser.parse_args()
+    if args.as_before:
+        lockstep.SETTINGS_PER_OPTIMIZER = 10**9
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     seeds = list(range(42, 42 + args.seeds))
     config = CompareConfig(optimizers=tuple(REFERENCE_OPTIMIZERS), lrs=parse_lrs(args.lrs) if ":" in args.lrs else (),
@@ -86,14 +93,16 @@ def main() -> None:
     members = plan(config)
     k = len(members)
     where = torch.cuda.get_device_name(0) if device.type == "cuda" else "CPU"
-    print(f"{where}; torch {torch.__version__}; {k} models in one lockstep group")
+    module = LitLockstep(members, concurrent_optimizers=not args.as_before)
+    how = "on separate CUDA streams" if device.type == "cuda" and not args.as_before else "one after another"
+    print(f"{where}; torch {torch.__version__}; {k} models in one lockstep group; "
+          f"{len(module.optimizer_groups())} optimizer instances, stepped {how}")
     out = Path(tempfile.mkdtemp(prefix="fmnist-profile-"))
     timer = TimeThenProfile(args.warmup, args.steps, args.profiled, device)
     trainer = make_trainer(out, [m.name for m in members], 1, "gpu" if device.type == "cuda" else "cpu",
                            out / "ckpt", progress=False,
                            limit_train_batches=args.warmup + args.steps + args.profiled)
     trainer.callbacks.append(timer)
-    module = LitLockstep(members)
     try:
         with fast_cpu_math():
             trainer.fit(module, datamodule=FashionMNISTDataModule(arrays=load_arrays(locate()), seeds=seeds))

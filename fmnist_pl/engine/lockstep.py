@@ -12,6 +12,7 @@ A run's numbers do not depend on its companions (see ``_stacked_layer`` in ``mlp
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import torch
@@ -23,6 +24,17 @@ from fmnist_pl.engine.cuda_graph import CapturedStep
 from fmnist_pl.engine.evaluated import LitEvaluated, MemberResult
 from fmnist_pl.engine.mlp import StackedMLP, seeded_mlp
 from fmnist_pl.optim.registry import build_shared, implementation
+
+SETTINGS_PER_OPTIMIZER = 12
+"""Settings (param groups) one optimizer instance steps; a class with more gets several instances.
+
+torch steps an instance's groups one after another, each with a few multi-tensor kernels over one
+setting's tensors (its seeds). On a GPU such a kernel is far too small to fill the device: the
+study's step (144 settings, 1,440 models) spent 83% of its GPU time in them, 14.7 ms against a
+2.6 ms memory-traffic floor (benchmarks/profile_step.py, H200). Instances step on their own CUDA
+streams, so that several run at once (the study's 144 settings: 12 instances). The split does not
+depend on the device, so that a checkpoint holds the same optimizers on a CPU and a GPU; on a CPU
+the extra ``step`` calls cost microseconds against a step of such a study."""
 
 
 class LitLockstep(LitEvaluated):
@@ -40,18 +52,23 @@ class LitLockstep(LitEvaluated):
         hidden: hidden layer sizes of every member.
         use_cuda_graphs: capture the step as a CUDA graph on a GPU.
         compile_fused: let optimizers whose fused kernel is compiled (Keras RMSprop) use it on the CPU.
+        concurrent_optimizers: on a GPU, step the optimizer instances on separate CUDA streams
+            (the same kernels, so the same numbers; off: one after another, for benchmarks).
     """
 
     def __init__(self, members: Sequence[RunPlan], hidden: Sequence[int] = REFERENCE_HIDDEN,
-                 use_cuda_graphs: bool = True, compile_fused: bool = True) -> None:
+                 use_cuda_graphs: bool = True, compile_fused: bool = True,
+                 concurrent_optimizers: bool = True) -> None:
         super().__init__(members)
         # In the checkpoint, not in the loggers: Lightning would write every member's key into each
         # member's hparams.yaml (1,440 runs: 1,440 files of 1,440 entries). Each run's TensorBoard
         # HPARAMS are its own, logged with its test results (run/artifacts.py).
         self.save_hyperparameters({"members": [m.to_dict() for m in members], "hidden": list(hidden),
-                                   "use_cuda_graphs": use_cuda_graphs, "compile_fused": compile_fused}, logger=False)
+                                   "use_cuda_graphs": use_cuda_graphs, "compile_fused": compile_fused,
+                                   "concurrent_optimizers": concurrent_optimizers}, logger=False)
         self.automatic_optimization = False
         self.use_cuda_graphs, self.compile_fused = use_cuda_graphs, compile_fused
+        self.concurrent_optimizers = concurrent_optimizers
         seeds = [m.seed for m in self.members]
         self.group_seeds = list(dict.fromkeys(seeds))
         per_group = len(seeds) // len(self.group_seeds)
@@ -63,16 +80,32 @@ class LitLockstep(LitEvaluated):
             self.register_buffer(f"best_{i}", p.detach().clone())
         self._views: list[list[nn.Parameter]] = []
         self._captured: CapturedStep | None = None
+        self._streams: list[torch.cuda.Stream] = []
+        self._groups = self._split_optimizers()
+        self._instance_of = {k: i for i, ks in enumerate(self._groups) for k in ks}
 
     # ----------------------------------------------------------------- optimizers
-    def optimizer_groups(self) -> dict[str, list[int]]:
-        """Member indices per optimizer class: one ``torch.optim`` instance each (see ``build_shared``).
+    def optimizer_groups(self) -> list[list[int]]:
+        """Member indices per ``torch.optim`` instance (see ``build_shared``), as split at construction."""
+        return self._groups
+
+    def _split_optimizers(self) -> list[list[int]]:
+        """Member indices per ``torch.optim`` instance: an optimizer class's settings, at most
+        :data:`SETTINGS_PER_OPTIMIZER` of them, as evenly as possible; a setting's members (its
+        seeds) in order.
 
         ``sgd`` and ``momentum`` are both ``torch.optim.SGD``: one instance, a param group each.
         """
-        groups: dict[str, list[int]] = {}
+        settings: dict[str, dict[str, list[int]]] = {}
         for k, m in enumerate(self.members):
-            groups.setdefault(m.optimizer.info.cls_path, []).append(k)
+            key = repr(sorted(m.optimizer.kwargs().items()))  # what build_shared makes one param group of
+            settings.setdefault(m.optimizer.info.cls_path, {}).setdefault(key, []).append(k)
+        groups = []
+        for per_setting in settings.values():
+            members = list(per_setting.values())
+            parts = math.ceil(len(members) / SETTINGS_PER_OPTIMIZER)
+            bounds = [len(members) * i // parts for i in range(parts + 1)]
+            groups += [[k for setting in members[a:b] for k in setting] for a, b in zip(bounds, bounds[1:])]
         return groups
 
     def fused_by_compile(self) -> bool:
@@ -92,11 +125,11 @@ class LitLockstep(LitEvaluated):
         capturable = self.device.type == "cuda" and self.use_cuda_graphs
         real = [build_shared([self.members[k].optimizer for k in ks], [self._views[k] for k in ks],
                              capturable=capturable, compile_fused=self.fused_by_compile())
-                for ks in self.optimizer_groups().values()]
+                for ks in self.optimizer_groups()]
         return [*real, self.epoch_clock()]
 
     def _member_optimizer(self, k: int) -> torch.optim.Optimizer:
-        return self.trainer.optimizers[list(self.optimizer_groups()).index(self.members[k].optimizer.info.cls_path)]
+        return self.trainer.optimizers[self._instance_of[k]]
 
     def member_optimizer_state(self, k: int) -> dict[str, Any]:
         """Member ``k``'s optimizer state (per tensor, in layer order), for its own checkpoint."""
@@ -135,6 +168,9 @@ class LitLockstep(LitEvaluated):
         if self.device.type == "cuda" and self.use_cuda_graphs and datamodule is not None:
             shape = torch.Size([len(self.group_seeds), datamodule.batch_size, IN_FEATURES])
             self._captured = CapturedStep(self._step, self._clear_grads, shape, self.device)
+        several = len(self._raw_optimizers) > 1
+        self._streams = ([torch.cuda.Stream(self.device) for _ in self._raw_optimizers]
+                         if self.device.type == "cuda" and self.concurrent_optimizers and several else [])
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """One training step of every member: forward, one backward, each optimizer, epoch sums.
@@ -156,14 +192,33 @@ class LitLockstep(LitEvaluated):
         for views, grads, active in zip(self._views, member_grads, self._active_list):
             for view, grad in zip(views, grads):
                 view.grad = grad if active else None  # a diverged member gets no gradient, so no update
-        for opt in self._raw_optimizers:
-            opt.step()
+        self._step_optimizers()
         with torch.no_grad():
             # Hand-written epoch sums instead of torchmetrics objects on purpose: they stay on the
             # device with no host sync, and are two in-place adds a CUDA graph can capture.
             # Validation and test use torchmetrics.
             self._train_loss_sum += losses.detach() * y.shape[1]
             self._train_correct += (logits.argmax(1) == targets).sum(1)
+
+    def _step_optimizers(self) -> None:
+        """Every optimizer instance steps; on a GPU each on its own stream, forked from the current
+        stream and joined back to it (inside a CUDA-graph capture too: the graph then has a branch
+        per instance, which the device runs side by side).
+
+        Safe for the caching allocator: the gradients (made on the current stream) are freed only
+        after the join, and an instance's state, used on its stream, lives as long as the optimizer.
+        """
+        if not self._streams:
+            for opt in self._raw_optimizers:
+                opt.step()
+            return
+        here = torch.cuda.current_stream(self.device)
+        for opt, stream in zip(self._raw_optimizers, self._streams):
+            stream.wait_stream(here)
+            with torch.cuda.stream(stream):
+                opt.step()
+        for stream in self._streams:
+            here.wait_stream(stream)
 
     def _clear_grads(self) -> None:
         for p in self.net.parameters_in_order():
@@ -203,7 +258,10 @@ class LitLockstep(LitEvaluated):
     def holds(self, checkpoint: dict[str, Any]) -> bool:
         # The first layer's stacked weights: K members of this hidden size.
         shape = (len(self.members), self.members[0].hidden[0], IN_FEATURES)
-        return super().holds(checkpoint) and self._has_tensor(checkpoint, "net.weights.0", shape)
+        # Its optimizers as split here (and the epoch clock): a checkpoint of another split cannot resume.
+        optimizers = len(self.optimizer_groups()) + 1
+        return (super().holds(checkpoint) and self._has_tensor(checkpoint, "net.weights.0", shape)
+                and len(checkpoint.get("optimizer_states", ())) == optimizers)
 
     def best_tensors(self) -> list[torch.Tensor]:
         """The stacked weights of every member's best validation epoch, in ``parameters_in_order``."""

@@ -104,3 +104,44 @@ def test_the_datamodule_must_shuffle_for_the_runs_own_seeds(fake_data):
     lock = LitLockstep(members(resolve(["sgd"]), [43]), hidden=(16,))
     with pytest.raises(ValueError, match=r"shuffles for seeds \[42\] but these runs have seeds \[43\]"):
         _trainer().fit(lock, FashionMNISTDataModule(arrays=arrays, val_size=100, seeds=[42]))
+
+
+def test_a_study_steps_its_settings_in_several_optimizers_with_the_same_numbers(fake_data, monkeypatch):
+    """More settings than one optimizer instance takes: the class's settings are split over several
+    instances (each a CUDA stream on a GPU), and every run trains exactly as with one instance."""
+    import torch
+
+    from fmnist_pl.config import CompareConfig
+    from fmnist_pl.engine import lockstep
+    from fmnist_pl.run.plan import plan
+
+    arrays = load_arrays(fake_data, counts=None)
+    config = CompareConfig(optimizers=("sgd", "momentum", "adam"), lrs=(0.001, 0.01, 0.1), seeds=2, hidden=(16,))
+    runs = plan(config)
+    one = _fit(arrays, runs, [42, 43], hidden=(16,))
+    monkeypatch.setattr(lockstep, "SETTINGS_PER_OPTIMIZER", 2)
+    split = _fit(arrays, runs, [42, 43], hidden=(16,))
+    # SGD holds 6 settings (sgd and momentum at 3 rates): 3 instances of 2; Adam's 3: 2 instances (1 + 2).
+    assert [len(ks) for ks in one.optimizer_groups()] == [12, 6]
+    assert [len(ks) for ks in split.optimizer_groups()] == [4, 4, 4, 2, 4]
+    assert len(split.trainer.optimizers) == 5 + 1  # and the epoch clock
+    for ks in split.optimizer_groups():  # an instance holds whole settings: each seed of its settings
+        assert {(runs[k].variant, runs[k].seed) for k in ks} == {(runs[k].variant, s) for k in ks for s in (42, 43)}
+    assert one.histories[0].epochs[-1]["val_acc"] > 0.2  # it trained
+    for k in range(len(runs)):
+        rows = [[{key: v for key, v in row.items() if key != "seconds"} for row in lock.histories[k].epochs]
+                for lock in (one, split)]
+        assert rows[0] == rows[1], runs[k].name
+        a, b = one.member_optimizer_state(k), split.member_optimizer_state(k)
+        assert a["hparams"] == b["hparams"] == dict(runs[k].optimizer.hparams)
+        assert len(a["state"]) == len(b["state"]) == 4
+        for x, y in zip(a["state"], b["state"]):
+            assert x.keys() == y.keys()
+            assert x or runs[k].optimizer.name == "sgd"  # plain SGD keeps no state
+            for name, value in x.items():
+                same = torch.equal(value, y[name]) if torch.is_tensor(value) else value == y[name]
+                assert same, (runs[k].name, name)
+    # A checkpoint of the other split does not resume this one (a one-line error, not Lightning's traceback).
+    checkpoint = {"fmnist_histories": [h.to_dict() for h in split.histories], "state_dict": split.state_dict()}
+    assert split.holds(checkpoint | {"optimizer_states": [{}] * 6})
+    assert not split.holds(checkpoint | {"optimizer_states": [{}] * 3})  # one SGD, one Adam and the clock
