@@ -145,3 +145,50 @@ def test_a_study_steps_its_settings_in_several_optimizers_with_the_same_numbers(
     checkpoint = {"fmnist_histories": [h.to_dict() for h in split.histories], "state_dict": split.state_dict()}
     assert split.holds(checkpoint | {"optimizer_states": [{}] * 6})
     assert not split.holds(checkpoint | {"optimizer_states": [{}] * 3})  # one SGD, one Adam and the clock
+
+
+def test_on_a_gpu_each_optimizer_steps_on_its_own_stream_forked_from_and_joined_to_the_step(monkeypatch):
+    """The order of CUDA stream calls in a step (recorded with stand-ins; CI has no GPU): each stream
+    waits for the backward before its optimizer steps in it, and the step waits for every stream."""
+    import contextlib
+
+    import torch
+
+    events, current = [], []
+
+    class Stream:
+        def __init__(self, name):
+            self.name = name
+
+        def wait_stream(self, other):
+            events.append(("wait", self.name, other.name))
+
+    @contextlib.contextmanager
+    def stream(s):
+        current.append(s)
+        yield
+        current.pop()
+
+    class Optimizer:
+        def __init__(self, i):
+            self.i = i
+
+        def step(self):
+            events.append(("step", self.i, current[-1].name))
+
+    current.append(Stream("step"))
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: current[-1])
+    monkeypatch.setattr(torch.cuda, "stream", stream)
+    lock = LitLockstep(members(resolve(["sgd", "rmsprop", "adam"]), [1]), hidden=(4,))
+    lock._raw_optimizers = [Optimizer(i) for i in range(3)]
+    lock._streams = [Stream(f"s{i}") for i in range(3)]
+    lock._step_optimizers()
+    assert events == [("wait", "s0", "step"), ("step", 0, "s0"), ("wait", "s1", "step"), ("step", 1, "s1"),
+                      ("wait", "s2", "step"), ("step", 2, "s2"),
+                      ("wait", "step", "s0"), ("wait", "step", "s1"), ("wait", "step", "s2")]
+    assert [s.name for s in current] == ["step"]
+    events.clear()
+    lock._streams = []  # the CPU: one after another, on no stream
+    current.append(Stream("cpu"))
+    lock._step_optimizers()
+    assert events == [("step", 0, "cpu"), ("step", 1, "cpu"), ("step", 2, "cpu")]
