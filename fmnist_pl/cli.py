@@ -184,14 +184,18 @@ def run_and_report(train: Callable[["Drawer", "TrainingPool | None"], Path], wor
     command line starts them (not the Python API), as a spawned process imports the ``__main__``
     module again - this one's is guarded; a user's script might not be.
     """
-    from fmnist_pl.report.figures import Drawer
     from fmnist_pl.run.cluster import GroupFailed
     from fmnist_pl.run.compare import Interrupted
     from fmnist_pl.run.pool import training_pool
 
     try:
-        with training_pool(workers) as pool, Drawer() as drawer:
-            out = train(drawer, pool)
+        with training_pool(workers) as pool:
+            # Imported once the pool has started (the report's modules bring numpy, ~80 ms): the pool's
+            # fork server imports Lightning, the start's critical path.
+            from fmnist_pl.report.figures import Drawer
+
+            with Drawer() as drawer:
+                out = train(drawer, pool)
     except USER_ERRORS as exc:
         fail(str(exc))
     except GroupFailed as exc:  # a bug, not bad input: exit 1 (its traceback is in errors.log)
