@@ -153,6 +153,29 @@ def _files(root: Path, *folders: str) -> dict[str, bytes]:
             for p in sorted((root / folder).rglob("*")) if p.is_file()}
 
 
+SCRATCH_PREFIX = "fmnist-pl-unit-"  # + the worker's pid + "-": a task's scratch folder in the node's temp folder
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _remove_dead_scratch() -> None:
+    """Remove the scratch folders of workers that are gone. A task removes its own when it ends,
+    but a worker killed mid-task (the very failure retries are for; or the cluster stopped by
+    Ctrl-C) never reaches that, and its folder holds an epoch checkpoint (gigabytes for a study)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = folder.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 @ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)
 def train_unit(key: str, unit: list[RunPlan], config: CompareConfig, accelerator: str, threads: int,
                arrays: Any, start: bytes | None, mailbox: Any) -> UnitResult:
@@ -168,7 +191,8 @@ def train_unit(key: str, unit: list[RunPlan], config: CompareConfig, accelerator
     began = time.perf_counter()
     torch.set_num_threads(threads)
     where = f"node {ray.get_runtime_context().get_node_id()[:8]} ({ray.util.get_node_ip_address()}) pid {os.getpid()}"
-    work = Path(tempfile.mkdtemp(prefix="fmnist-pl-"))
+    _remove_dead_scratch()
+    work = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
     try:
         resume = group_checkpoint(work, unit)
         checkpoint = ray.get(mailbox.newest.remote(key)) or start
@@ -188,6 +212,7 @@ def train_unit(key: str, unit: list[RunPlan], config: CompareConfig, accelerator
         return UnitResult(_files(work, "runs", "tensorboard"), where, time.perf_counter() - began)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        _remove_dead_scratch()  # a worker killed while this task ran may not have been reaped at its start
 
 
 # ---------------------------------------------------------------------------- the driver side

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import replace
@@ -26,6 +27,8 @@ from fmnist_pl.run.compare import compare
 from tests.conftest import make_dataset
 
 ray = pytest.importorskip("ray")
+
+from fmnist_pl.run import ray_backend  # noqa: E402 - needs ray
 
 
 # ------------------------------------------------------------------ addresses (no cluster needed)
@@ -81,6 +84,19 @@ def test_an_unreachable_cluster_fails_fast_with_one_line_and_writes_nothing(fake
     assert proc.stderr.count("\n") == 1 and not (tmp_path / "out").exists()
     proc = _cli("compare", "--ray", "nonsense")
     assert proc.returncode == 2 and "is not a Ray address" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_a_task_removes_the_scratch_folders_of_dead_workers_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = tmp_path / f"{ray_backend.SCRATCH_PREFIX}{gone.pid}-abc"
+    live = tmp_path / f"{ray_backend.SCRATCH_PREFIX}{os.getpid()}-def"
+    other = tmp_path / "fmnist-pl-cache"  # not a scratch folder
+    for folder in (dead, live, other):
+        (folder / "checkpoints").mkdir(parents=True)
+    ray_backend._remove_dead_scratch()
+    assert not dead.exists() and live.exists() and other.exists()
 
 
 def test_without_ray_the_cli_never_imports_it():
@@ -195,6 +211,8 @@ def test_a_worker_killed_mid_group_is_retried_from_its_checkpoint_with_the_same_
     done = _done_lines(lines)
     assert len(done) == 2 and all(f"pid {killed[0]} " not in line for line in done), done  # retried elsewhere
     assert _numbers(there) == _numbers(here)
+    # The killed worker's scratch folder (its epoch checkpoint) was removed by a later task on this node.
+    assert not list(Path(tempfile.gettempdir()).glob(f"{ray_backend.SCRATCH_PREFIX}{killed[0]}-*"))
 
 
 def test_a_bug_in_a_unit_fails_once_with_its_traceback(cluster, data, tmp_path):
