@@ -17,6 +17,7 @@ the update, at the device's measured copy rate):
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -108,6 +109,8 @@ def main() -> None:
             trainer.fit(module, datamodule=FashionMNISTDataModule(arrays=load_arrays(locate()), seeds=seeds))
     except Done:
         pass
+    finally:
+        shutil.rmtree(out, ignore_errors=True)  # its TensorBoard logs: nothing this script reads
     per = timer.seconds
     print(f"a step as the engine runs it ({'CUDA graph replays' if device.type == 'cuda' else 'eager'}): "
           f"{per * 1e3:.2f} ms, {per / k * 1e6:.1f} us per model; 1,719 steps (an epoch's training): {per * 1719:.1f} s")
