@@ -98,8 +98,8 @@ class LitLockstep(LitEvaluated):
         """
         settings: dict[str, dict[str, list[int]]] = {}
         for k, m in enumerate(self.members):
-            key = repr(sorted(m.optimizer.kwargs().items()))  # what build_shared makes one param group of
-            settings.setdefault(m.optimizer.info.cls_path, {}).setdefault(key, []).append(k)
+            # A setting is one param group of build_shared's: an instance holds whole ones.
+            settings.setdefault(m.optimizer.info.cls_path, {}).setdefault(m.optimizer.setting(), []).append(k)
         groups = []
         for per_setting in settings.values():
             members = list(per_setting.values())

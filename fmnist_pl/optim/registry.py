@@ -79,6 +79,10 @@ class OptimizerSpec:
             out["betas"] = tuple(out["betas"])
         return out
 
+    def setting(self) -> str:
+        """Its hyperparameters as one key: specs with equal settings share a param group (``build_shared``)."""
+        return repr(sorted(self.kwargs().items()))
+
     def build(self, params: Iterable[Any]) -> "Optimizer":
         """Instantiate the optimizer on ``params``."""
         return build_shared([self], [list(params)])
@@ -113,8 +117,7 @@ def build_shared(specs: list[OptimizerSpec], params: list[list[Any]], capturable
     # torch steps a group with one fused/foreach call, and state stays per parameter.
     by_setting: dict[str, dict[str, Any]] = {}
     for spec, p in zip(specs, params):
-        key = repr(sorted(spec.kwargs().items()))
-        by_setting.setdefault(key, {**spec.kwargs(), "params": []})["params"].extend(p)
+        by_setting.setdefault(spec.setting(), {**spec.kwargs(), "params": []})["params"].extend(p)
     groups = list(by_setting.values())
     # Fastest implementation the class has: fused (one kernel per tensor; for Adam about
     # twice as fast as foreach on this MLP), else foreach (multi-tensor). The
