@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import itertools
+from collections import Counter
 from typing import Any
 
 import matplotlib
@@ -88,7 +89,7 @@ def overlay(runs: list[dict[str, Any]], key: str, ylabel: str, axis: str = "epoc
             family.setdefault(run["setting"], run.get("family", run["setting"]))
     many = len(by_opt) > MANY_SETTINGS
     colors = {f: f"C{i % 10}" for i, f in enumerate(dict.fromkeys(family.values()))}
-    counts = {f: list(family.values()).count(f) for f in colors}
+    counts = Counter(family.values())
     seeds = max((len(curves) for curves in by_opt.values()), default=1)
     for label, curves in by_opt.items():
         n = min(len(ys) for _, ys in curves)
