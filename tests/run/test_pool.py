@@ -157,3 +157,17 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_workers_start_with_the_engine_frozen_and_the_collector_on():
+    """The fork server imports the engine with the garbage collector paused (the start's critical
+    path), then freezes what it imported: a worker must find those objects frozen - out of its
+    collections - and the collector itself running again, or training's reference cycles would
+    pile up for a whole compare."""
+    import gc
+
+    with TrainingPool(1) as pool:
+        enabled = pool._pool.submit(gc.isenabled).result(timeout=120)
+        frozen = pool._pool.submit(gc.get_freeze_count).result(timeout=120)
+    assert enabled
+    assert frozen > 100_000  # torch and Lightning's objects (~650,000 on CPython 3.11)
