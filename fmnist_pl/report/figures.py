@@ -29,6 +29,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from fmnist_pl.imports import collector_paused
 from fmnist_pl.stops import as_child_of, lifeline
 
 
@@ -63,7 +64,8 @@ def _worker_start(owner: Any) -> None:
     as_child_of(owner)
     with contextlib.suppress(OSError, AttributeError):  # not on Windows
         os.nice(10)
-    importlib.import_module("fmnist_pl.report.plots")
+    with collector_paused():  # matplotlib's import, as the engine's (fmnist_pl.imports)
+        importlib.import_module("fmnist_pl.report.plots")
     atexit.register(gc.freeze)
 
 

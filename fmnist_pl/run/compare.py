@@ -390,6 +390,9 @@ def train_and_write(out: Path, config: CompareConfig, group: Sequence[RunPlan], 
     """Train ``group`` into the folder ``out`` - from its checkpoint there, if it has one - and write
     its runs' files: what every backend runs for a group (this process, a pool's worker, a Ray task
     in its scratch folder). ``after_checkpoint``: see :func:`fmnist_pl.engine.trainer.make_trainer`."""
+    from fmnist_pl.imports import import_engine
+
+    import_engine()  # the collector paused, where this process has not imported it yet (a GPU, a Ray task)
     from fmnist_pl.engine.trainer import train_group
     from fmnist_pl.run.artifacts import test_metrics, write_run
 

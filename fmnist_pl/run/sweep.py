@@ -53,6 +53,9 @@ def find_lrs(specs: Sequence[registry.OptimizerSpec], datamodule: Any, hidden: S
              accelerator: str = "auto", min_lr: float = 1e-6, max_lr: float = 1.0,
              steps: int = 100) -> dict[str, dict[str, Any]]:
     """Lightning's ``Tuner.lr_find`` per optimizer: the finder's curve (rates, losses) and its suggestion."""
+    from fmnist_pl.imports import import_engine
+
+    import_engine()  # Lightning, with the collector paused
     import lightning.pytorch as pl
     from lightning.pytorch.tuner import Tuner
 
