@@ -143,7 +143,7 @@ class TrainingPool:
     """``workers`` processes that train units at the same time, started at construction, so that
     their imports overlap this process's. A context manager.
 
-    They are forked from a fork server that imports the engine (Lightning, ~4 s of one core) once
+    They are forked from a fork server that imports the engine (Lightning, ~2.5 s of one core) once
     for all of them, before any torch thread exists - never from this process, whose torch threads
     a fork would break. Where there is no fork server (Windows), each is spawned and imports it.
 
