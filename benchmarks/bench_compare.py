@@ -46,7 +46,7 @@ from fmnist_pl.engine.lockstep import LitLockstep  # noqa: E402
 from fmnist_pl.engine.mlp import seeded_mlp  # noqa: E402
 from fmnist_pl.engine.trainer import fast_cpu_math, make_trainer, quiet_lightning  # noqa: E402
 from fmnist_pl.optim.registry import REFERENCE_OPTIMIZERS, resolve  # noqa: E402
-from fmnist_pl.run.plan import plan  # noqa: E402
+from fmnist_pl.plan import plan  # noqa: E402
 
 STEPS_PER_EPOCH = 1719  # ceil(55,000 / 32)
 
@@ -89,8 +89,9 @@ class TextbookModule(pl.LightningModule):
     def __init__(self, spec):
         super().__init__()
         self.spec = spec
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(),
-                                 nn.Linear(100, 10))
+        self.net = nn.Sequential(
+            nn.Flatten(), nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(), nn.Linear(100, 10)
+        )
         self.train_acc = torchmetrics.classification.MulticlassAccuracy(10, average="micro")
         self.val_acc = torchmetrics.classification.MulticlassAccuracy(10, average="micro")
 
@@ -122,12 +123,20 @@ def textbook(spec, raw_root: Path, args, device) -> float:
     full = FashionMNIST(str(raw_root), train=True, transform=transforms.ToTensor())
     train, val = Subset(full, range(5000, 60000)), Subset(full, range(5000))
     timer = StepTimer(args.warmup, device)
-    trainer = pl.Trainer(max_epochs=1, limit_train_batches=args.warmup + args.batches, accelerator=args.accelerator,
-                         devices=1, callbacks=[timer], enable_progress_bar=False, enable_model_summary=False,
-                         num_sanity_val_steps=0, default_root_dir=args.tmp, enable_checkpointing=False,
-                         logger=pl.loggers.TensorBoardLogger(args.tmp, name="textbook"))
-    trainer.fit(TextbookModule(spec), DataLoader(train, batch_size=32, shuffle=True),
-                DataLoader(val, batch_size=32))
+    trainer = pl.Trainer(
+        max_epochs=1,
+        limit_train_batches=args.warmup + args.batches,
+        accelerator=args.accelerator,
+        devices=1,
+        callbacks=[timer],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=args.tmp,
+        enable_checkpointing=False,
+        logger=pl.loggers.TensorBoardLogger(args.tmp, name="textbook"),
+    )
+    trainer.fit(TextbookModule(spec), DataLoader(train, batch_size=32, shuffle=True), DataLoader(val, batch_size=32))
     return timer.per_epoch()
 
 
@@ -147,7 +156,7 @@ def _hand_tuned(spec, data, args, device) -> float:
 
     def step(i: int) -> None:
         nonlocal loss_sum
-        idx = perm[(i * 32) % (len(y) - 32):][:32]
+        idx = perm[(i * 32) % (len(y) - 32) :][:32]
         loss = F.cross_entropy(model(x[idx]), y[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -187,7 +196,7 @@ def _hand_tuned_full(spec, data, epochs: int, device) -> float:
     for _ in range(epochs):
         perm = torch.randperm(len(y), generator=g).to(device)
         for i in range(0, len(y), 32):
-            idx = perm[i:i + 32]
+            idx = perm[i : i + 32]
             loss = F.cross_entropy(model(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -200,15 +209,20 @@ def _hand_tuned_full(spec, data, epochs: int, device) -> float:
 
 def fmnist_pl_full(epochs: int, args) -> float:
     """Wall seconds of the whole `compare` API call: training, test, every artifact, the report."""
+    from fmnist_pl.execution.pool import default_workers, local_backend
     from fmnist_pl.report.figures import Drawer
-    from fmnist_pl.run.compare import compare
-    from fmnist_pl.run.pool import default_workers, training_pool
+    from fmnist_pl.study.compare import compare
 
-    config = CompareConfig(epochs=epochs, output_dir=tempfile.mkdtemp(dir=args.tmp), name="full", progress=False,
-                           accelerator=args.accelerator)
+    config = CompareConfig(
+        epochs=epochs,
+        output_dir=tempfile.mkdtemp(dir=args.tmp),
+        name="full",
+        progress=False,
+        accelerator=args.accelerator,
+    )
     t = time.perf_counter()
-    with training_pool(default_workers(config)) as pool, Drawer() as drawer:  # as the command line runs it
-        compare(config, echo=lambda _: None, drawer=drawer, pool=pool)
+    with local_backend(default_workers(config)) as backend, Drawer() as drawer:  # as the command line runs it
+        compare(config, echo=lambda _: None, drawer=drawer, backend=backend)
     return time.perf_counter() - t
 
 
@@ -219,8 +233,15 @@ def lockstep(names, seeds, arrays, args, device) -> tuple[float, float]:
     dm = FashionMNISTDataModule(arrays=arrays, seeds=seeds)
     timer = StepTimer(args.warmup, device)
     out = Path(tempfile.mkdtemp(dir=args.tmp))
-    trainer = make_trainer(out, [m.name for m in members], 1, args.accelerator, out / "ckpt", progress=False,
-                           limit_train_batches=args.warmup + args.batches)
+    trainer = make_trainer(
+        out,
+        [m.name for m in members],
+        1,
+        args.accelerator,
+        out / "ckpt",
+        progress=False,
+        limit_train_batches=args.warmup + args.batches,
+    )
     trainer.callbacks.append(timer)
     with fast_cpu_math():  # as train_group does
         trainer.fit(LitLockstep(members), datamodule=dm)
@@ -241,7 +262,9 @@ def matmul_bound(hidden=(300, 100), batch: int = 32, val_images: int = 5_000, re
     ws = [torch.randn(o, i, generator=gen).to(device) for i, o in zip(sizes[:-1], sizes[1:])]
 
     def timed(shapes: list[tuple[tuple[int, int], tuple[int, int]]]) -> float:
-        pairs = [(torch.randn(*a, generator=gen).to(device), torch.randn(*b, generator=gen).to(device)) for a, b in shapes]
+        pairs = [
+            (torch.randn(*a, generator=gen).to(device), torch.randn(*b, generator=gen).to(device)) for a, b in shapes
+        ]
         for _ in range(20):
             for a, b in pairs:
                 a @ b
@@ -256,9 +279,9 @@ def matmul_bound(hidden=(300, 100), batch: int = 32, val_images: int = 5_000, re
             best = min(best, (time.perf_counter() - t) / reps)
         return best
 
-    fwd = [((batch, w.shape[1]), (w.shape[1], w.shape[0])) for w in ws]          # x @ W.T
-    wgrad = [((w.shape[0], batch), (batch, w.shape[1])) for w in ws]             # dY.T @ X
-    xgrad = [((batch, w.shape[0]), (w.shape[0], w.shape[1])) for w in ws[1:]]   # dY @ W (not for the input)
+    fwd = [((batch, w.shape[1]), (w.shape[1], w.shape[0])) for w in ws]  # x @ W.T
+    wgrad = [((w.shape[0], batch), (batch, w.shape[1])) for w in ws]  # dY.T @ X
+    xgrad = [((batch, w.shape[0]), (w.shape[0], w.shape[1])) for w in ws[1:]]  # dY @ W (not for the input)
     step = timed(fwd + wgrad + xgrad)
     val = timed([((val_images, w.shape[1]), (w.shape[1], w.shape[0])) for w in ws])
     return STEPS_PER_EPOCH * step + val
@@ -271,9 +294,27 @@ def _compare_wall(args, epochs: int, name: str, env: dict[str, str] | None = Non
     import json
 
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "fmnist_pl", "compare", "--epochs", str(epochs), "--no-progress",
-                    "--accelerator", args.accelerator, "--output-dir", args.tmp, "--name", name],
-                   capture_output=True, check=True, cwd=Path(__file__).resolve().parents[1], env=env)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fmnist_pl",
+            "compare",
+            "--epochs",
+            str(epochs),
+            "--no-progress",
+            "--accelerator",
+            args.accelerator,
+            "--output-dir",
+            args.tmp,
+            "--name",
+            name,
+        ],
+        capture_output=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+    )
     wall = time.perf_counter() - t
     runs = [Path(args.tmp) / name / "runs" / n for n in REFERENCE_OPTIMIZERS]
     fit = max(json.loads((run / "metrics.json").read_text())["timing"]["fit_seconds"] for run in runs)
@@ -314,18 +355,20 @@ def fixed_cost(args, bound: float, hand: float, rounds: int = 3) -> list[str]:
     def line(i: int) -> str:
         return f"{median(w[i] for w in warm):.1f} s (rounds {', '.join(f'{w[i]:.1f}' for w in warm)})"
 
-    return [f"fixed cost (all that is not an epoch; goal <= 5 s on the CPU), medians of {rounds} pairs of "
-            f"`compare --epochs 1` and `--epochs 2`:",
-            f"  wall(1) - its epoch: {line(0)}",
-            f"    of which inside Lightning's fit but not the epoch (set-up, last checkpoint, test): {line(4)}",
-            f"  first epoch - second epoch (one 2-epoch process): {line(1)}",
-            f"  intercept 2 x wall(1) - wall(2) (two commands a minute apart; scatters with drift): {line(2)}",
-            f"  first run on a fresh machine (empty kernel cache): wall(1) - its epoch {fresh[0]:.1f} s; first - "
-            f"second epoch {fresh[1]:.1f} s; intercept {fresh[2]:.1f} s",
-            f"an epoch of the `compare` command as it trains (the second of `--epochs 2`; with several processes, "
-            f"the longest group's): {line(3)}",
-            f"  / 4x matmul bound: {median(w[3] for w in warm) / (4 * bound):.2f}; / hand-tuned (sum of four, per "
-            f"epoch): {median(w[3] for w in warm) / hand:.2f}   (figures measured minutes apart: drift included)"]
+    return [
+        f"fixed cost (all that is not an epoch; goal <= 5 s on the CPU), medians of {rounds} pairs of "
+        f"`compare --epochs 1` and `--epochs 2`:",
+        f"  wall(1) - its epoch: {line(0)}",
+        f"    of which inside Lightning's fit but not the epoch (set-up, last checkpoint, test): {line(4)}",
+        f"  first epoch - second epoch (one 2-epoch process): {line(1)}",
+        f"  intercept 2 x wall(1) - wall(2) (two commands a minute apart; scatters with drift): {line(2)}",
+        f"  first run on a fresh machine (empty kernel cache): wall(1) - its epoch {fresh[0]:.1f} s; first - "
+        f"second epoch {fresh[1]:.1f} s; intercept {fresh[2]:.1f} s",
+        f"an epoch of the `compare` command as it trains (the second of `--epochs 2`; with several processes, "
+        f"the longest group's): {line(3)}",
+        f"  / 4x matmul bound: {median(w[3] for w in warm) / (4 * bound):.2f}; / hand-tuned (sum of four, per "
+        f"epoch): {median(w[3] for w in warm) / hand:.2f}   (figures measured minutes apart: drift included)",
+    ]
 
 
 def study(args) -> str:
@@ -334,11 +377,18 @@ def study(args) -> str:
     import json
 
     from fmnist_pl.config import parse_lrs
-    from fmnist_pl.run.compare import compare
+    from fmnist_pl.study.compare import compare
 
-    config = CompareConfig(optimizers=tuple(REFERENCE_OPTIMIZERS), lrs=parse_lrs("1e-4:1e0:36"), seeds=10,
-                           epochs=args.study_epochs, output_dir=args.tmp, name="study", progress=False,
-                           accelerator=args.accelerator)
+    config = CompareConfig(
+        optimizers=tuple(REFERENCE_OPTIMIZERS),
+        lrs=parse_lrs("1e-4:1e0:36"),
+        seeds=10,
+        epochs=args.study_epochs,
+        output_dir=args.tmp,
+        name="study",
+        progress=False,
+        accelerator=args.accelerator,
+    )
     t = time.perf_counter()
     # Timestamped, shortened messages: where the time went if a lent GPU's limit cuts the study short.
     out = compare(config, echo=lambda m: print(f"  [{time.perf_counter() - t:5.0f} s] {m[:150]}", flush=True))
@@ -347,14 +397,20 @@ def study(args) -> str:
     fit = sum(json.loads((out / "runs" / g[0] / "metrics.json").read_text())["timing"]["fit_seconds"] for g in groups)
     # A group's epochs as its history times them (steps + validation); its fit adds the epoch
     # checkpoints, the capture and the test pass.
-    epochs = [sum(row) for row in zip(*[[r["seconds"] for r in json.loads(
-        (out / "runs" / g[0] / "history.json").read_text())] for g in groups])]
+    epochs = [
+        sum(row)
+        for row in zip(
+            *[[r["seconds"] for r in json.loads((out / "runs" / g[0] / "history.json").read_text())] for g in groups]
+        )
+    ]
     per_epoch = fit / args.study_epochs
-    return (f"{len(groups)} lockstep group(s), {args.study_epochs} epochs: {wall:.0f} s wall, training {fit:.0f} s "
-            f"({per_epoch:.1f} s per epoch for 1,440 models; the epochs themselves, steps + validation: "
-            f"{', '.join(f'{e:.1f}' for e in epochs)} s; the rest of the fit - epoch checkpoints, capture, test - "
-            f"{fit - sum(epochs):.1f} s), everything else {wall - fit:.0f} s; projected 30 epochs (the fit per epoch "
-            f"x 30 + the rest): {(wall - fit + 30 * per_epoch) / 60:.1f} min   (goal <= 15 min on one H100/H200)")
+    return (
+        f"{len(groups)} lockstep group(s), {args.study_epochs} epochs: {wall:.0f} s wall, training {fit:.0f} s "
+        f"({per_epoch:.1f} s per epoch for 1,440 models; the epochs themselves, steps + validation: "
+        f"{', '.join(f'{e:.1f}' for e in epochs)} s; the rest of the fit - epoch checkpoints, capture, test - "
+        f"{fit - sum(epochs):.1f} s), everything else {wall - fit:.0f} s; projected 30 epochs (the fit per epoch "
+        f"x 30 + the rest): {(wall - fit + 30 * per_epoch) / 60:.1f} min   (goal <= 15 min on one H100/H200)"
+    )
 
 
 def raw_folder(folder: Path, tmp: str) -> Path:
@@ -370,8 +426,12 @@ def raw_folder(folder: Path, tmp: str) -> Path:
 
 def help_seconds() -> float:
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "fmnist_pl", "--help"], capture_output=True, check=True,
-                   cwd=Path(__file__).resolve().parents[1])
+    subprocess.run(
+        [sys.executable, "-m", "fmnist_pl", "--help"],
+        capture_output=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     return time.perf_counter() - t
 
 
@@ -391,38 +451,67 @@ def cpu_model() -> str:
 def isa() -> str:
     """The vector instruction sets the CPU itself reports (torch may use fewer)."""
     try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
+        flags = next(
+            line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")
+        ).split()
     except (OSError, StopIteration):
         return "ISA unknown"
-    return "CPU has " + (", ".join(f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags)
-                         or "no AVX2")
+    return "CPU has " + (
+        ", ".join(f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags) or "no AVX2"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=400, help="timed steps per implementation")
     parser.add_argument("--warmup", type=int, default=30)
-    parser.add_argument("--full-rounds", type=int, default=1,
-                        help="with --full-epochs: this many rounds, the order alternating; the ratio is their median")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="rounds of (hand-tuned, lockstep, matmul bound); ratios are the rounds' medians")
+    parser.add_argument(
+        "--full-rounds",
+        type=int,
+        default=1,
+        help="with --full-epochs: this many rounds, the order alternating; the ratio is their median",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of (hand-tuned, lockstep, matmul bound); ratios are the rounds' medians",
+    )
     parser.add_argument("--seeds", type=int, default=5, help="also time the lockstep path with this many seeds")
     parser.add_argument("--accelerator", default="auto")
     parser.add_argument("--skip-textbook", action="store_true")
-    parser.add_argument("--no-fixed-cost", dest="fixed_cost", action="store_false",
-                        help="skip the fixed cost: four pairs of whole 1- and 2-epoch compares, the last with an "
-                             "empty kernel cache (~2.5 min on 2 CPU cores)")
-    parser.add_argument("--fixed-rounds", type=int, default=3,
-                        help="pairs of whole 1- and 2-epoch compares for the fixed cost (medians), before the "
-                             "fresh-cache pair")
-    parser.add_argument("--only-study", action="store_true",
-                        help="run only the DeepOBS-scale study (with --study-epochs): a lent GPU's minutes are few")
-    parser.add_argument("--study-epochs", type=int, default=0,
-                        help="also run the DeepOBS-scale study (4 optimizers x 36 rates x 10 seeds) for this many "
-                             "epochs (a GPU's job: 1,440 models)")
-    parser.add_argument("--full-epochs", type=int, default=0,
-                        help="also time whole trainings of this many epochs: the hand-tuned loop once per "
-                             "optimizer vs one `compare` (the goal's own terms; 30 takes ~7 min on 2 CPU cores)")
+    parser.add_argument(
+        "--no-fixed-cost",
+        dest="fixed_cost",
+        action="store_false",
+        help="skip the fixed cost: four pairs of whole 1- and 2-epoch compares, the last with an "
+        "empty kernel cache (~2.5 min on 2 CPU cores)",
+    )
+    parser.add_argument(
+        "--fixed-rounds",
+        type=int,
+        default=3,
+        help="pairs of whole 1- and 2-epoch compares for the fixed cost (medians), before the fresh-cache pair",
+    )
+    parser.add_argument(
+        "--only-study",
+        action="store_true",
+        help="run only the DeepOBS-scale study (with --study-epochs): a lent GPU's minutes are few",
+    )
+    parser.add_argument(
+        "--study-epochs",
+        type=int,
+        default=0,
+        help="also run the DeepOBS-scale study (4 optimizers x 36 rates x 10 seeds) for this many "
+        "epochs (a GPU's job: 1,440 models)",
+    )
+    parser.add_argument(
+        "--full-epochs",
+        type=int,
+        default=0,
+        help="also time whole trainings of this many epochs: the hand-tuned loop once per "
+        "optimizer vs one `compare` (the goal's own terms; 30 takes ~7 min on 2 CPU cores)",
+    )
     args = parser.parse_args()
     quiet_lightning()  # the textbook Trainers too: no start-up tips between the figures
     device = torch.device("cuda" if args.accelerator != "cpu" and torch.cuda.is_available() else "cpu")
@@ -433,9 +522,12 @@ def main() -> None:
     data = FashionMNISTDataModule(arrays=arrays)
     data.prepare()
     names = list(REFERENCE_OPTIMIZERS)
-    where = torch.cuda.get_device_name(0) if device.type == "cuda" else \
-        f"{cpu_model()} (torch kernels: {torch.backends.cpu.get_cpu_capability()}; {isa()}), " \
+    where = (
+        torch.cuda.get_device_name(0)
+        if device.type == "cuda"
+        else f"{cpu_model()} (torch kernels: {torch.backends.cpu.get_cpu_capability()}; {isa()}), "
         f"{torch.get_num_threads()} threads"
+    )
     print(f"device: {where}; torch {torch.__version__}; {args.batches} timed steps (+{args.warmup} warm-up) each")
     if args.only_study:
         print(f"DeepOBS-scale study on {where}: {study(args)}")
@@ -473,15 +565,19 @@ def main() -> None:
         print(f"{impl:20}" + "".join(f"{row[n]:10.2f}" for n in names) + f"{sum(row.values()):11.2f}")
     print(f"{'fmnist-pl lockstep':20}" + " " * 10 * len(names) + f"{lock1:11.2f}")
     steps = [r["lock_steps"] for r in rounds]
-    print(f"  a lockstep training step for the four models (no validation): {median(steps) * 1e6:.0f} us "
-          f"(rounds: {', '.join(f'{v * 1e6:.0f}' for v in steps)}; the GPU goal is <= 150 us)")
+    print(
+        f"  a lockstep training step for the four models (no validation): {median(steps) * 1e6:.0f} us "
+        f"(rounds: {', '.join(f'{v * 1e6:.0f}' for v in steps)}; the GPU goal is <= 150 us)"
+    )
     hand = sum(table["hand-tuned"].values())
     print("\nratios (lower is faster)")
     # The 0.75 goal is for whole 30-epoch trainings (--full-epochs 30): a plain loop slows down as
     # denormals appear later in training, which these early-epoch steps do not see.
-    print(f"  fmnist-pl / hand-tuned (4 optimizers, 1 seed):   {median(vs_hand):.2f}   "
-          f"(rounds: {', '.join(f'{v:.2f}' for v in vs_hand)}; early epochs - the goal is for whole trainings: "
-          "--full-epochs 30)")
+    print(
+        f"  fmnist-pl / hand-tuned (4 optimizers, 1 seed):   {median(vs_hand):.2f}   "
+        f"(rounds: {', '.join(f'{v:.2f}' for v in vs_hand)}; early epochs - the goal is for whole trainings: "
+        "--full-epochs 30)"
+    )
     if "textbook-lightning" in table:
         tb = sum(table["textbook-lightning"].values())
         print(f"  fmnist-pl / textbook Lightning:                  {lock1 / tb:.3f}  (speed-up {tb / lock1:.1f}x)")
@@ -495,36 +591,48 @@ def main() -> None:
         for r in range(args.full_rounds):
             # Alternate the order (A B, B A, ...): a drift of the machine's speed then cancels out.
             full: dict[str, Any] = {}
-            for which in (("hand", "ours") if r % 2 == 0 else ("ours", "hand")):
+            for which in ("hand", "ours") if r % 2 == 0 else ("ours", "hand"):
                 if which == "hand":
                     nvml = os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
-                    full["hand"] = {n: hand_tuned_full(s, data, args.full_epochs, device)
-                                    for n, s in zip(names, resolve(names))}
+                    full["hand"] = {
+                        n: hand_tuned_full(s, data, args.full_epochs, device) for n, s in zip(names, resolve(names))
+                    }
                     if nvml is not None:
                         os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = nvml
                 else:
                     full["ours"] = fmnist_pl_full(args.full_epochs, args)
             hand_total = sum(full["hand"].values())
             ratios.append(full["ours"] / hand_total)
-            print(f"  round {r + 1}: hand-tuned, one per optimizer: "
-                  + ", ".join(f"{n} {v:.0f}" for n, v in full["hand"].items()) + f"; total {hand_total:.0f}; "
-                  f"fmnist-pl compare (all four, with test, artifacts and report): {full['ours']:.0f}; "
-                  f"ratio {ratios[-1]:.2f}")
+            print(
+                f"  round {r + 1}: hand-tuned, one per optimizer: "
+                + ", ".join(f"{n} {v:.0f}" for n, v in full["hand"].items())
+                + f"; total {hand_total:.0f}; "
+                f"fmnist-pl compare (all four, with test, artifacts and report): {full['ours']:.0f}; "
+                f"ratio {ratios[-1]:.2f}"
+            )
         print(f"  ratio fmnist-pl / hand-tuned: {statistics.median(ratios):.2f}   (goal <= 0.6)")
-    print(f"\nmatmul bound (the step's GEMMs at this device's measured rate on those shapes, + validation): "
-          f"{bound:.2f} s per epoch per model, {4 * bound:.2f} s for four (rounds: "
-          f"{', '.join(format(r['bound'], '.2f') for r in rounds)})")
-    print(f"  fmnist-pl lockstep / 4x matmul bound:            {median(vs_bound):.2f}   (goal <= 2; rounds: "
-          f"{', '.join(f'{v:.2f}' for v in vs_bound)})")
+    print(
+        f"\nmatmul bound (the step's GEMMs at this device's measured rate on those shapes, + validation): "
+        f"{bound:.2f} s per epoch per model, {4 * bound:.2f} s for four (rounds: "
+        f"{', '.join(format(r['bound'], '.2f') for r in rounds)})"
+    )
+    print(
+        f"  fmnist-pl lockstep / 4x matmul bound:            {median(vs_bound):.2f}   (goal <= 2; rounds: "
+        f"{', '.join(f'{v:.2f}' for v in vs_bound)})"
+    )
     print(f"  hand-tuned (sum of four) / 4x matmul bound:      {median(hand_vs_bound):.2f}")
     if args.fixed_cost:
         print("\n" + "\n".join(fixed_cost(args, bound, hand, rounds=args.fixed_rounds)))
     if args.study_epochs:
         print(f"\nDeepOBS-scale study on {where}: {study(args)}")
-    print(f"\nprojected 30-epoch compare (4 optimizers): fmnist-pl {30 * lock1:.0f} s, "
-          f"hand-tuned one after another {30 * hand:.0f} s")
-    print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; "
-          f"`fmnist-pl --help`: {help_seconds():.2f} s")
+    print(
+        f"\nprojected 30-epoch compare (4 optimizers): fmnist-pl {30 * lock1:.0f} s, "
+        f"hand-tuned one after another {30 * hand:.0f} s"
+    )
+    print(
+        f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; "
+        f"`fmnist-pl --help`: {help_seconds():.2f} s"
+    )
     shutil.rmtree(args.tmp, ignore_errors=True)
 
 

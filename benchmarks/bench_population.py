@@ -29,9 +29,10 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_compare import cpu_model  # noqa: E402
+
 from fmnist_pl.architecture import parameter_count  # noqa: E402
 from fmnist_pl.engine.population import population_fitness, unflatten  # noqa: E402
-from bench_compare import cpu_model  # noqa: E402
 
 
 def seconds(fn, repeat: int) -> float:
@@ -54,16 +55,25 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--methods", action=argparse.BooleanOptionalAction, default=True,
-                        help="also time one generation of each gradient-free method at its defaults")
+    parser.add_argument(
+        "--methods",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time one generation of each gradient-free method at its defaults",
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     hidden = (300, 100)
     n = parameter_count(hidden)
-    where = torch.cuda.get_device_name(0) if device.type == "cuda" else \
-        f"{cpu_model()} ({torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} threads"
-    print(f"device: {where}; torch {torch.__version__}; MLP 784-300-100-10 ({n:,} parameters), "
-          f"batch {args.batch}, median of {args.repeat}")
+    where = (
+        torch.cuda.get_device_name(0)
+        if device.type == "cuda"
+        else f"{cpu_model()} ({torch.backends.cpu.get_cpu_capability()}), {torch.get_num_threads()} threads"
+    )
+    print(
+        f"device: {where}; torch {torch.__version__}; MLP 784-300-100-10 ({n:,} parameters), "
+        f"batch {args.batch}, median of {args.repeat}"
+    )
     print(f"{'P':>5} {'batched ms':>11} {'bound ms':>9} {'loop ms':>9} {'batched/bound':>14} {'loop/batched':>13}")
     torch.manual_seed(0)
     x = torch.rand(args.batch, 784, device=device)
@@ -95,8 +105,10 @@ def main() -> None:
                     F.cross_entropy(F.linear(h, weights[2][k], biases[2][k]), y)
 
             looped = seconds(loop, max(3, args.repeat // 3))
-            print(f"{p:>5} {batched * 1e3:>11.2f} {bound * 1e3:>9.2f} {looped * 1e3:>9.2f} "
-                  f"{batched / bound:>14.2f} {looped / batched:>13.1f}")
+            print(
+                f"{p:>5} {batched * 1e3:>11.2f} {bound * 1e3:>9.2f} {looped * 1e3:>9.2f} "
+                f"{batched / bound:>14.2f} {looped / batched:>13.1f}"
+            )
     if args.methods:
         from fmnist_pl.engine.trainer import fast_cpu_math
 
@@ -131,15 +143,17 @@ def generations(device: torch.device, hidden: tuple[int, ...], repeat: int) -> N
         def step() -> None:
             i = at[0] % (len(images) // batch)
             at[0] += 1
-            problem.set_batch(images[i * batch:(i + 1) * batch], labels[i * batch:(i + 1) * batch])
+            problem.set_batch(images[i * batch : (i + 1) * batch], labels[i * batch : (i + 1) * batch])
             searcher.step()
 
         gen = seconds(step, repeat)
         per_gen = problem.evaluated  # solutions scored in the last generation (a GA: parents and children)
         solutions = center + 0.05 * torch.randn(per_gen, center.numel(), device=device)
         fit = seconds(lambda: population_fitness(solutions, images[:batch], labels[:batch], hidden), repeat)
-        print(f"{name:>7} {hp['popsize']:>4} {batch:>6} {gen * 1e3:>8.1f} {fit * 1e3:>11.1f} "
-              f"{fit / gen:>14.0%} {1 / gen:>7.1f}")
+        print(
+            f"{name:>7} {hp['popsize']:>4} {batch:>6} {gen * 1e3:>8.1f} {fit * 1e3:>11.1f} "
+            f"{fit / gen:>14.0%} {1 / gen:>7.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,10 @@ def timed(args: list[str]) -> tuple[float, str]:
 
 
 def ray_start_stop(workers: int) -> float:
-    code = (f"import time, ray; t = time.perf_counter(); ray.init(address='local', num_cpus={workers}, "
-            "logging_level='ERROR'); ray.shutdown(); print(time.perf_counter() - t)")
+    code = (
+        f"import time, ray; t = time.perf_counter(); ray.init(address='local', num_cpus={workers}, "
+        "logging_level='ERROR'); ray.shutdown(); print(time.perf_counter() - t)"
+    )
     return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip())
 
 
@@ -57,25 +59,49 @@ def main() -> None:
     args = ap.parse_args()
     data = locate(None)
     with tempfile.TemporaryDirectory() as tmp:
-        common = ["sweep", "--optimizers", "sgd,adam", "--lrs", "0.01,0.1", "--seeds", "2", "--epochs",
-                  str(args.epochs), "--limit-train-batches", str(args.batches), "--data-dir", str(data),
-                  "--output-dir", tmp, "--no-progress"]
+        common = [
+            "sweep",
+            "--optimizers",
+            "sgd,adam",
+            "--lrs",
+            "0.01,0.1",
+            "--seeds",
+            "2",
+            "--epochs",
+            str(args.epochs),
+            "--limit-train-batches",
+            str(args.batches),
+            "--data-dir",
+            str(data),
+            "--output-dir",
+            tmp,
+            "--no-progress",
+        ]
         here, _ = timed([*common, "--name", "here"])
         there, out = timed([*common, "--name", "ray", "--ray", f"local:{args.workers}"])
         done = re.findall(r"group (\d+) of \d+ done \(\d+ runs?: ([^)]*)\) on .* in ([\d.]+) s", out)
         fits = []
         for phase in ("sweep", "final"):
             for m in sorted((Path(tmp) / "ray" / phase / "runs").rglob("metrics.json")):
-                fits.append((m.parent.relative_to(Path(tmp) / "ray" / phase / "runs").as_posix(), phase,
-                             json.loads(m.read_text())["timing"]["fit_seconds"]))
+                fits.append(
+                    (
+                        m.parent.relative_to(Path(tmp) / "ray" / phase / "runs").as_posix(),
+                        phase,
+                        json.loads(m.read_text())["timing"]["fit_seconds"],
+                    )
+                )
         start_stop = ray_start_stop(args.workers)
     print(f"CPU: {cpu()}")
-    print(f"sweep: sgd, adam x lr 0.01, 0.1 x 2 seeds, {args.epochs} epochs x {args.batches} batches, then the "
-          f"final compare at the chosen rates (same epochs)")
+    print(
+        f"sweep: sgd, adam x lr 0.01, 0.1 x 2 seeds, {args.epochs} epochs x {args.batches} batches, then the "
+        f"final compare at the chosen rates (same epochs)"
+    )
     print(f"  here (one process):           {here:7.1f} s wall")
     print(f"  --ray local:{args.workers}:                {there:7.1f} s wall  ({there / here:.2f}x)")
-    print(f"  Ray start + stop (local:{args.workers}):   {start_stop:7.1f} s, once per command (the sweep's two "
-          "compares share one instance)")
+    print(
+        f"  Ray start + stop (local:{args.workers}):   {start_stop:7.1f} s, once per command (the sweep's two "
+        "compares share one instance)"
+    )
     # Each group's fit seconds are shared by its runs (metrics.json: the group's wall time).
     per_group = []
     for _, names, seconds in done:
@@ -86,11 +112,15 @@ def main() -> None:
     if per_group:
         task = sum(t for t, _ in per_group) / len(per_group)
         fit = sum(f for _, f in per_group) / len(per_group)
-        print(f"  per group ({len(per_group)} groups): task {task:.2f} s on its worker, training {fit:.2f} s -> "
-              f"{task - fit:.2f} s per group in the task (Lightning set-up, test pass, files back)")
+        print(
+            f"  per group ({len(per_group)} groups): task {task:.2f} s on its worker, training {fit:.2f} s -> "
+            f"{task - fit:.2f} s per group in the task (Lightning set-up, test pass, files back)"
+        )
         slots = (there - start_stop) * args.workers - sum(f for _, f in per_group)
-        print(f"  all but training, per group: {slots / len(per_group):.2f} worker-seconds (adds the workers' start "
-              "and imports, scheduling, the driver's setup and report)")
+        print(
+            f"  all but training, per group: {slots / len(per_group):.2f} worker-seconds (adds the workers' start "
+            "and imports, scheduling, the driver's setup and report)"
+        )
 
 
 if __name__ == "__main__":

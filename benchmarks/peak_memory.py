@@ -78,10 +78,12 @@ def main() -> None:
         time.sleep(0.2)
     wall = time.perf_counter() - began
     biggest = sorted(largest.values(), reverse=True)
-    print(f"{' '.join(command)}: exit {proc.returncode}, {wall:.1f} s wall; up to {peak_procs} processes; "
-          f"peak PSS of the process tree {peak_pss / 2**20:.2f} GiB, peak sum of RSS {peak_rss / 2**20:.2f} GiB; "
-          f"largest RSS per process (GiB): {', '.join(f'{r / 2**20:.2f}' for r in biggest[:6])}",
-          file=sys.stderr)
+    print(
+        f"{' '.join(command)}: exit {proc.returncode}, {wall:.1f} s wall; up to {peak_procs} processes; "
+        f"peak PSS of the process tree {peak_pss / 2**20:.2f} GiB, peak sum of RSS {peak_rss / 2**20:.2f} GiB; "
+        f"largest RSS per process (GiB): {', '.join(f'{r / 2**20:.2f}' for r in biggest[:6])}",
+        file=sys.stderr,
+    )
     sys.exit(proc.returncode)
 
 

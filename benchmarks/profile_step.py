@@ -34,7 +34,7 @@ from fmnist_pl.engine import lockstep  # noqa: E402
 from fmnist_pl.engine.lockstep import LitLockstep  # noqa: E402
 from fmnist_pl.engine.trainer import fast_cpu_math, make_trainer  # noqa: E402
 from fmnist_pl.optim.registry import REFERENCE_OPTIMIZERS  # noqa: E402
-from fmnist_pl.run.plan import plan  # noqa: E402
+from fmnist_pl.plan import plan  # noqa: E402
 
 
 class Done(Exception):
@@ -82,27 +82,39 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--profiled", type=int, default=10)
     parser.add_argument("--rows", type=int, default=25)
-    parser.add_argument("--as-before", action="store_true",
-                        help="one optimizer instance per class, stepped one after another (no CUDA streams)")
+    parser.add_argument(
+        "--as-before",
+        action="store_true",
+        help="one optimizer instance per class, stepped one after another (no CUDA streams)",
+    )
     args = parser.parse_args()
     if args.as_before:
         lockstep.SETTINGS_PER_OPTIMIZER = 10**9
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     seeds = list(range(42, 42 + args.seeds))
-    config = CompareConfig(optimizers=tuple(REFERENCE_OPTIMIZERS), lrs=parse_lrs(args.lrs) if ":" in args.lrs else (),
-                           seeds=args.seeds)
+    config = CompareConfig(
+        optimizers=tuple(REFERENCE_OPTIMIZERS), lrs=parse_lrs(args.lrs) if ":" in args.lrs else (), seeds=args.seeds
+    )
     members = plan(config)
     k = len(members)
     where = torch.cuda.get_device_name(0) if device.type == "cuda" else "CPU"
     module = LitLockstep(members, concurrent_optimizers=not args.as_before)
     how = "on separate CUDA streams" if device.type == "cuda" and not args.as_before else "one after another"
-    print(f"{where}; torch {torch.__version__}; {k} models in one lockstep group; "
-          f"{len(module.optimizer_groups())} optimizer instances, stepped {how}")
+    print(
+        f"{where}; torch {torch.__version__}; {k} models in one lockstep group; "
+        f"{len(module.optimizer_groups())} optimizer instances, stepped {how}"
+    )
     out = Path(tempfile.mkdtemp(prefix="fmnist-profile-"))
     timer = TimeThenProfile(args.warmup, args.steps, args.profiled, device)
-    trainer = make_trainer(out, [m.name for m in members], 1, "gpu" if device.type == "cuda" else "cpu",
-                           out / "ckpt", progress=False,
-                           limit_train_batches=args.warmup + args.steps + args.profiled)
+    trainer = make_trainer(
+        out,
+        [m.name for m in members],
+        1,
+        "gpu" if device.type == "cuda" else "cpu",
+        out / "ckpt",
+        progress=False,
+        limit_train_batches=args.warmup + args.steps + args.profiled,
+    )
     trainer.callbacks.append(timer)
     try:
         with fast_cpu_math():
@@ -112,12 +124,19 @@ def main() -> None:
     finally:
         shutil.rmtree(out, ignore_errors=True)  # its TensorBoard logs: nothing this script reads
     per = timer.seconds
-    print(f"a step as the engine runs it ({'CUDA graph replays' if device.type == 'cuda' else 'eager'}): "
-          f"{per * 1e3:.2f} ms, {per / k * 1e6:.1f} us per model; 1,719 steps (an epoch's training): {per * 1719:.1f} s")
+    print(
+        f"a step as the engine runs it ({'CUDA graph replays' if device.type == 'cuda' else 'eager'}): "
+        f"{per * 1e3:.2f} ms, {per / k * 1e6:.1f} us per model; 1,719 steps (an epoch's training): {per * 1719:.1f} s"
+    )
     stacked = module.net.parameters_in_order()
     size = sum(p.numel() * p.element_size() for p in stacked)
-    states = sum(v.numel() * v.element_size() for opt in trainer.optimizers[:-1] for s in opt.state.values()
-                 for v in s.values() if torch.is_tensor(v) and v.dim() > 0)
+    states = sum(
+        v.numel() * v.element_size()
+        for opt in trainer.optimizers[:-1]
+        for s in opt.state.values()
+        for v in s.values()
+        if torch.is_tensor(v) and v.dim() > 0
+    )
     if device.type == "cuda":
         src = torch.empty(256 * 2**20, dtype=torch.uint8, device=device)
         dst = torch.empty_like(src)
@@ -131,8 +150,10 @@ def main() -> None:
         # the forward reads the weights, the backward writes their gradients, the optimizer reads
         # weights, gradients and states and writes weights and states
         traffic = 2 * size + 3 * size + 2 * states
-        print(f"weights {size / 2**30:.2f} GiB, optimizer state {states / 2**30:.2f} GiB; copy rate "
-              f"{rate / 1e12:.2f} TB/s: memory-traffic floor of a step {traffic / rate * 1e3:.2f} ms")
+        print(
+            f"weights {size / 2**30:.2f} GiB, optimizer state {states / 2**30:.2f} GiB; copy rate "
+            f"{rate / 1e12:.2f} TB/s: memory-traffic floor of a step {traffic / rate * 1e3:.2f} ms"
+        )
     key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     print(f"\n{args.profiled} steps under torch.profiler, by {key}:")
     print(timer.prof.key_averages().table(sort_by=key, row_limit=args.rows, max_name_column_width=70))

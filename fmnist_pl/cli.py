@@ -9,63 +9,112 @@ user can cause answer in a fraction of a second.
 from __future__ import annotations
 
 import gc
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Callable, List, Optional
 
 import typer
 
-from fmnist_pl.config import CompareConfig, ConfigError, parse_hidden, parse_lrs
-from fmnist_pl.data.idx import DataError
-from fmnist_pl.optim.registry import REFERENCE_OPTIMIZERS, REGISTRY, OptimizerError
-from fmnist_pl.results import ResultsError
-from fmnist_pl.run.cluster import parse_address
+from fmnist_pl import __version__
+from fmnist_pl.config import CompareConfig, parse_hidden, parse_lrs
+from fmnist_pl.data.idx import DEBIAN_DIR
+from fmnist_pl.errors import USER_ERRORS, ConfigError, GroupFailed, Interrupted
+from fmnist_pl.execution.cluster import parse_address
+from fmnist_pl.optim.registry import REFERENCE_OPTIMIZERS, REGISTRY
 
 if TYPE_CHECKING:
+    from fmnist_pl.execution.backend import Backend
     from fmnist_pl.report.figures import Drawer
-    from fmnist_pl.run.pool import TrainingPool
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
-                  help="Which optimizer trains the Fashion-MNIST MLP best? Train, compare, report.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    help="Which optimizer trains the Fashion-MNIST MLP best? Train, compare, report.",
+)
 
-USER_ERRORS = (ConfigError, DataError, OptimizerError, ResultsError)
 # Click's UsageError, whether Typer vendors Click (>= 0.25) or depends on it.
 UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 # ------------------------------------------------------------------ options shared by compare and sweep
-Epochs = Annotated[int, typer.Option(help="Epochs per run (the reference: 30).")]
-BatchSize = Annotated[int, typer.Option(help="Batch size (Keras' default, which the reference used).")]
-Optimizers = Annotated[str, typer.Option("--optimizers", help="Comma-separated registry names; see "
-                                         "`fmnist-pl list-optimizers`.")]
-Set = Annotated[List[str], typer.Option("--set", help="Per-optimizer hyperparameter, e.g. adam.lr=3e-4 "
-                                        "(repeatable).")]
-Seed = Annotated[int, typer.Option(help="First seed; every optimizer gets the same weights and batch order.")]
-Seeds = Annotated[int, typer.Option(help="Runs per optimizer (seed, seed+1, ...), paired across optimizers.")]
-Hidden = Annotated[List[str], typer.Option(help="Hidden layer sizes; repeat to compare the optimizers on several "
-                                           "architectures: --hidden 300,100 --hidden 512,256,128.")]
-Target = Annotated[float, typer.Option(help="Report epochs and seconds to reach this validation accuracy.")]
-Accelerator = Annotated[str, typer.Option(help="auto (GPU when present), cpu, gpu.")]
-DataDir = Annotated[Optional[Path], typer.Option(help="Folder of the four IDX files [default: $FMNIST_DATA, "
-                                                 "else /usr/share/datasets/fashion-mnist].")]
+# Help texts are Rich markup: a "[word...]" in one would vanish from --help. A default that is not a
+# value (a timestamp, one per core) goes in show_default, which Typer prints as "[default: (...)]".
+BatchSize = Annotated[int, typer.Option(metavar="N", help="Batch size (Keras' default, which the reference used).")]
+Optimizers = Annotated[
+    str,
+    typer.Option(
+        "--optimizers", metavar="NAMES", help="Comma-separated registry names; see `fmnist-pl list-optimizers`."
+    ),
+]
+Set = Annotated[
+    List[str],
+    typer.Option(
+        "--set", metavar="OPT.PARAM=VALUE", help="Per-optimizer hyperparameter, e.g. adam.lr=3e-4 (repeatable)."
+    ),
+]
+Seed = Annotated[
+    int, typer.Option(metavar="N", help="First seed; every optimizer gets the same weights and batch order.")
+]
+Seeds = Annotated[
+    int, typer.Option(metavar="N", help="Runs per optimizer (seed, seed+1, ...), paired across optimizers.")
+]
+Hidden = Annotated[
+    List[str],
+    typer.Option(
+        metavar="SIZES",
+        help="Hidden layer sizes; repeat to compare the "
+        "optimizers on several architectures: --hidden 300,100 --hidden "
+        "512,256,128.",
+    ),
+]
+Target = Annotated[
+    float, typer.Option(metavar="ACCURACY", help="Report epochs and seconds to reach this validation accuracy.")
+]
+Accelerator = Annotated[str, typer.Option(metavar="auto|cpu|gpu", help="auto (GPU when present), cpu, gpu.")]
+DataDir = Annotated[
+    Optional[Path],
+    typer.Option(metavar="DIR", help="Folder of the four IDX files.", show_default=f"$FMNIST_DATA, else {DEBIAN_DIR}"),
+]
 Download = Annotated[bool, typer.Option(help="Download with torchvision if no local copy exists (online only).")]
-OutputDir = Annotated[Path, typer.Option(help="Where result folders are created.")]
-Name = Annotated[Optional[str], typer.Option(help="Folder name under --output-dir [default: a timestamp].")]
-LimitTrainBatches = Annotated[Optional[int], typer.Option(help="Batches per epoch (quick smoke runs).")]
+OutputDir = Annotated[Path, typer.Option(metavar="DIR", help="Where result folders are created.")]
+Name = Annotated[
+    Optional[str], typer.Option(metavar="NAME", help="Folder name under --output-dir.", show_default="a timestamp")
+]
+LimitTrainBatches = Annotated[Optional[int], typer.Option(metavar="N", help="Batches per epoch (quick smoke runs).")]
 Progress = Annotated[bool, typer.Option(help="Show progress bars.")]
-Separate = Annotated[bool, typer.Option(help="Train each run alone, so that its seconds per epoch are its own "
-                                        "optimizer's cost (slower than the default lockstep; same numbers).")]
-Ray = Annotated[Optional[str], typer.Option(
-    "--ray", help="Train on a Ray cluster: auto (the cluster this machine is in), ray://HOST:10001, HOST:6379, or "
-                  "local[:N] (start Ray here with N CPUs). Same folder, report and numbers as without it.")]
-Workers = Annotated[Optional[int], typer.Option(
-    help="Processes that train at the same time on this CPU, each a share of the runs [default: one per core, at "
-         "most one per run]; 1 trains every run in this process. Same numbers either way.")]
+Separate = Annotated[
+    bool,
+    typer.Option(
+        help="Train each run alone, so that its seconds per epoch are its own "
+        "optimizer's cost (slower than the default lockstep; same numbers)."
+    ),
+]
+Ray = Annotated[
+    Optional[str],
+    typer.Option(
+        "--ray",
+        metavar="ADDRESS",
+        help="Train on a Ray cluster: auto (the cluster this machine is in), "
+        "ray://HOST:10001, HOST:6379, or local[:N] (start Ray here with N CPUs). Same folder, report and numbers as "
+        "without it.",
+    ),
+]
+Workers = Annotated[
+    Optional[int],
+    typer.Option(
+        metavar="N",
+        help="Processes that train at the same time on this CPU, each a share of the runs; 1 trains every "
+        "run in this process. Same numbers either way.",
+        show_default="one per core, at most one per run",
+    ),
+]
 DEFAULT_OPTIMIZERS = ",".join(REFERENCE_OPTIMIZERS)
 
 
 def fail(message: str) -> None:
     """One line on stderr, exit code 2: the convention for bad input (unless a stop caused it)."""
-    from fmnist_pl import stops
+    from fmnist_pl.runtime import stops
 
     if stops.requested() is not None:
         raise stops.Stopped(stops.requested())
@@ -95,79 +144,191 @@ def _config(**options: object) -> CompareConfig:
     return CompareConfig(**fields)  # type: ignore[arg-type]
 
 
+def _print_version(asked: bool) -> None:
+    """``--version``: print the version and exit before any command runs (an eager option)."""
+    if asked:
+        typer.echo(f"fmnist-pl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """The options that come before the command (``--version``)."""
+
+
 @app.command()
 def compare(
     ctx: typer.Context,
-    epochs: Epochs = 30, batch_size: BatchSize = 32, optimizers: Optimizers = DEFAULT_OPTIMIZERS,
-    lr: Annotated[Optional[float], typer.Option(help="One learning rate for every gradient optimizer "
-                                                "(gradient-free ones keep theirs; see --set).")] = None,
-    set_: Set = [], seed: Seed = 42, seeds: Seeds = 1, hidden: Hidden = ["300,100"], target: Target = 0.88,
-    accelerator: Accelerator = "auto", data_dir: DataDir = None, download: Download = False,
-    output_dir: OutputDir = Path("outputs"), name: Name = None, limit_train_batches: LimitTrainBatches = None,
-    progress: Progress = True, separate: Separate = False,
-    time_budget: Annotated[Optional[float], typer.Option(
-        help="Stop every run after this many seconds of training (each run then trains alone), to compare "
-             "methods at equal time; --epochs still caps it.")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue the compare in this folder (its own settings).")] = None,
-    ray: Ray = None, workers: Workers = None,
+    epochs: Annotated[int, typer.Option(metavar="N", help="Epochs per run; the default is the reference's.")] = 30,
+    batch_size: BatchSize = 32,
+    optimizers: Optimizers = DEFAULT_OPTIMIZERS,
+    lr: Annotated[
+        Optional[float],
+        typer.Option(
+            metavar="RATE",
+            help="One learning rate for every gradient optimizer (gradient-free ones keep theirs; see --set).",
+        ),
+    ] = None,
+    set_: Set = [],
+    seed: Seed = 42,
+    seeds: Seeds = 1,
+    hidden: Hidden = ["300,100"],
+    target: Target = 0.88,
+    accelerator: Accelerator = "auto",
+    data_dir: DataDir = None,
+    download: Download = False,
+    output_dir: OutputDir = Path("outputs"),
+    name: Name = None,
+    limit_train_batches: LimitTrainBatches = None,
+    progress: Progress = True,
+    separate: Separate = False,
+    time_budget: Annotated[
+        Optional[float],
+        typer.Option(
+            metavar="SECONDS",
+            help="Stop every run after this many seconds of training (each run then trains "
+            "alone), to compare methods at equal time; --epochs still caps it.",
+        ),
+    ] = None,
+    resume: Annotated[
+        Optional[Path], typer.Option(metavar="DIR", help="Continue the compare in this folder (its own settings).")
+    ] = None,
+    ray: Ray = None,
+    workers: Workers = None,
 ) -> None:
     """Train every optimizer on Fashion-MNIST, then write the HTML report and print the ranking."""
-    from fmnist_pl.run.compare import compare as run_compare
+    from fmnist_pl.study.compare import compare as run_compare
 
     try:
-        config = resume_config(resume, ctx, progress) if resume is not None else _config(
-            optimizers=optimizers, set_=set_, hidden=hidden, data_dir=data_dir, output_dir=output_dir,
-            epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, seeds=seeds, target=target,
-            accelerator=accelerator, download=download, name=name, limit_train_batches=limit_train_batches,
-            progress=progress, separate=separate, time_budget=time_budget)
+        config = (
+            resume_config(resume, ctx, progress)
+            if resume is not None
+            else _config(
+                optimizers=optimizers,
+                set_=set_,
+                hidden=hidden,
+                data_dir=data_dir,
+                output_dir=output_dir,
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=lr,
+                seed=seed,
+                seeds=seeds,
+                target=target,
+                accelerator=accelerator,
+                download=download,
+                name=name,
+                limit_train_batches=limit_train_batches,
+                progress=progress,
+                separate=separate,
+                time_budget=time_budget,
+            )
+        )
         if ray is not None:
             parse_address(ray)
         processes = _workers(workers, config, ray)
     except USER_ERRORS as exc:
         fail(str(exc))
-    run_and_report(lambda drawer, pool: run_compare(config, resume=resume is not None, echo=typer.echo, ray=ray,
-                                                    drawer=drawer, pool=pool), processes)
+    run_and_report(
+        lambda drawer, backend: run_compare(
+            config, resume=resume is not None, echo=typer.echo, backend=backend, drawer=drawer
+        ),
+        processes,
+        ray,
+    )
 
 
 @app.command()
 def sweep(
-    lrs: Annotated[Optional[str], typer.Option(help="Learning rates: START:STOP:COUNT (log grid) like 1e-4:1e0:7, "
-                                               "or 0.001,0.01.")] = None,
-    lr_find: Annotated[bool, typer.Option("--lr-find", help="Use Lightning's learning-rate finder instead of a "
-                                          "grid.")] = False,
-    epochs: Epochs = 10,
-    final_epochs: Annotated[Optional[int], typer.Option(help="Epochs of the final comparison "
-                                                        "[default: --epochs].")] = None,
-    batch_size: BatchSize = 32, optimizers: Optimizers = DEFAULT_OPTIMIZERS, set_: Set = [], seed: Seed = 42,
-    seeds: Seeds = 1, hidden: Hidden = ["300,100"], target: Target = 0.88, accelerator: Accelerator = "auto",
-    data_dir: DataDir = None, download: Download = False, output_dir: OutputDir = Path("outputs"), name: Name = None,
-    limit_train_batches: LimitTrainBatches = None, progress: Progress = True, separate: Separate = False,
-    ray: Ray = None, workers: Workers = None,
+    lrs: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="START:STOP:COUNT|LIST",
+            help="Learning rates: START:STOP:COUNT (log grid) like 1e-4:1e0:7, or 0.001,0.01.",
+        ),
+    ] = None,
+    lr_find: Annotated[
+        bool, typer.Option("--lr-find", help="Use Lightning's learning-rate finder instead of a grid.")
+    ] = False,
+    epochs: Annotated[
+        int,
+        typer.Option(
+            metavar="N",
+            help="Epochs per run of the learning-rate search, and of the "
+            "final comparison unless --final-epochs is given.",
+        ),
+    ] = 10,
+    final_epochs: Annotated[
+        Optional[int],
+        typer.Option(
+            metavar="N", help="Epochs per run of the final comparison at the tuned rates.", show_default="--epochs"
+        ),
+    ] = None,
+    batch_size: BatchSize = 32,
+    optimizers: Optimizers = DEFAULT_OPTIMIZERS,
+    set_: Set = [],
+    seed: Seed = 42,
+    seeds: Seeds = 1,
+    hidden: Hidden = ["300,100"],
+    target: Target = 0.88,
+    accelerator: Accelerator = "auto",
+    data_dir: DataDir = None,
+    download: Download = False,
+    output_dir: OutputDir = Path("outputs"),
+    name: Name = None,
+    limit_train_batches: LimitTrainBatches = None,
+    progress: Progress = True,
+    separate: Separate = False,
+    ray: Ray = None,
+    workers: Workers = None,
 ) -> None:
     """Tune each optimizer's learning rate on the VALIDATION set, then compare them at their tuned rates.
 
     Rerun the same command (same --output-dir and --name) to resume it.
     """
-    from fmnist_pl.run.sweep import sweep as run_sweep
+    from fmnist_pl.study.sweep import sweep as run_sweep
 
     try:
-        config = _config(optimizers=optimizers, set_=set_, hidden=hidden, data_dir=data_dir, output_dir=output_dir,
-                         epochs=epochs, batch_size=batch_size, seed=seed, seeds=seeds, target=target,
-                         accelerator=accelerator, download=download, name=name,
-                         limit_train_batches=limit_train_batches, progress=progress, separate=separate,
-                         lrs=parse_lrs(lrs) if lrs and not lr_find else ())
+        config = _config(
+            optimizers=optimizers,
+            set_=set_,
+            hidden=hidden,
+            data_dir=data_dir,
+            output_dir=output_dir,
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+            seeds=seeds,
+            target=target,
+            accelerator=accelerator,
+            download=download,
+            name=name,
+            limit_train_batches=limit_train_batches,
+            progress=progress,
+            separate=separate,
+            lrs=parse_lrs(lrs) if lrs and not lr_find else (),
+        )
         if ray is not None:
             parse_address(ray)
         processes = _workers(workers, config, ray)
     except USER_ERRORS as exc:
         fail(str(exc))
-    run_and_report(lambda drawer, pool: run_sweep(config, final_epochs=final_epochs, echo=typer.echo,
-                                                  lr_find=lr_find, ray=ray, drawer=drawer, pool=pool), processes)
+    run_and_report(
+        lambda drawer, backend: run_sweep(
+            config, final_epochs=final_epochs, echo=typer.echo, lr_find=lr_find, backend=backend, drawer=drawer
+        ),
+        processes,
+        ray,
+    )
 
 
 def _workers(asked: int | None, config: CompareConfig, ray: str | None) -> int:
     """The training processes to start: ``--workers`` (checked against the rest), else the default."""
-    from fmnist_pl.run.pool import check_workers, default_workers
+    from fmnist_pl.execution.pool import check_workers, default_workers
 
     if asked is None:
         return 1 if ray is not None else default_workers(config)
@@ -175,37 +336,44 @@ def _workers(asked: int | None, config: CompareConfig, ray: str | None) -> int:
     return asked
 
 
-def run_and_report(train: Callable[["Drawer", "TrainingPool | None"], Path], workers: int = 1) -> None:
+def _backend(workers: int, ray: str | None) -> Backend:
+    """Where the runs train: a Ray cluster (``--ray``), else ``workers`` processes of this machine."""
+    if ray is not None:
+        from fmnist_pl.execution.ray_backend import RayCluster
+
+        return RayCluster(ray)
+    from fmnist_pl.execution.pool import local_backend
+
+    return local_backend(workers)
+
+
+def run_and_report(train: Callable[[Drawer, Backend], Path], workers: int = 1, ray: str | None = None) -> None:
     """Run ``train``; then print the ranking and the report's path. Bad input: exit 2; interrupted: 130.
 
-    ``train`` gets this machine's training processes (``workers`` of them; None for 1) and the
-    report figures' worker process, started here, first: their imports run while this process
-    plans and reads the data, and the figures are drawn while the summary is computed. The
-    command line starts them (not the Python API), as a spawned process imports the ``__main__``
-    module again - this one's is guarded; a user's script might not be.
+    ``train`` gets the backend (a Ray cluster for ``ray``, else this machine's ``workers``
+    training processes) and the report figures' worker process, started here, first: their
+    imports run while this process plans and reads the data, and the figures are drawn while
+    the summary is computed. The command line starts them (not the Python API), as a spawned
+    process imports the ``__main__`` module again - this one's is guarded; a user's script might not be.
     """
-    from fmnist_pl.run.cluster import GroupFailed
-    from fmnist_pl.run.compare import Interrupted
-    from fmnist_pl.run.pool import training_pool
-
     try:
-        with training_pool(workers) as pool:
+        with _backend(workers, ray) as backend:
             # Imported once the pool has started (the report's modules bring numpy, ~80 ms): the pool's
             # fork server imports Lightning, the start's critical path.
             from fmnist_pl.report.figures import Drawer
 
             with Drawer() as drawer:
-                out = train(drawer, pool)
+                out = train(drawer, backend)
     except USER_ERRORS as exc:
         fail(str(exc))
     except GroupFailed as exc:  # a bug, not bad input: exit 1 (its traceback is in errors.log)
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     except Interrupted as exc:
         typer.echo(str(exc), err=True)
-        raise typer.Exit(exc.exit_code)
+        raise typer.Exit(exc.exit_code) from None
     print_ranking(out)
-    typer.echo(f"report: {out / 'report.html'}")
+    typer.echo(f"report: {shlex.quote(str(out / 'report.html'))}")
 
 
 def _given(ctx: typer.Context) -> dict[str, object]:
@@ -221,19 +389,26 @@ def _given(ctx: typer.Context) -> dict[str, object]:
 
 def resume_config(folder: Path, ctx: typer.Context | None = None, progress: bool = True) -> CompareConfig:
     """The saved config of ``folder``; an option typed beside ``--resume`` must agree with it."""
-    from fmnist_pl import results
+    from fmnist_pl import store
 
-    loaded = results.load_compare(folder)  # raises ResultsError for a folder without results
+    loaded = store.load_compare(folder)  # raises ResultsError for a folder without results
     saved = CompareConfig.from_dict(loaded["config"]["config"]).to_dict()
     given = _given(ctx) if ctx is not None else {}
     flag = {"overrides": "--set", "more_hidden": "--hidden"}
     asked = CompareConfig.from_dict(saved | given).to_dict()  # the same normal form as the saved settings
-    conflicts = [f"{flag.get(k, '--' + k.replace('_', '-'))} {given[k]!r} (saved: {saved[k]!r})" for k in given
-                 if k in ("output_dir", "name") or asked[k] != saved[k]]
+    conflicts = [
+        f"{flag.get(k, '--' + k.replace('_', '-'))} {given[k]!r} (saved: {saved[k]!r})"
+        for k in given
+        if k in ("output_dir", "name") or asked[k] != saved[k]
+    ]
     if conflicts:
-        raise ConfigError(f"--resume continues with the settings saved in {folder / results.CONFIG_FILE}; "
-                          f"{'; '.join(conflicts)} conflict: drop them, or start a new compare with another --name")
-    return CompareConfig.from_dict(saved | {"output_dir": str(folder.parent), "name": folder.name, "progress": progress})
+        raise ConfigError(
+            f"--resume continues with the settings saved in {folder / store.CONFIG_FILE}; "
+            f"{'; '.join(conflicts)} conflict: drop them, or start a new compare with another --name"
+        )
+    return CompareConfig.from_dict(
+        saved | {"output_dir": str(folder.parent), "name": folder.name, "progress": progress}
+    )
 
 
 def print_ranking(folder: Path) -> None:
@@ -241,9 +416,9 @@ def print_ranking(folder: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from fmnist_pl import results
+    from fmnist_pl import store
 
-    summary = results.read_json(folder / results.SUMMARY_FILE)
+    summary = store.read_json(folder / store.SUMMARY_FILE)
     table = Table(title="Test set, last epoch")
     for col in ("run", "status", "accuracy", "macro-F1", "best val epoch", "s/epoch"):
         table.add_column(col, justify="left" if col in ("run", "status") else "right")
@@ -252,8 +427,14 @@ def print_ranking(folder: Path) -> None:
         return "–" if value is None else format(value, spec)
 
     for row in summary["rows"]:
-        table.add_row(row["run"], row["status"], fmt(row["test_acc"], ".4f"), fmt(row["test_f1"], ".4f"),
-                      fmt(row["best_epoch"], "d"), fmt(row["seconds_per_epoch"], ".2f"))
+        table.add_row(
+            row["run"],
+            row["status"],
+            fmt(row["test_acc"], ".4f"),
+            fmt(row["test_f1"], ".4f"),
+            fmt(row["best_epoch"], "d"),
+            fmt(row["seconds_per_epoch"], ".2f"),
+        )
     Console().print(table)
     for label, r in summary["rankings"].items():
         typer.echo(f"ranking by {label}: {r['text'] or 'no finished run'}")
@@ -265,9 +446,9 @@ def print_ranking(folder: Path) -> None:
 
 
 @app.command()
-def report(folder: Path = typer.Argument(..., help="A compare folder, e.g. outputs/<run>.")) -> None:
+def report(folder: Path = typer.Argument(..., metavar="FOLDER", help="A compare folder, e.g. outputs/<run>.")) -> None:
     """Rebuild summary.json and report.html from the results saved in FOLDER, without training."""
-    from fmnist_pl.run.compare import finish
+    from fmnist_pl.study.compare import finish
 
     try:
         path = finish(folder)
@@ -309,7 +490,7 @@ def _leave(code: int | str | None) -> None:
 
 
 def _main() -> None:
-    from fmnist_pl import stops
+    from fmnist_pl.runtime import stops
 
     try:
         with stops.stops_as_exceptions():

@@ -2,7 +2,7 @@
 
 ``CompareConfig`` is what the user asked for (validated on construction: a bad value is a
 one-line :class:`ConfigError`); ``RunPlan`` is one training run the planner derived from it
-(:mod:`fmnist_pl.run.plan`), with the structured key its results are filed and grouped by.
+(:mod:`fmnist_pl.plan`), with the structured key its results are filed and grouped by.
 """
 
 from __future__ import annotations
@@ -13,16 +13,12 @@ from typing import Any
 
 from fmnist_pl.architecture import REFERENCE_HIDDEN
 from fmnist_pl.data.idx import VAL_SIZE
+from fmnist_pl.errors import ConfigError
 from fmnist_pl.optim.registry import REFERENCE_OPTIMIZERS, OptimizerSpec
-
 
 NAME_MAX = 255  # bytes in one folder name on Linux/macOS file systems
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit seed
 MAX_LRS = 1_000  # points in one learning-rate grid (a bound, so a typo cannot plan 10^8 runs)
-
-
-class ConfigError(ValueError):
-    """A user-caused bad setting; the message names the value and the fix."""
 
 
 def check_lr(value: float, where: str) -> float:
@@ -72,22 +68,35 @@ class CompareConfig:
         for hidden in (self.hidden, *self.more_hidden):
             if not hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
                 raise ConfigError(f"--hidden must list layer sizes >= 1 like 300,100, got {hidden!r}")
-        if self.time_budget is not None and (isinstance(self.time_budget, bool) or not isinstance(
-                self.time_budget, (int, float)) or not math.isfinite(self.time_budget) or self.time_budget <= 0):
+        if self.time_budget is not None and (
+            isinstance(self.time_budget, bool)
+            or not isinstance(self.time_budget, (int, float))
+            or not math.isfinite(self.time_budget)
+            or self.time_budget <= 0
+        ):
             raise ConfigError(f"--time-budget must be a number of seconds > 0, got {self.time_budget!r}")
         if self.target is not None and not 0 < self.target <= 1:
             raise ConfigError(f"--target must be a validation accuracy in (0, 1], got {self.target!r}")
         if self.accelerator not in ("auto", "cpu", "gpu", "cuda", "mps"):
             raise ConfigError(f"--accelerator must be one of auto, cpu, gpu, cuda, mps; got {self.accelerator!r}")
-        if self.name is not None and (not self.name or "/" in self.name or "\0" in self.name
-                                      or self.name in (".", "..")):
+        if self.name is not None and (
+            not self.name or "/" in self.name or "\0" in self.name or self.name in (".", "..")
+        ):
             raise ConfigError(f"--name must be a plain folder name, got {self.name!r}")
         if self.name is not None and len(self.name.encode()) > NAME_MAX:
-            raise ConfigError(f"--name is {len(self.name.encode())} bytes long; a folder name has at most "
-                              f"{NAME_MAX}: choose a shorter --name")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED - self.seeds + 1:
-            raise ConfigError(f"--seed must be a whole number from 0 to {MAX_SEED - self.seeds + 1:,} (with --seeds "
-                              f"{self.seeds}, every seed up to seed+{self.seeds - 1} must fit in 63 bits), got {self.seed!r}")
+            raise ConfigError(
+                f"--name is {len(self.name.encode())} bytes long; a folder name has at most "
+                f"{NAME_MAX}: choose a shorter --name"
+            )
+        if (
+            isinstance(self.seed, bool)
+            or not isinstance(self.seed, int)
+            or not 0 <= self.seed <= MAX_SEED - self.seeds + 1
+        ):
+            raise ConfigError(
+                f"--seed must be a whole number from 0 to {MAX_SEED - self.seeds + 1:,} (with --seeds "
+                f"{self.seeds}, every seed up to seed+{self.seeds - 1} must fit in 63 bits), got {self.seed!r}"
+            )
 
     @property
     def architecture_list(self) -> list[tuple[int, ...]]:
@@ -112,10 +121,13 @@ class CompareConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "CompareConfig":
+    def from_dict(cls, data: dict[str, Any]) -> CompareConfig:
         known = set(cls.__dataclass_fields__)
-        clean = {k: (tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v)
-                 for k, v in data.items() if k in known}
+        clean = {
+            k: (tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v)
+            for k, v in data.items()
+            if k in known
+        }
         return cls(**clean)
 
 
@@ -138,15 +150,26 @@ class RunPlan:
     hidden: tuple[int, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run": self.name, "setting": self.setting, "variant": self.variant,
-                "optimizer": self.optimizer.to_dict(),
-                "seed": self.seed, "hidden": list(self.hidden)}
+        return {
+            "run": self.name,
+            "setting": self.setting,
+            "variant": self.variant,
+            "optimizer": self.optimizer.to_dict(),
+            "seed": self.seed,
+            "hidden": list(self.hidden),
+        }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunPlan":
+    def from_dict(cls, data: dict[str, Any]) -> RunPlan:
         opt = data["optimizer"]
-        return cls(name=data["run"], setting=data["setting"], variant=data["variant"], optimizer=OptimizerSpec(opt["name"], opt["hparams"]),
-                   seed=int(data["seed"]), hidden=tuple(int(h) for h in data["hidden"]))
+        return cls(
+            name=data["run"],
+            setting=data["setting"],
+            variant=data["variant"],
+            optimizer=OptimizerSpec(opt["name"], opt["hparams"]),
+            seed=int(data["seed"]),
+            hidden=tuple(int(h) for h in data["hidden"]),
+        )
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:
@@ -169,8 +192,9 @@ def parse_lrs(text: str) -> tuple[float, ...]:
             if n < 2:
                 raise ValueError
             if n > MAX_LRS:
-                raise ConfigError(f"--lrs asks for {n:,} learning rates; at most {MAX_LRS:,} (DeepOBS uses 36): "
-                                  "use a smaller COUNT")
+                raise ConfigError(
+                    f"--lrs asks for {n:,} learning rates; at most {MAX_LRS:,} (DeepOBS uses 36): use a smaller COUNT"
+                )
             lrs = tuple(float(f"{10 ** (lo + (hi - lo) * i / (n - 1)):.3g}") for i in range(n))
         else:
             lrs = tuple(float(v) for v in text.split(","))
@@ -179,8 +203,10 @@ def parse_lrs(text: str) -> tuple[float, ...]:
     except ConfigError:
         raise
     except ValueError:
-        raise ConfigError(f"--lrs must be START:STOP:COUNT (log grid, COUNT >= 2) like 1e-4:1e0:7, "
-                          f"or a list like 0.001,0.01; got {text!r}") from None
+        raise ConfigError(
+            f"--lrs must be START:STOP:COUNT (log grid, COUNT >= 2) like 1e-4:1e0:7, "
+            f"or a list like 0.001,0.01; got {text!r}"
+        ) from None
     for lr in lrs:
         check_lr(lr, "--lrs")
     return lrs

@@ -31,7 +31,7 @@ def make_dataset(folder: Path, n_train: int = 600, n_test: int = 200, seed: int 
         labels = rng.integers(0, 10, n)
         images = rng.integers(0, 60, (n, 28, 28))
         for i, y in enumerate(labels):
-            images[i, 2 + 2 * y: 4 + 2 * y, :] += 180
+            images[i, 2 + 2 * y : 4 + 2 * y, :] += 180
         write_idx(folder / FILES[f"{split}_images"], images.clip(0, 255), IMAGE_MAGIC)
         write_idx(folder / FILES[f"{split}_labels"], labels, LABEL_MAGIC)
     return folder

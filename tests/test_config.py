@@ -17,15 +17,18 @@ def test_the_references_architecture():
     assert arch_name((512, 256)) == "h512-256"
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"lr": math.nan}, "--lr must be a number > 0"),
-    ({"lr": 0.0}, "--lr must be a number > 0"),
-    ({"lrs": (0.1, -1.0)}, "--lrs must be a number > 0"),
-    ({"epochs": 0}, "--epochs must be a whole number >= 1"),
-    ({"val_size": 0}, "--val-size must be a whole number >= 1"),
-    ({"more_hidden": ((0,),)}, "--hidden must list layer sizes"),
-    ({"name": "a/b"}, "--name must be a plain folder name"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"lr": math.nan}, "--lr must be a number > 0"),
+        ({"lr": 0.0}, "--lr must be a number > 0"),
+        ({"lrs": (0.1, -1.0)}, "--lrs must be a number > 0"),
+        ({"epochs": 0}, "--epochs must be a whole number >= 1"),
+        ({"val_size": 0}, "--val-size must be a whole number >= 1"),
+        ({"more_hidden": ((0,),)}, "--hidden must list layer sizes"),
+        ({"name": "a/b"}, "--name must be a plain folder name"),
+    ],
+)
 def test_bad_settings_are_one_line_errors(kwargs, message):
     with pytest.raises(ConfigError, match=message) as info:
         CompareConfig(**kwargs)

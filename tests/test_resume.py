@@ -12,13 +12,28 @@ import pytest
 
 pytestmark = pytest.mark.realdata
 ROOT = Path(__file__).parents[1]
-ARGS = ["--epochs", "3", "--limit-train-batches", "150", "--optimizers", "sgd,adam", "--no-progress",
-        "--accelerator", "cpu"]
+ARGS = [
+    "--epochs",
+    "3",
+    "--limit-train-batches",
+    "150",
+    "--optimizers",
+    "sgd,adam",
+    "--no-progress",
+    "--accelerator",
+    "cpu",
+]
 
 
 def cli(*args: str, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "fmnist_pl", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "fmnist_pl", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        **kw,
+    )
 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str, str]:

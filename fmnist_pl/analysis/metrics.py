@@ -21,12 +21,20 @@ def classification_report_dict(test: dict[str, Any], class_names: Sequence[str])
     total = sum(support)
     out: dict[str, Any] = {}
     for i, name in enumerate(class_names):
-        out[name] = {"precision": per["precision"][i], "recall": per["recall"][i],
-                     "f1-score": per["f1"][i], "support": support[i]}
+        out[name] = {
+            "precision": per["precision"][i],
+            "recall": per["recall"][i],
+            "f1-score": per["f1"][i],
+            "support": support[i],
+        }
     out["accuracy"] = test["accuracy"]
     for key, label in (("macro", "macro avg"), ("weighted", "weighted avg")):
-        out[label] = {"precision": test[key]["precision"], "recall": test[key]["recall"],
-                      "f1-score": test[key]["f1"], "support": total}
+        out[label] = {
+            "precision": test[key]["precision"],
+            "recall": test[key]["recall"],
+            "f1-score": test[key]["f1"],
+            "support": total,
+        }
     return out
 
 
@@ -49,14 +57,15 @@ def classification_report_text(report: dict[str, Any], digits: int = REPORT_DIGI
     return "\n".join(lines) + "\n"
 
 
-def classification_metrics(preds: "torch.Tensor", target: "torch.Tensor", num_classes: int = 10) -> dict[str, Any]:
+def classification_metrics(preds: torch.Tensor, target: torch.Tensor, num_classes: int = 10) -> dict[str, Any]:
     """Everything a scikit-learn-style classification report needs: accuracy, confusion matrix,
     support, and precision / recall / F1 per class, macro and weighted, as torchmetrics defines them."""
     return classification_metrics_many(preds.unsqueeze(0), target, num_classes)[0]
 
 
-def classification_metrics_many(preds: "torch.Tensor", target: "torch.Tensor",
-                                num_classes: int = 10) -> list[dict[str, Any]]:
+def classification_metrics_many(
+    preds: torch.Tensor, target: torch.Tensor, num_classes: int = 10
+) -> list[dict[str, Any]]:
     """:func:`classification_metrics` of many runs scored on the same images (``preds``: ``[runs, images]``).
 
     Every number comes from each run's confusion matrix (one ``bincount`` for all runs), reduced with
@@ -82,14 +91,22 @@ def classification_metrics_many(preds: "torch.Tensor", target: "torch.Tensor",
     def averaged(score: torch.Tensor) -> dict[str, torch.Tensor]:
         present = torch.ones_like(score)
         present[tp + fp + fn == 0] = 0.0
-        return {"none": score, "macro": divide(present * score, present.sum(-1, keepdim=True)).sum(-1),
-                "weighted": divide((tp + fn) * score, (tp + fn).sum(-1, keepdim=True)).sum(-1)}
+        return {
+            "none": score,
+            "macro": divide(present * score, present.sum(-1, keepdim=True)).sum(-1),
+            "weighted": divide((tp + fn) * score, (tp + fn).sum(-1, keepdim=True)).sum(-1),
+        }
 
-    scores = {"precision": averaged(divide(tp, tp + fp)), "recall": averaged(divide(tp, tp + fn)),
-              "f1": averaged(divide(2.0 * tp, 2.0 * tp + 1.0 * fn + fp))}
+    scores = {
+        "precision": averaged(divide(tp, tp + fp)),
+        "recall": averaged(divide(tp, tp + fn)),
+        "f1": averaged(divide(2.0 * tp, 2.0 * tp + 1.0 * fn + fp)),
+    }
     accuracy = divide(tp.sum(1), (tp + fn).sum(1)).tolist()
-    lists = {average: {name: by_average[average].tolist() for name, by_average in scores.items()}
-             for average in ("none", "macro", "weighted")}
+    lists = {
+        average: {name: by_average[average].tolist() for name, by_average in scores.items()}
+        for average in ("none", "macro", "weighted")
+    }
     support = torch.bincount(target, minlength=n).tolist()
     matrices = confusion.tolist()
     out = []

@@ -14,7 +14,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from fmnist_pl import results
+from fmnist_pl import store
 from fmnist_pl.analysis import stats
 from fmnist_pl.analysis.metrics import REPORT_DIGITS  # rankings tie at the reports' two decimals
 from fmnist_pl.architecture import arch_name, parameter_count
@@ -25,7 +25,7 @@ OVERFIT_TOLERANCE = 0.01  # ...each by more than this (relative); a one-epoch up
 
 def finished(run: dict[str, Any]) -> bool:
     """Trained to the end without diverging: what tables, curves and tests are made of."""
-    return run.get("status", "ok") == "ok" and bool(run.get("history"))
+    return run["status"] == "ok" and bool(run["history"])
 
 
 def group_runs(runs: list[dict[str, Any]], key: str = "setting") -> dict[str, list[dict[str, Any]]]:
@@ -40,8 +40,13 @@ def mean_std(values: list[float | None]) -> dict[str, float | None]:
     vals = [v for v in values if v is not None and math.isfinite(v)]
     if not vals:
         return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
-    return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-            "min": min(vals), "max": max(vals), "n": len(vals)}
+    return {
+        "mean": statistics.fmean(vals),
+        "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+        "min": min(vals),
+        "max": max(vals),
+        "n": len(vals),
+    }
 
 
 def ranking(values: dict[str, float | None], digits: int = REPORT_DIGITS) -> dict[str, Any]:
@@ -53,8 +58,12 @@ def ranking(values: dict[str, float | None], digits: int = REPORT_DIGITS) -> dic
     finite = {k: v for k, v in values.items() if v is not None and math.isfinite(v)}
     ordered = sorted(finite, key=lambda k: -finite[k])
     groups = [list(g) for _, g in groupby(ordered, key=lambda k: round(finite[k], digits))]
-    return {"groups": groups, "text": " > ".join(" = ".join(g) for g in groups), "values": finite,
-            "left_out": [k for k in values if k not in finite]}
+    return {
+        "groups": groups,
+        "text": " > ".join(" = ".join(g) for g in groups),
+        "values": finite,
+        "left_out": [k for k in values if k not in finite],
+    }
 
 
 def rankings(runs: list[dict[str, Any]], key: str = "setting") -> dict[str, dict[str, Any]]:
@@ -67,25 +76,26 @@ def rankings(runs: list[dict[str, Any]], key: str = "setting") -> dict[str, dict
     for metric, label in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
         values: dict[str, float | None] = {}
         for setting, group in group_runs(runs, key).items():
-            ok = all(finished(r) and r.get("test") for r in group)
+            ok = all(finished(r) for r in group)
             values[setting] = sum(r["test"]["last"][metric] for r in group) / len(group) if ok else None
         out[label] = ranking(values)
     return out
 
 
-def significance(runs: list[dict[str, Any]], key: str = "setting") -> dict[str, Any] | None:
-    """Paired tests between settings (see :mod:`fmnist_pl.analysis.stats`) from the saved test predictions."""
+def significance(folder: Path, runs: list[dict[str, Any]], key: str = "setting") -> dict[str, Any] | None:
+    """Paired tests between settings (see :mod:`fmnist_pl.analysis.stats`) from the test predictions
+    saved in ``folder``."""
     import numpy as np
 
     correct: dict[str, Any] = {}
     for name, group in group_runs([r for r in runs if finished(r)], key).items():
         rows = []
         for run in sorted(group, key=lambda g: g["seed"]):
-            try:
-                saved = results.read_json(Path(run["dir"]) / results.PREDICTIONS_FILE)
-            except (OSError, ValueError):
-                return None  # predictions lost: the report still renders, without the tests
-            rows.append(np.asarray(saved["last"]) == np.asarray(saved["targets"]))
+            # A lost or damaged file is one line with the fix (write that run again), not tests silently left out.
+            saved = store.read_predictions(folder, run["run"])
+            rows.append(np.asarray(saved.last) == np.asarray(saved.targets))
+        if len({r.shape for r in rows}) != 1:
+            return None  # seeds scored on different test sets: no paired design
         correct[name] = np.stack(rows)
     if len(correct) < 2 or len({c.shape[0] for c in correct.values()}) != 1:
         return None  # nothing to compare, or unequal seeds (an unfinished run): no paired design
@@ -105,38 +115,50 @@ def overfits(history: list[dict[str, float]]) -> bool:
 
 def observations(run: dict[str, Any]) -> list[str]:
     """Plain-language facts about one run, derived from its history (never hard-coded)."""
-    history = run.get("history") or []
+    history = run["history"]
     name = run["run"]
-    if run.get("status") == "diverged":
-        return [f"{name} diverged at epoch {run.get('diverged_epoch')} (loss not finite or above 1e3); "
-                "it was stopped and is left out of the ranking."]
+    if run["status"] == "diverged":
+        return [
+            f"{name} diverged at epoch {run['diverged_epoch']} (loss not finite or above 1e3); "
+            "it was stopped and is left out of the ranking."
+        ]
     if not history:
         return []
     val = [row["val_loss"] for row in history]
     best_i = min(range(len(val)), key=val.__getitem__)
     best_epoch, last = history[best_i]["epoch"], history[-1]
     if overfits(history):
-        note = (f"{name} overfits: validation loss was lowest at epoch {best_epoch} ({val[best_i]:.4f}) and stayed "
-                f"above it for the last {OVERFIT_PATIENCE} epochs, ending at {val[-1]:.4f} (epoch {last['epoch']}).")
+        note = (
+            f"{name} overfits: validation loss was lowest at epoch {best_epoch} ({val[best_i]:.4f}) and stayed "
+            f"above it for the last {OVERFIT_PATIENCE} epochs, ending at {val[-1]:.4f} (epoch {last['epoch']})."
+        )
     elif best_i == len(val) - 1:
-        note = (f"{name} does not overfit within {last['epoch']} epochs: validation loss is lowest at the last "
-                f"epoch ({val[-1]:.4f}).")
+        note = (
+            f"{name} does not overfit within {last['epoch']} epochs: validation loss is lowest at the last "
+            f"epoch ({val[-1]:.4f})."
+        )
     else:
-        note = (f"{name}: validation loss was lowest at epoch {best_epoch} ({val[best_i]:.4f}) and is {val[-1]:.4f} "
-                f"at epoch {last['epoch']}; no sustained rise over the last {OVERFIT_PATIENCE} epochs.")
+        note = (
+            f"{name}: validation loss was lowest at epoch {best_epoch} ({val[best_i]:.4f}) and is {val[-1]:.4f} "
+            f"at epoch {last['epoch']}; no sustained rise over the last {OVERFIT_PATIENCE} epochs."
+        )
     gap = last["train_acc"] - last["val_acc"]
-    return [note, f"{name}: final train accuracy {last['train_acc']:.4f} vs validation {last['val_acc']:.4f} "
-                  f"(gap {gap:+.4f})."]
+    return [
+        note,
+        f"{name}: final train accuracy {last['train_acc']:.4f} vs validation {last['val_acc']:.4f} (gap {gap:+.4f}).",
+    ]
 
 
 def seed_observations(label: str, group: list[dict[str, Any]]) -> str:
     """One line for a setting's seeds: how many overfit, where they were best, the final gap."""
-    epochs = [r["best_epoch"] for r in group if r.get("best_epoch") is not None]
-    gaps = [r["history"][-1]["train_acc"] - r["history"][-1]["val_acc"] for r in group if r.get("history")]
+    epochs = [r["best_epoch"] for r in group if r["best_epoch"] is not None]
+    gaps = [r["history"][-1]["train_acc"] - r["history"][-1]["val_acc"] for r in group if r["history"]]
     n_over = sum(overfits(r["history"]) for r in group)
-    return (f"{label}: validation loss rose for the last {OVERFIT_PATIENCE} epochs after its minimum in {n_over} of "
-            f"{len(group)} seeds; best epoch {sum(epochs) / len(epochs):.1f} on average ({min(epochs)}-{max(epochs)}); "
-            f"final train-validation accuracy gap {sum(gaps) / len(gaps):+.4f} on average.")
+    return (
+        f"{label}: validation loss rose for the last {OVERFIT_PATIENCE} epochs after its minimum in {n_over} of "
+        f"{len(group)} seeds; best epoch {sum(epochs) / len(epochs):.1f} on average ({min(epochs)}-{max(epochs)}); "
+        f"final train-validation accuracy gap {sum(gaps) / len(gaps):+.4f} on average."
+    )
 
 
 def time_to_target(history: list[dict[str, float]], target: float | None) -> dict[str, Any]:
@@ -151,18 +173,25 @@ def time_to_target(history: list[dict[str, float]], target: float | None) -> dic
 
 def summary_row(run: dict[str, Any], target: float | None = None) -> dict[str, Any]:
     """The summary table's row for one run."""
-    history = run.get("history") or []
+    history = run["history"]
     last = history[-1] if history else {}
-    timing, test = run.get("timing", {}), run.get("test", {})
+    timing, test = run["timing"], run["test"]
     return {
-        "run": run["run"], "setting": run["setting"], "optimizer": run["optimizer"]["name"], "seed": run["seed"],
-        "status": run.get("status", "ok"),
-        "test_acc": test.get("last", {}).get("accuracy"), "test_f1": test.get("last", {}).get("macro_f1"),
-        "best_test_acc": test.get("best", {}).get("accuracy"), "best_test_f1": test.get("best", {}).get("macro_f1"),
-        "best_epoch": run.get("best_epoch"), "epochs": run.get("epochs"),
+        "run": run["run"],
+        "setting": run["setting"],
+        "optimizer": run["optimizer"]["name"],
+        "seed": run["seed"],
+        "status": run["status"],
+        "test_acc": test["last"]["accuracy"],
+        "test_f1": test["last"]["macro_f1"],
+        "best_test_acc": test["best"]["accuracy"],
+        "best_test_f1": test["best"]["macro_f1"],
+        "best_epoch": run["best_epoch"],
+        "epochs": run["epochs"],
         "gap": (last["train_acc"] - last["val_acc"]) if last else None,
-        "seconds_per_epoch": timing.get("seconds_per_epoch"), "fit_seconds": timing.get("fit_seconds"),
-        "state_bytes": run.get("optimizer_state_bytes"),
+        "seconds_per_epoch": timing["seconds_per_epoch"],
+        "fit_seconds": timing["fit_seconds"],
+        "state_bytes": run["optimizer_state_bytes"],
         "target": time_to_target(history, target),
     }
 
@@ -173,12 +202,13 @@ def budget(group: list[dict[str, Any]], batch_size: int | None, time_budget: flo
     Puts a gradient run (one forward and one backward pass per image) and a population method
     (P forward passes per image, no backward) on the same axes of compute.
     """
+
     def mean(values: list[float]) -> float:
         return sum(values) / len(values)
 
     first = group[0]
-    hp, kind = first["optimizer"]["hparams"], first["optimizer"].get("kind", "gradient")
-    lasts = [g["history"][-1] for g in group if g.get("history")]
+    hp, kind = first["optimizer"]["hparams"], first["optimizer"]["kind"]
+    lasts = [g["history"][-1] for g in group if g["history"]]
     if not lasts:
         return f"{first['setting']}: no epoch recorded"
     epochs = mean([float(last["epoch"]) for last in lasts])
@@ -187,66 +217,80 @@ def budget(group: list[dict[str, Any]], batch_size: int | None, time_budget: flo
     else:
         how = f"batch {batch_size}, one forward and one backward pass per image"
     spent = f"{epochs:g} epoch{'s' if epochs != 1 else ''}"
-    if all(last.get("images") is not None for last in lasts):
+    if all(last["images"] is not None for last in lasts):
         images, evaluations = mean([last["images"] for last in lasts]), mean([last["evaluations"] for last in lasts])
         spent += f" = {images:,.0f} images seen, {evaluations:,.0f} forward evaluations"
-    seconds = [g["timing"]["fit_seconds"] for g in group if g.get("timing", {}).get("fit_seconds") is not None]
+    seconds = [g["timing"]["fit_seconds"] for g in group if g["timing"]["fit_seconds"] is not None]
     if seconds:
-        shared = first.get("timing", {}).get("lockstep_runs", 1)
-        spent += f", in {mean(seconds):,.1f} s of training" + (f" shared by {shared} runs in lockstep" if shared > 1 else "")
+        shared = first["timing"]["lockstep_runs"]
+        spent += f", in {mean(seconds):,.1f} s of training" + (
+            f" shared by {shared} runs in lockstep" if shared > 1 else ""
+        )
     limit = f" (time budget {time_budget:g} s)" if time_budget is not None else ""
     seeds = f" (mean of {len(group)} seeds)" if len(group) > 1 else ""
     return f"{first['setting']}: {how}; {spent}{limit}{seeds}."
 
 
-def _settings(runs: list[dict[str, Any]], batch_size: int | None = None,
-              time_budget: float | None = None) -> list[dict[str, Any]]:
+def _settings(
+    runs: list[dict[str, Any]], batch_size: int | None = None, time_budget: float | None = None
+) -> list[dict[str, Any]]:
     """Per setting (finished seeds): accuracy, F1, best epoch and per-class F1 as mean ± std over seeds."""
     out = []
     for setting, group in group_runs([r for r in runs if finished(r)]).items():
         per_seed_f1 = [g["test"]["last"]["per_class"]["f1"] for g in group]
-        out.append({
-            "setting": setting, "optimizer": group[0]["optimizer"]["name"], "n": len(group),
-            "runs": [g["run"] for g in group],
-            "test_acc": mean_std([g["test"]["last"]["accuracy"] for g in group]),
-            "test_f1": mean_std([g["test"]["last"]["macro_f1"] for g in group]),
-            "best_epoch": mean_std([g.get("best_epoch") for g in group]),
-            "per_class_f1": [mean_std(list(col)) for col in zip(*per_seed_f1)],
-            "budget": budget(group, batch_size, time_budget),
-        })
+        out.append(
+            {
+                "setting": setting,
+                "optimizer": group[0]["optimizer"]["name"],
+                "n": len(group),
+                "runs": [g["run"] for g in group],
+                "test_acc": mean_std([g["test"]["last"]["accuracy"] for g in group]),
+                "test_f1": mean_std([g["test"]["last"]["macro_f1"] for g in group]),
+                "best_epoch": mean_std([g["best_epoch"] for g in group]),
+                "per_class_f1": [mean_std(list(col)) for col in zip(*per_seed_f1)],
+                "budget": budget(group, batch_size, time_budget),
+            }
+        )
     return out
 
 
-def _architectures(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _architectures(folder: Path, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rankings and significance within each architecture: does the ranking hold across them?"""
     by_arch: dict[tuple[int, ...], list[dict[str, Any]]] = {}
     for r in runs:
         by_arch.setdefault(tuple(r["hidden"]), []).append(r)
     out = []
     for hidden, group in by_arch.items():
-        sig = significance(group, key="variant")
-        out.append({"name": arch_name(hidden), "hidden": list(hidden), "parameters": parameter_count(hidden),
-                    "ranking": rankings(group, key="variant")["accuracy"]["text"],
-                    "significance": sig["text"] if sig else None})
+        sig = significance(folder, group, key="variant")
+        out.append(
+            {
+                "name": arch_name(hidden),
+                "hidden": list(hidden),
+                "parameters": parameter_count(hidden),
+                "ranking": rankings(group, key="variant")["accuracy"]["text"],
+                "significance": sig["text"] if sig else None,
+            }
+        )
     return out
 
 
 def summarize(loaded: dict[str, Any]) -> dict[str, Any]:
-    """The summary of a loaded compare folder (see :func:`fmnist_pl.results.load_compare`)."""
-    runs = loaded["runs"]
+    """The summary of a loaded compare folder (see :func:`fmnist_pl.store.load_compare`)."""
+    runs, folder = loaded["runs"], Path(loaded["folder"])
     setup = loaded["config"]["config"]
     target = setup.get("target")
     by_setting = group_runs([r for r in runs if finished(r)])
     multi_seed = any(len(g) > 1 for g in by_setting.values())
-    observed = ([seed_observations(name, g) for name, g in by_setting.items()] if multi_seed else []) + \
-               [n for r in runs if not multi_seed or r.get("status") == "diverged" for n in observations(r)]
+    observed = ([seed_observations(name, g) for name, g in by_setting.items()] if multi_seed else []) + [
+        n for r in runs if not multi_seed or r["status"] == "diverged" for n in observations(r)
+    ]
     return {
-        "format": results.FORMAT_VERSION,
+        "format": store.FORMAT_VERSION,
         "rows": [summary_row(r, target) for r in runs],
         "settings": _settings(runs, setup.get("batch_size"), setup.get("time_budget")),
         "rankings": rankings(runs),
-        "significance": significance(runs),
-        "architectures": _architectures(runs) if len({tuple(r["hidden"]) for r in runs}) > 1 else [],
+        "significance": significance(folder, runs),
+        "architectures": _architectures(folder, runs) if len({tuple(r["hidden"]) for r in runs}) > 1 else [],
         "observations": observed,
         "run_observations": {r["run"]: observations(r) for r in runs} if multi_seed else {},
         "multi_seed": multi_seed,
@@ -257,7 +301,10 @@ def summarize(loaded: dict[str, Any]) -> dict[str, Any]:
 
 def write_summary(folder: Path, loaded: dict[str, Any] | None = None) -> dict[str, Any]:
     """Compute the summary of ``folder`` from its results (``loaded``, if already read) and write
-    ``summary.json``; returns it."""
-    summary = summarize(loaded if loaded is not None else results.load_compare(folder))
-    results.write_json(Path(folder) / results.SUMMARY_FILE, summary)
+    ``summary.json``, with the runs and history tables beside it (``runs.csv``, ``history.csv``:
+    :mod:`fmnist_pl.store.tables`); returns the summary."""
+    folder = Path(folder)
+    loaded = loaded if loaded is not None else store.load_compare(folder)
+    summary = summarize(loaded)
+    store.write_files([*store.table_files(folder, loaded), (folder / store.SUMMARY_FILE, store.json_bytes(summary))])
     return summary

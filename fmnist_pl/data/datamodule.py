@@ -32,8 +32,9 @@ class BatchStream:
     Evaluation (``seeds=None``): in order, plain ``[B, 784]`` batches.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seeds: Sequence[int] | None,
-                 stack_seeds: bool = True) -> None:
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seeds: Sequence[int] | None, stack_seeds: bool = True
+    ) -> None:
         if seeds is not None and not stack_seeds and len(seeds) != 1:
             raise ValueError(f"plain (unstacked) batches need exactly one seed, got {list(seeds)}")
         self.x, self.y, self.batch_size = x, y, batch_size
@@ -56,18 +57,20 @@ class BatchStream:
         n, b = len(self.y), self.batch_size
         if self._generators is None:  # evaluation: in order
             for i in range(len(self)):
-                yield self.x[i * b:(i + 1) * b], self.y[i * b:(i + 1) * b]
+                yield self.x[i * b : (i + 1) * b], self.y[i * b : (i + 1) * b]
             return
         perms = torch.stack([torch.randperm(n, generator=g) for g in self._generators]).to(self.x.device)
         if not self.stack_seeds:
             perms = perms[0]
         for i in range(len(self)):
-            idx = perms[..., i * b:(i + 1) * b]
+            idx = perms[..., i * b : (i + 1) * b]
             # index_select copies whole rows; indexing with a tensor (x[idx]) takes the general
             # gather kernel, ~1.5x slower for this row gather. The same values either way.
             rows = idx.reshape(-1)
-            yield (self.x.index_select(0, rows).view(*idx.shape, *self.x.shape[1:]),
-                   self.y.index_select(0, rows).view(idx.shape))
+            yield (
+                self.x.index_select(0, rows).view(*idx.shape, *self.x.shape[1:]),
+                self.y.index_select(0, rows).view(idx.shape),
+            )
 
 
 class FashionMNISTDataModule(pl.LightningDataModule):
@@ -88,9 +91,16 @@ class FashionMNISTDataModule(pl.LightningDataModule):
     How many batches an epoch runs is the Trainer's business (``limit_train_batches``).
     """
 
-    def __init__(self, folder: Path | None = None, batch_size: int = 32, seeds: Sequence[int] = (42,),
-                 stack_seeds: bool = True, eval_batch_size: int = 5_000,
-                 arrays: FashionMNISTArrays | None = None, val_size: int = VAL_SIZE) -> None:
+    def __init__(
+        self,
+        folder: Path | None = None,
+        batch_size: int = 32,
+        seeds: Sequence[int] = (42,),
+        stack_seeds: bool = True,
+        eval_batch_size: int = 5_000,
+        arrays: FashionMNISTArrays | None = None,
+        val_size: int = VAL_SIZE,
+    ) -> None:
         super().__init__()
         if folder is None and arrays is None:
             raise ValueError("give a data folder or loaded arrays")

@@ -13,12 +13,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fmnist_pl.errors import DataError
+
 if TYPE_CHECKING:
     import torch
 
 CLASS_NAMES: tuple[str, ...] = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 FILES = {
@@ -36,15 +46,18 @@ HOW_TO_GET = (
 )
 
 
-class DataError(ValueError):
-    """The data cannot be found or read; the message names the file and the fix."""
-
-
 def _candidates(folder: Path, stem: str) -> list[Path]:
     """Every copy of one IDX file in ``folder``, in the order they are tried (gzipped first)."""
-    return [c for c in (folder / f"{stem}.gz", folder / stem,
-                        folder / "FashionMNIST" / "raw" / stem, folder / "FashionMNIST" / "raw" / f"{stem}.gz")
-            if c.is_file()]
+    return [
+        c
+        for c in (
+            folder / f"{stem}.gz",
+            folder / stem,
+            folder / "FashionMNIST" / "raw" / stem,
+            folder / "FashionMNIST" / "raw" / f"{stem}.gz",
+        )
+        if c.is_file()
+    ]
 
 
 def _find_file(folder: Path, stem: str) -> Path | None:
@@ -52,7 +65,7 @@ def _find_file(folder: Path, stem: str) -> Path | None:
     return found[0] if found else None
 
 
-def _read_first_good(folder: Path, stem: str, magic: int, count: int | None) -> tuple[Path, "torch.Tensor"]:
+def _read_first_good(folder: Path, stem: str, magic: int, count: int | None) -> tuple[Path, torch.Tensor]:
     """Read the first copy of ``stem`` that reads: a corrupt ``x.gz`` beside a good ``x`` is passed over."""
     errors: list[DataError] = []
     for path in _candidates(folder, stem):
@@ -78,15 +91,17 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
         if value:
             path = Path(value).expanduser()
             if path.exists() and not path.is_dir():
-                raise DataError(f"data folder {str(path)!r} (from {source}) is a file, not a folder; pass the "
-                                "folder that holds the four *-idx?-ubyte(.gz) files")
+                raise DataError(
+                    f"data folder {str(path)!r} (from {source}) is a file, not a folder; pass the "
+                    "folder that holds the four *-idx?-ubyte(.gz) files"
+                )
             if not path.is_dir():
                 raise DataError(f"data folder {str(path)!r} (from {source}) does not exist; {HOW_TO_GET}")
             return path
     return DEBIAN_DIR if DEBIAN_DIR.is_dir() else None
 
 
-def read_idx(path: Path, magic: int, count: int | None = None) -> "torch.Tensor":
+def read_idx(path: Path, magic: int, count: int | None = None) -> torch.Tensor:
     """Read one IDX file (gzipped or not) into a uint8 tensor, checking everything a bad file breaks.
 
     Equivalent to torchvision's ``read_sn3_pascalvincent_tensor`` for uint8 files, but every
@@ -125,10 +140,10 @@ def read_idx(path: Path, magic: int, count: int | None = None) -> "torch.Tensor"
 class FashionMNISTArrays:
     """The raw dataset as four uint8 tensors (images N×28×28, labels N)."""
 
-    train_images: "torch.Tensor"
-    train_labels: "torch.Tensor"
-    test_images: "torch.Tensor"
-    test_labels: "torch.Tensor"
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
 
 
 def load_arrays(folder: Path, counts: dict[str, int] | None = EXPECTED_COUNT) -> FashionMNISTArrays:
@@ -141,15 +156,18 @@ def load_arrays(folder: Path, counts: dict[str, int] | None = EXPECTED_COUNT) ->
     for key, stem in FILES.items():
         split = key.split("_")[0]
         is_images = key.endswith("images")
-        path, arrays[key] = _read_first_good(folder, stem, IMAGE_MAGIC if is_images else LABEL_MAGIC,
-                                             counts[split] if counts else None)
+        path, arrays[key] = _read_first_good(
+            folder, stem, IMAGE_MAGIC if is_images else LABEL_MAGIC, counts[split] if counts else None
+        )
         if is_images and tuple(arrays[key].shape[1:]) != (28, 28):
             raise DataError(f"{path} holds {tuple(arrays[key].shape[1:])} images, expected 28x28: wrong file")
     for split in ("train", "test"):
         labels = arrays[f"{split}_labels"]
         if len(labels) != len(arrays[f"{split}_images"]):
-            raise DataError(f"{folder}: {len(arrays[split + '_images'])} {split} images but {len(labels)} labels; "
-                            "mismatched files, re-install them")
+            raise DataError(
+                f"{folder}: {len(arrays[split + '_images'])} {split} images but {len(labels)} labels; "
+                "mismatched files, re-install them"
+            )
         if int(labels.max()) >= len(CLASS_NAMES):
             raise DataError(f"{folder / FILES[split + '_labels']} has label {int(labels.max())} outside 0..9: corrupt")
     return FashionMNISTArrays(**arrays)
@@ -167,8 +185,9 @@ def download(root: Path) -> Path:
     return root / "FashionMNIST" / "raw"
 
 
-def locate(data_dir: str | os.PathLike | None = None, allow_download: bool = False,
-           download_root: Path = Path("data")) -> Path:
+def locate(
+    data_dir: str | os.PathLike | None = None, allow_download: bool = False, download_root: Path = Path("data")
+) -> Path:
     """The folder to read the dataset from, downloading it only if asked and nothing local exists."""
     folder = resolve_data_dir(data_dir)
     if folder is not None:

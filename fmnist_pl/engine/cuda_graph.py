@@ -1,7 +1,7 @@
 """Replay a whole training step as one CUDA graph.
 
 At batch 32 a GPU step is bound by kernel-launch and Python overhead, not arithmetic;
-replaying a captured graph launches the step's ~100 kernels in one call. The step must be
+replaying a captured graph launches all of the step's kernels in one call. The step must be
 capturable: no host syncs, no Python branching on tensor values, persistent state updated in
 place (see ``LitLockstep._step``).
 """
@@ -25,8 +25,13 @@ class CapturedStep:
             runs eagerly through ``step``).
     """
 
-    def __init__(self, step: Callable[[torch.Tensor, torch.Tensor], None], clear: Callable[[], None],
-                 shape: torch.Size, device: torch.device) -> None:
+    def __init__(
+        self,
+        step: Callable[[torch.Tensor, torch.Tensor], None],
+        clear: Callable[[], None],
+        shape: torch.Size,
+        device: torch.device,
+    ) -> None:
         self.step, self.clear, self.shape, self.device = step, clear, shape, device
         self._graph: torch.cuda.CUDAGraph | None = None
         self._warmup_left = WARMUP_STEPS

@@ -40,7 +40,7 @@ class MemberResult:
     device: str
     lockstep_runs: int  # runs that shared its training group (1: trained alone)
     # history.test's predictions as tensors ("last"/"best" -> [images]): the results writer scores a
-    # whole group at once from these (turning 1,440 lists of 10,000 back into a tensor took 4 s)
+    # whole group at once from these, instead of turning every run's lists back into tensors
     test_predictions: dict[str, torch.Tensor]
 
 
@@ -58,7 +58,8 @@ class LitEvaluated(pl.LightningModule):
         self.histories = [MemberHistory() for _ in self.members]
         self.register_buffer("active", torch.ones(len(self.members), dtype=torch.bool))
         self.val_acc = torchmetrics.classification.MulticlassAccuracy(
-            NUM_CLASSES, average="micro", multidim_average="samplewise")
+            NUM_CLASSES, average="micro", multidim_average="samplewise"
+        )
         self.previous_fit_seconds = 0.0  # training time before the checkpoint this fit resumed from
         self._fit_clock: float | None = None
         self._test: dict[str, dict[str, Any]] = {}
@@ -87,11 +88,19 @@ class LitEvaluated(pl.LightningModule):
     def epoch_clock(self) -> torch.optim.Optimizer:
         """An optimizer with one empty parameter, stepped through Lightning's public
         ``LightningOptimizer.step`` once per EPOCH (at its first batch, :meth:`tick`), returned last
-        by ``configure_optimizers``. In manual optimization that call is what advances
-        ``trainer.global_step``, which ``ModelCheckpoint`` keys on (it skips a save at an unchanged
-        step); the engines update their weights outside Lightning's wrapper (a lockstep step may be a
-        CUDA graph, a search is EvoTorch's), and once per batch its bookkeeping would cost a fifth of
-        a GPU step. So ``trainer.global_step`` counts epochs here."""
+        by ``configure_optimizers``; so ``trainer.global_step`` counts epochs here.
+
+        Why it is not a checkpoint callback: every ``ModelCheckpoint`` save (epoch end, validation
+        end, exception, ``save_last``) is skipped while ``trainer.global_step`` equals the step of its
+        previous save, and in manual optimization ``global_step`` counts ``LightningOptimizer.step``
+        calls alone. The engines update their weights outside that wrapper (a lockstep step may be a
+        CUDA graph, a search's is EvoTorch's; the wrapper's bookkeeping on every batch would be a
+        sizeable share of a small step), so without the clock ``global_step`` stays 0 and no
+        checkpoint is ever written. Each way around it breaks something: overriding the callback's
+        private skip test or bumping the loop's private step counter ties the engine to Lightning's
+        internals, and saving with ``trainer.save_checkpoint`` from a callback of ours changes what a
+        checkpoint holds (no clock in ``optimizer_states``, ``global_step`` 0), so a run in progress
+        could not resume from its checkpoint (:meth:`holds` counts the clock among the optimizers)."""
         return torch.optim.SGD([torch.nn.Parameter(torch.zeros(0, device=self.device))], lr=0.0)
 
     def on_train_start(self) -> None:
@@ -165,15 +174,22 @@ class LitEvaluated(pl.LightningModule):
         val_loss = getattr(self, "_val_loss", [float("nan")] * n)
         val_acc = getattr(self, "_val_acc", [float("nan")] * n)
         for k, hist in enumerate(self.histories):
-            if not hist.finished:
+            if hist.diverged:
                 continue
             before = hist.epochs[-1] if hist.epochs else {}
             # Running totals: the report's axes of compute (images seen, forward evaluations, seconds).
             images = int(before.get("images", 0)) + self._train_seen
             evaluations = int(before.get("evaluations", 0)) + self._train_evaluations
-            row = {"epoch": epoch, "train_loss": train_loss[k], "train_acc": train_acc[k],
-                   "val_loss": val_loss[k], "val_acc": val_acc[k], "seconds": seconds,
-                   "images": images, "evaluations": evaluations}
+            row = {
+                "epoch": epoch,
+                "train_loss": train_loss[k],
+                "train_acc": train_acc[k],
+                "val_loss": val_loss[k],
+                "val_acc": val_acc[k],
+                "seconds": seconds,
+                "images": images,
+                "evaluations": evaluations,
+            }
             outcome = hist.record(row)
             if outcome == "diverged":
                 self.active[k] = False
@@ -182,17 +198,28 @@ class LitEvaluated(pl.LightningModule):
                 self.keep_best(k)
             if self.loggers:
                 self.loggers[k].log_metrics(
-                    {"train/loss": train_loss[k], "train/acc": train_acc[k], "val/loss": val_loss[k],
-                     "val/acc": val_acc[k], "time/epoch_seconds": seconds, "compute/images": images,
-                     "compute/evaluations": evaluations, **self.epoch_logged(k)}, step=epoch)
+                    {
+                        "train/loss": train_loss[k],
+                        "train/acc": train_acc[k],
+                        "val/loss": val_loss[k],
+                        "val/acc": val_acc[k],
+                        "time/epoch_seconds": seconds,
+                        "compute/images": images,
+                        "compute/evaluations": evaluations,
+                        **self.epoch_logged(k),
+                    },
+                    step=epoch,
+                )
         if not bool(self.active.any()):
             self.trainer.should_stop = True
 
     # ----------------------------------------------------------------- test
     def on_test_epoch_start(self) -> None:
         n = len(self.members)
-        self._test = {which: {"loss": torch.zeros(n, dtype=torch.float64, device=self.device), "predictions": []}
-                      for which in ("last", "best")}
+        self._test = {
+            which: {"loss": torch.zeros(n, dtype=torch.float64, device=self.device), "predictions": []}
+            for which in ("last", "best")
+        }
         self._test_targets = []
         self._test_predictions = {}
 

@@ -26,8 +26,9 @@ class MemberHistory:
     test: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def finished(self) -> bool:
-        return self.status != "diverged"
+    def diverged(self) -> bool:
+        """Whether the run has diverged: it then records no more epochs and gets no more updates."""
+        return self.status == "diverged"
 
     def record(self, row: dict[str, float]) -> str:
         """Add one epoch's row; returns ``"diverged"``, ``"best"`` (a new best validation loss) or ``"ok"``.
@@ -35,7 +36,7 @@ class MemberHistory:
         A loss that is not finite, or a training loss above :data:`DIVERGENCE_LOSS`, stops the
         run: it is marked diverged at this epoch and gets no more rows.
         """
-        if not self.finished:
+        if self.diverged:
             raise ValueError("a diverged run records no more epochs")
         self.epochs.append(dict(row))
         train_loss, val_loss = row["train_loss"], row["val_loss"]
@@ -51,5 +52,5 @@ class MemberHistory:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "MemberHistory":
+    def from_dict(cls, data: dict[str, Any]) -> MemberHistory:
         return cls(**data)

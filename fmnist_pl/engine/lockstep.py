@@ -29,12 +29,13 @@ SETTINGS_PER_OPTIMIZER = 12
 """Settings (param groups) one optimizer instance steps; a class with more gets several instances.
 
 torch steps an instance's groups one after another, each with a few multi-tensor kernels over one
-setting's tensors (its seeds). On a GPU such a kernel is far too small to fill the device: the
-study's step (144 settings, 1,440 models) spent 83% of its GPU time in them, 14.7 ms against a
-2.6 ms memory-traffic floor (benchmarks/profile_step.py, H200). Instances step on their own CUDA
-streams, so that several run at once (the study's 144 settings: 12 instances). The split does not
-depend on the device, so that a checkpoint holds the same optimizers on a CPU and a GPU; on a CPU
-the extra ``step`` calls cost microseconds against a step of such a study."""
+setting's tensors (its seeds). On a GPU such a kernel is far too small to fill the device: one
+instance for a whole study would spend its step in a long queue of tiny kernels, far above what
+the step's memory traffic needs (benchmarks/profile_step.py; figures: benchmarks/RESULTS.md).
+Instances step on their own CUDA streams, so that several run at once (the study's 144 settings:
+12 instances). The split does not depend on the device, so that a checkpoint holds the same
+optimizers on a CPU and a GPU; on a CPU the extra ``step`` calls are negligible against a step of
+such a study."""
 
 
 class LitLockstep(LitEvaluated):
@@ -51,23 +52,35 @@ class LitLockstep(LitEvaluated):
         members: the runs, seed-major (every seed group has the same optimizers in order).
         hidden: hidden layer sizes of every member.
         use_cuda_graphs: capture the step as a CUDA graph on a GPU.
-        compile_fused: let optimizers whose fused kernel is compiled (Keras RMSprop) use it on the CPU.
+        fused_kernel: let optimizers whose fused update is a C kernel of ours (Keras RMSprop) use it on the CPU.
         concurrent_optimizers: on a GPU, step the optimizer instances on separate CUDA streams
             (the same kernels, so the same numbers; off: one after another, for benchmarks).
     """
 
-    def __init__(self, members: Sequence[RunPlan], hidden: Sequence[int] = REFERENCE_HIDDEN,
-                 use_cuda_graphs: bool = True, compile_fused: bool = True,
-                 concurrent_optimizers: bool = True) -> None:
+    def __init__(
+        self,
+        members: Sequence[RunPlan],
+        hidden: Sequence[int] = REFERENCE_HIDDEN,
+        use_cuda_graphs: bool = True,
+        fused_kernel: bool = True,
+        concurrent_optimizers: bool = True,
+    ) -> None:
         super().__init__(members)
         # In the checkpoint, not in the loggers: Lightning would write every member's key into each
         # member's hparams.yaml (1,440 runs: 1,440 files of 1,440 entries). Each run's TensorBoard
-        # HPARAMS are its own, logged with its test results (run/artifacts.py).
-        self.save_hyperparameters({"members": [m.to_dict() for m in members], "hidden": list(hidden),
-                                   "use_cuda_graphs": use_cuda_graphs, "compile_fused": compile_fused,
-                                   "concurrent_optimizers": concurrent_optimizers}, logger=False)
+        # HPARAMS are its own, logged with its test results (execution/unit.py).
+        self.save_hyperparameters(
+            {
+                "members": [m.to_dict() for m in members],
+                "hidden": list(hidden),
+                "use_cuda_graphs": use_cuda_graphs,
+                "fused_kernel": fused_kernel,
+                "concurrent_optimizers": concurrent_optimizers,
+            },
+            logger=False,
+        )
         self.automatic_optimization = False
-        self.use_cuda_graphs, self.compile_fused = use_cuda_graphs, compile_fused
+        self.use_cuda_graphs, self.fused_kernel = use_cuda_graphs, fused_kernel
         self.concurrent_optimizers = concurrent_optimizers
         seeds = [m.seed for m in self.members]
         self.group_seeds = list(dict.fromkeys(seeds))
@@ -108,24 +121,30 @@ class LitLockstep(LitEvaluated):
             groups += [[k for setting in members[a:b] for k in setting] for a, b in zip(bounds, bounds[1:])]
         return groups
 
-    def fused_by_compile(self) -> bool:
-        """Whether optimizers whose fused kernel is compiled (Keras RMSprop) use it.
+    def uses_fused_kernel(self) -> bool:
+        """Whether optimizers whose fused update is a C kernel of ours (Keras RMSprop) use it.
 
-        On the CPU, always (unless ``compile_fused=False``): one kernel instead of five passes.
+        On the CPU, always (unless ``fused_kernel=False``): one kernel instead of five passes.
         Not by how long the run is: a run's numbers must not depend on ``--epochs`` or
         ``--seeds``, and kernels differ in float rounding. On a GPU the whole step is one
         CUDA graph already.
         """
-        return self.compile_fused and self.device.type == "cpu"
+        return self.fused_kernel and self.device.type == "cpu"
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         stacked = self.net.parameters_in_order()
         self._views = [[nn.Parameter(p.data[k]) for p in stacked] for k in range(len(self.members))]
         # capturable: optimizer step counters live on the GPU, so a CUDA graph can replay the step.
         capturable = self.device.type == "cuda" and self.use_cuda_graphs
-        real = [build_shared([self.members[k].optimizer for k in ks], [self._views[k] for k in ks],
-                             capturable=capturable, compile_fused=self.fused_by_compile())
-                for ks in self.optimizer_groups()]
+        real = [
+            build_shared(
+                [self.members[k].optimizer for k in ks],
+                [self._views[k] for k in ks],
+                capturable=capturable,
+                fused_kernel=self.uses_fused_kernel(),
+            )
+            for ks in self.optimizer_groups()
+        ]
         return [*real, self.epoch_clock()]
 
     def _member_optimizer(self, k: int) -> torch.optim.Optimizer:
@@ -134,9 +153,13 @@ class LitLockstep(LitEvaluated):
     def member_optimizer_state(self, k: int) -> dict[str, Any]:
         """Member ``k``'s optimizer state (per tensor, in layer order), for its own checkpoint."""
         opt = self._member_optimizer(k)
-        return {"hparams": dict(self.members[k].optimizer.hparams),
-                "state": [{n: (t.detach().cpu().clone() if torch.is_tensor(t) else t)
-                           for n, t in opt.state.get(v, {}).items()} for v in self._views[k]]}
+        return {
+            "hparams": dict(self.members[k].optimizer.hparams),
+            "state": [
+                {n: (t.detach().cpu().clone() if torch.is_tensor(t) else t) for n, t in opt.state.get(v, {}).items()}
+                for v in self._views[k]
+            ],
+        }
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
@@ -144,8 +167,10 @@ class LitLockstep(LitEvaluated):
         seeds = getattr(datamodule, "seeds", None)
         # One source of truth for seeds: the runs' plans. The data must shuffle for exactly these.
         if seeds is not None and (list(seeds) != self.group_seeds or not datamodule.stack_seeds):
-            raise ValueError(f"the DataModule shuffles for seeds {list(seeds)} but these runs have seeds "
-                             f"{self.group_seeds}: build it with seeds={self.group_seeds}, stack_seeds=True")
+            raise ValueError(
+                f"the DataModule shuffles for seeds {list(seeds)} but these runs have seeds "
+                f"{self.group_seeds}: build it with seeds={self.group_seeds}, stack_seeds=True"
+            )
         # After a restore or a device move, re-point the views at the live stacked weights.
         for k, views in enumerate(self._views):
             for view, p in zip(views, self.net.parameters_in_order()):
@@ -169,8 +194,11 @@ class LitLockstep(LitEvaluated):
             shape = torch.Size([len(self.group_seeds), datamodule.batch_size, IN_FEATURES])
             self._captured = CapturedStep(self._step, self._clear_grads, shape, self.device)
         several = len(self._raw_optimizers) > 1
-        self._streams = ([torch.cuda.Stream(self.device) for _ in self._raw_optimizers]
-                         if self.device.type == "cuda" and self.concurrent_optimizers and several else [])
+        self._streams = (
+            [torch.cuda.Stream(self.device) for _ in self._raw_optimizers]
+            if self.device.type == "cuda" and self.concurrent_optimizers and several
+            else []
+        )
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """One training step of every member: forward, one backward, each optimizer, epoch sums.
@@ -180,8 +208,8 @@ class LitLockstep(LitEvaluated):
 
         The backward is the tensor's own, not ``manual_backward``: this engine runs in full
         precision on one device (``make_trainer``), where Lightning's wrapper adds only its
-        before/after-backward hooks, which nothing here uses, and ~50 us a step (a CUDA graph
-        could not capture them anyway).
+        before/after-backward hooks, which nothing here uses, and their cost on every step (a
+        CUDA graph could not capture them anyway).
         """
         logits = self.net(x)
         targets = self.member_targets(y)
@@ -260,8 +288,11 @@ class LitLockstep(LitEvaluated):
         shape = (len(self.members), self.members[0].hidden[0], IN_FEATURES)
         # Its optimizers as split here (and the epoch clock): a checkpoint of another split cannot resume.
         optimizers = len(self.optimizer_groups()) + 1
-        return (super().holds(checkpoint) and self._has_tensor(checkpoint, "net.weights.0", shape)
-                and len(checkpoint.get("optimizer_states", ())) == optimizers)
+        return (
+            super().holds(checkpoint)
+            and self._has_tensor(checkpoint, "net.weights.0", shape)
+            and len(checkpoint.get("optimizer_states", ())) == optimizers
+        )
 
     def best_tensors(self) -> list[torch.Tensor]:
         """The stacked weights of every member's best validation epoch, in ``parameters_in_order``."""
@@ -270,10 +301,18 @@ class LitLockstep(LitEvaluated):
     def results(self) -> list[MemberResult]:
         """Each member's history, test predictions, weights and optimizer state (after ``trainer.test``)."""
         best = self.best_tensors()
-        return [MemberResult(
-            plan=plan, history=hist, test_targets=self._test_targets,
-            last_state=self.net.member_state_dict(k), best_state=self.net.member_state_dict(k, best),
-            optimizer_state=self.member_optimizer_state(k),
-            optimizer_implementation=implementation(self._member_optimizer(k)),
-            device=str(self.device), lockstep_runs=len(self.members), test_predictions=self.test_predictions(k),
-        ) for k, (plan, hist) in enumerate(zip(self.members, self.histories))]
+        return [
+            MemberResult(
+                plan=plan,
+                history=hist,
+                test_targets=self._test_targets,
+                last_state=self.net.member_state_dict(k),
+                best_state=self.net.member_state_dict(k, best),
+                optimizer_state=self.member_optimizer_state(k),
+                optimizer_implementation=implementation(self._member_optimizer(k)),
+                device=str(self.device),
+                lockstep_runs=len(self.members),
+                test_predictions=self.test_predictions(k),
+            )
+            for k, (plan, hist) in enumerate(zip(self.members, self.histories))
+        ]

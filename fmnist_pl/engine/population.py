@@ -24,13 +24,14 @@ from fmnist_pl.engine.mlp import stacked_logits
 def unflatten(solutions: torch.Tensor, hidden: Sequence[int]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """``[P, n]`` -> per-layer views ``weights[i]: [P, out, in]``, ``biases[i]: [P, out]`` (no copies)."""
     if solutions.dim() != 2 or solutions.shape[1] != parameter_count(hidden):
-        raise ValueError(f"solutions must be [P, {parameter_count(hidden)}] for hidden {tuple(hidden)}, "
-                         f"got {tuple(solutions.shape)}")
+        raise ValueError(
+            f"solutions must be [P, {parameter_count(hidden)}] for hidden {tuple(hidden)}, got {tuple(solutions.shape)}"
+        )
     weights, biases, at = [], [], 0
     for out, n_in in layer_shapes(hidden):
-        weights.append(solutions[:, at:at + out * n_in].view(-1, out, n_in))
+        weights.append(solutions[:, at : at + out * n_in].view(-1, out, n_in))
         at += out * n_in
-        biases.append(solutions[:, at:at + out])
+        biases.append(solutions[:, at : at + out])
         at += out
     return weights, biases
 
@@ -42,8 +43,9 @@ def population_logits(solutions: torch.Tensor, x: torch.Tensor, hidden: Sequence
 
 
 @torch.no_grad()
-def population_fitness(solutions: torch.Tensor, x: torch.Tensor, y: torch.Tensor, hidden: Sequence[int],
-                       metric: str = "cross_entropy") -> torch.Tensor:
+def population_fitness(
+    solutions: torch.Tensor, x: torch.Tensor, y: torch.Tensor, hidden: Sequence[int], metric: str = "cross_entropy"
+) -> torch.Tensor:
     """``[P]``: each solution's mean cross-entropy (to minimize) or accuracy (to maximize) on ``(x, y)``."""
     logits = population_logits(solutions, x, hidden)
     targets = y.expand(solutions.shape[0], -1)

@@ -18,8 +18,8 @@ from typing import Any, Sequence
 import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from fmnist_pl.config import RunPlan
 from fmnist_pl.architecture import parameter_count
+from fmnist_pl.config import RunPlan
 from fmnist_pl.engine.evaluated import LitEvaluated, MemberResult
 from fmnist_pl.engine.mlp import MLP, seeded_mlp
 from fmnist_pl.engine.population import population_fitness, population_logits
@@ -85,13 +85,19 @@ class LitSearch(LitEvaluated):
     def on_fit_start(self) -> None:
         super().on_fit_start()
         datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and (list(datamodule.seeds) != [self.run.seed] or datamodule.stack_seeds
-                                       or datamodule.batch_size != self.fitness_batch):
-            raise ValueError(f"the DataModule must batch seed {self.run.seed} alone (stack_seeds=False) in "
-                             f"batches of the fitness batch {self.fitness_batch}")
+        if datamodule is not None and (
+            list(datamodule.seeds) != [self.run.seed]
+            or datamodule.stack_seeds
+            or datamodule.batch_size != self.fitness_batch
+        ):
+            raise ValueError(
+                f"the DataModule must batch seed {self.run.seed} alone (stack_seeds=False) in "
+                f"batches of the fitness batch {self.fitness_batch}"
+            )
         # Built here, on the training device; a resumed run's state replaces the fresh one.
-        self.problem, self.searcher = make_search(self.run.optimizer, self.run.hidden,
-                                                  initial_solution(self.run).to(self.device), self.run.seed)
+        self.problem, self.searcher = make_search(
+            self.run.optimizer, self.run.hidden, initial_solution(self.run).to(self.device), self.run.seed
+        )
         if self._saved_search is not None:
             evolution.load_searcher_state(self.searcher, self._saved_search)
             self._saved_search = None
@@ -131,20 +137,29 @@ class LitSearch(LitEvaluated):
         import evotorch
 
         hist = self.histories[0]
-        return [MemberResult(
-            plan=self.run, history=hist, test_targets=self._test_targets,
-            last_state=mlp_state(self.run.hidden, self.solution),
-            best_state=mlp_state(self.run.hidden, self.best_solution),
-            optimizer_state=_to_cpu(evolution.searcher_state(self.searcher, self._sampled_from)),
-            optimizer_implementation=f"EvoTorch {evotorch.__version__} {self.run.optimizer.info.class_name}",
-            device=str(self.device), lockstep_runs=1, test_predictions=self.test_predictions(0),
-        )]
+        return [
+            MemberResult(
+                plan=self.run,
+                history=hist,
+                test_targets=self._test_targets,
+                last_state=mlp_state(self.run.hidden, self.solution),
+                best_state=mlp_state(self.run.hidden, self.best_solution),
+                optimizer_state=_to_cpu(evolution.searcher_state(self.searcher, self._sampled_from)),
+                optimizer_implementation=f"EvoTorch {evotorch.__version__} {self.run.optimizer.info.class_name}",
+                device=str(self.device),
+                lockstep_runs=1,
+                test_predictions=self.test_predictions(0),
+            )
+        ]
 
     # ----------------------------------------------------------------- resume
     def holds(self, checkpoint: dict[str, Any]) -> bool:
         # The flat solution of this architecture, and the searcher's state beside it.
-        return (super().holds(checkpoint) and isinstance(checkpoint.get(CHECKPOINT_KEY), dict)
-                and self._has_tensor(checkpoint, "solution", (parameter_count(self.run.hidden),)))
+        return (
+            super().holds(checkpoint)
+            and isinstance(checkpoint.get(CHECKPOINT_KEY), dict)
+            and self._has_tensor(checkpoint, "solution", (parameter_count(self.run.hidden),))
+        )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)

@@ -3,7 +3,7 @@
 The Trainer gets one TensorBoard logger per run (``trainer.loggers[k]`` is run k's
 ``tensorboard/<run>``), an atomic epoch checkpoint of the whole group (what ``--resume``
 continues), and a progress bar. Writing a run's files is not done here (see
-:mod:`fmnist_pl.run.artifacts`): the engine returns data.
+:mod:`fmnist_pl.execution.unit`): the engine returns data.
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import AsyncCheckpointIO, TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from fmnist_pl import results
-from fmnist_pl.results import group_checkpoint
-from fmnist_pl.stops import Stopped
+from fmnist_pl import store
 from fmnist_pl.config import RunPlan
 from fmnist_pl.data.datamodule import FashionMNISTDataModule
-from fmnist_pl.engine.denormals import flush_denormals
-from fmnist_pl.engine.heap import retain_freed_memory
 from fmnist_pl.engine.evaluated import LitEvaluated, MemberResult
 from fmnist_pl.engine.lockstep import LitLockstep
+from fmnist_pl.runtime.denormals import flush_denormals
+from fmnist_pl.runtime.heap import retain_freed_memory
+from fmnist_pl.runtime.stops import Stopped
+from fmnist_pl.store import group_checkpoint
 
 # Lightning warns that epochs shorter than log_every_n_steps log nothing per step: we log per
 # epoch on purpose. The pytree notice is Lightning's own use of a deprecated torch API.
@@ -46,8 +46,12 @@ def quiet_lightning() -> None:
     "GPU available: True", and the hint to lower float32 matmul precision on tensor-core GPUs,
     which we decline on purpose (full fp32, so that CPU and GPU results differ only by rounding).
     Warnings and errors still show."""
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
-                 "lightning.fabric.utilities.rank_zero", "lightning.pytorch"):
+    for name in (
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning.pytorch.accelerators.cuda",
+        "lightning.fabric.utilities.rank_zero",
+        "lightning.pytorch",
+    ):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
@@ -55,7 +59,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer, made atomic: a kill mid-write never corrupts last.ckpt."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
-        results.atomic_torch_save(Path(path), checkpoint)
+        store.atomic_torch_save(Path(path), checkpoint)
 
 
 AfterCheckpoint = Callable[[pl.Trainer, Path], None]
@@ -82,9 +86,17 @@ class EpochCheckpoint(ModelCheckpoint):
             self.after(trainer, path)
 
 
-def make_trainer(out_dir: Path, runs: Sequence[str], epochs: int, accelerator: str, group_dir: Path,
-                 progress: bool = True, limit_train_batches: int | None = None,
-                 time_budget: float | None = None, after_checkpoint: AfterCheckpoint | None = None) -> pl.Trainer:
+def make_trainer(
+    out_dir: Path,
+    runs: Sequence[str],
+    epochs: int,
+    accelerator: str,
+    group_dir: Path,
+    progress: bool = True,
+    limit_train_batches: int | None = None,
+    time_budget: float | None = None,
+    after_checkpoint: AfterCheckpoint | None = None,
+) -> pl.Trainer:
     """A Trainer whose ``loggers[k]`` is run k's TensorBoard run (``tensorboard/<run>``).
 
     ``time_budget``: seconds of training after which the run stops (Lightning's ``max_time``,
@@ -93,28 +105,46 @@ def make_trainer(out_dir: Path, runs: Sequence[str], epochs: int, accelerator: s
 
     The epoch checkpoint is written on a thread while the next epoch trains (Lightning's
     ``AsyncCheckpointIO``: it snapshots the tensors first, so the file holds the epoch's end): a
-    study's checkpoint is ~4 GiB, half an epoch's time on a GPU when written in line. Not when
+    study's checkpoint is large enough that writing it in line would hold a GPU idle for a good
+    part of an epoch. Not when
     ``after_checkpoint`` must see each file as soon as the epoch ends (the Ray backend ships it).
     A process killed before the write completes resumes from the epoch before.
     """
     quiet_lightning()
-    loggers = [TensorBoardLogger(save_dir=str(out_dir / "tensorboard"), name=run, version="",
-                                 default_hp_metric=False) for run in runs]
+    loggers = [
+        TensorBoardLogger(save_dir=str(out_dir / "tensorboard"), name=run, version="", default_hp_metric=False)
+        for run in runs
+    ]
     callbacks: list[pl.Callback] = [
         # The whole group's state after every epoch: what --resume continues from.
         # (monitor=None, top 1: the newest epoch; save_last alone saves nothing since Lightning 2.6)
-        EpochCheckpoint(after_checkpoint, dirpath=str(group_dir), filename="last", monitor=None, save_top_k=1,
-                        save_on_train_epoch_end=True, enable_version_counter=False),
+        EpochCheckpoint(
+            after_checkpoint,
+            dirpath=str(group_dir),
+            filename="last",
+            monitor=None,
+            save_top_k=1,
+            save_on_train_epoch_end=True,
+            enable_version_counter=False,
+        ),
     ]
     if progress:
         # Redrawing the bar every step costs more than a step; 20 is still smooth.
         callbacks.append(TQDMProgressBar(refresh_rate=20))
     return pl.Trainer(
-        max_epochs=epochs, accelerator=accelerator, devices=1, logger=loggers, callbacks=callbacks,
+        max_epochs=epochs,
+        accelerator=accelerator,
+        devices=1,
+        logger=loggers,
+        callbacks=callbacks,
         plugins=[AtomicCheckpointIO() if after_checkpoint is not None else AsyncCheckpointIO(AtomicCheckpointIO())],
-        enable_progress_bar=progress, enable_model_summary=False, num_sanity_val_steps=0,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
         log_every_n_steps=10**9,  # we log per epoch, per run, ourselves
-        limit_train_batches=limit_train_batches, deterministic=False, default_root_dir=str(group_dir),
+        limit_train_batches=limit_train_batches,
+        deterministic=False,
+        default_root_dir=str(group_dir),
         max_time=None if time_budget is None else {"seconds": time_budget},
     )
 
@@ -123,9 +153,9 @@ def make_trainer(out_dir: Path, runs: Sequence[str], epochs: int, accelerator: s
 def fast_cpu_math() -> Iterator[None]:
     """While training: flush denormals to zero, keep freed memory, skip Lightning's NVML probe.
 
-    * Denormals: as TensorFlow (the reference) does on CPU (see :mod:`fmnist_pl.engine.denormals`).
+    * Denormals: as TensorFlow (the reference) does on CPU (see :mod:`fmnist_pl.runtime.denormals`).
     * Freed memory stays in the heap: no page faults for the tensors every step reallocates
-      (see :mod:`fmnist_pl.engine.heap`).
+      (see :mod:`fmnist_pl.runtime.heap`).
     * Lightning sets ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` (fork safety for DataLoader workers,
       which we do not use); with it every Adam step's CUDA-graph health check probes NVML on a
       machine without a GPU.
@@ -167,15 +197,32 @@ def build_module(group: Sequence[RunPlan]) -> LitEvaluated:
     return LitLockstep(group, hidden=group[0].hidden)
 
 
-def train_group(group: Sequence[RunPlan], datamodule: FashionMNISTDataModule, out_dir: Path, epochs: int,
-                accelerator: str = "auto", progress: bool = True, limit_train_batches: int | None = None,
-                resume: Path | None = None, time_budget: float | None = None,
-                after_checkpoint: AfterCheckpoint | None = None) -> GroupResult:
+def train_group(
+    group: Sequence[RunPlan],
+    datamodule: FashionMNISTDataModule,
+    out_dir: Path,
+    epochs: int,
+    accelerator: str = "auto",
+    progress: bool = True,
+    limit_train_batches: int | None = None,
+    resume: Path | None = None,
+    time_budget: float | None = None,
+    after_checkpoint: AfterCheckpoint | None = None,
+) -> GroupResult:
     """Train ``group`` (runs of one architecture, seed-major, or one gradient-free run), then test every run."""
     group_dir = group_checkpoint(out_dir, group).parent
     model = build_module(group)
-    trainer = make_trainer(out_dir, [r.name for r in group], epochs, accelerator, group_dir,
-                           progress, limit_train_batches, time_budget, after_checkpoint)
+    trainer = make_trainer(
+        out_dir,
+        [r.name for r in group],
+        epochs,
+        accelerator,
+        group_dir,
+        progress,
+        limit_train_batches,
+        time_budget,
+        after_checkpoint,
+    )
     for logger, run in zip(trainer.loggers, group):
         logger.hparams.update(run.to_dict())  # its hparams.yaml: this run's own key (written at the first save)
     if resume is not None:
@@ -200,8 +247,10 @@ def check_checkpoint(path: Path, model: LitEvaluated) -> None:
     """A group checkpoint must load as data (``weights_only``) and hold ``model``'s runs
     (:meth:`LitEvaluated.holds`), before Lightning is handed it: a damaged one is one line saying
     what to do, not a traceback."""
-    checkpoint = results.load_checkpoint(path)
+    checkpoint = store.load_checkpoint(path)
     if not isinstance(checkpoint, dict) or not model.holds(checkpoint):
         group = model.members
-        raise results.ResultsError(f"{path} does not hold this group's {len(group)} runs of hidden "
-                                   f"{','.join(map(str, group[0].hidden))}; {results.restart_fix(path)}")
+        raise store.ResultsError(
+            f"{path} does not hold this group's {len(group)} runs of hidden "
+            f"{','.join(map(str, group[0].hidden))}; {store.restart_fix(path)}"
+        )

@@ -39,7 +39,7 @@ Fitness = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 @functools.cache
 def _problem_class() -> type:
-    # EvoTorch (and the Ray it imports) load in ~3 s: only when a gradient-free run is planned.
+    # EvoTorch (and the Ray it imports) take seconds to import: only when a gradient-free run is planned.
     # Defined once per process (cached), so every run's problem is an instance of one class.
     with warnings.catch_warnings():  # its import uses torch.jit.script, which torch now deprecates
         warnings.simplefilter("ignore", FutureWarning)
@@ -60,10 +60,17 @@ def _problem_class() -> type:
             stdev_init: spread of an initial population around ``center`` (a GA's).
         """
 
-        def __init__(self, center: torch.Tensor, seed: int, sense: str, fitness: Fitness | None,
-                     stdev_init: float = 0.0) -> None:
-            super().__init__(sense, solution_length=center.numel(), dtype=torch.float32,
-                             device=center.device, seed=seed, store_solution_stats=False)
+        def __init__(
+            self, center: torch.Tensor, seed: int, sense: str, fitness: Fitness | None, stdev_init: float = 0.0
+        ) -> None:
+            super().__init__(
+                sense,
+                solution_length=center.numel(),
+                dtype=torch.float32,
+                device=center.device,
+                seed=seed,
+                store_solution_stats=False,
+            )
             self.fitness = fitness
             self.center_init, self.stdev_init = center, float(stdev_init)
             self.x: torch.Tensor | None = None
@@ -78,7 +85,7 @@ def _problem_class() -> type:
             if self.stdev_init > 0:
                 values.add_(self.make_gaussian(values.shape, center=0.0, stdev=self.stdev_init))
 
-        def _evaluate_batch(self, solutions: "SolutionBatch") -> None:
+        def _evaluate_batch(self, solutions: SolutionBatch) -> None:
             if self.x is None or self.fitness is None:
                 raise RuntimeError("give the problem a fitness and set_batch(x, y) before a generation")
             # EvoTorch hands a ReadOnlyTensor (no in-place methods); the forward only reads it: no copy.
@@ -89,7 +96,7 @@ def _problem_class() -> type:
     return MLPProblem
 
 
-def make_problem(center: torch.Tensor, seed: int, hparams: Mapping[str, Any], fitness: Fitness | None) -> "Problem":
+def make_problem(center: torch.Tensor, seed: int, hparams: Mapping[str, Any], fitness: Fitness | None) -> Problem:
     """The problem for one run (see :class:`MLPProblem` inside :func:`_problem_class`).
 
     ``fitness`` is injected (the engine's batched forward, already told the architecture and
@@ -105,7 +112,7 @@ def _is_ga(cls: type) -> bool:
     return issubclass(cls, GeneticAlgorithm)
 
 
-def build_searcher(cls: type, hparams: Mapping[str, Any], problem: "Problem") -> "SearchAlgorithm":
+def build_searcher(cls: type, hparams: Mapping[str, Any], problem: Problem) -> SearchAlgorithm:
     """The EvoTorch algorithm ``cls`` on ``problem``, with a registry spec's hyperparameters.
 
     Every key the registry lists that is not ours (:data:`FITNESS_KEYS`) is an argument of the
@@ -118,21 +125,26 @@ def build_searcher(cls: type, hparams: Mapping[str, Any], problem: "Problem") ->
         return _build(cls, kwargs, problem)
 
 
-def _build(cls: type, kwargs: dict[str, Any], problem: "Problem") -> "SearchAlgorithm":
+def _build(cls: type, kwargs: dict[str, Any], problem: Problem) -> SearchAlgorithm:
     if _is_ga(cls):
         from evotorch.operators import GaussianMutation, TwoPointCrossOver
 
         # Selection (tournament) happens inside the cross-over operator, as in EvoTorch's examples.
-        operators = [TwoPointCrossOver(problem, tournament_size=int(kwargs.pop("tournament_size"))),
-                     GaussianMutation(problem, stdev=float(kwargs.pop("mutation_stdev")),
-                                      mutation_probability=float(kwargs.pop("mutation_probability")))]
+        operators = [
+            TwoPointCrossOver(problem, tournament_size=int(kwargs.pop("tournament_size"))),
+            GaussianMutation(
+                problem,
+                stdev=float(kwargs.pop("mutation_stdev")),
+                mutation_probability=float(kwargs.pop("mutation_probability")),
+            ),
+        ]
         kwargs.pop("stdev_init")
         # re_evaluate: a mini-batch fitness is noisy, so parents are scored again on each new batch.
         return cls(problem, operators=operators, re_evaluate=True, **kwargs)
     return cls(problem, center_init=problem.center_init, **kwargs)
 
 
-def center(searcher: "SearchAlgorithm") -> torch.Tensor:
+def center(searcher: SearchAlgorithm) -> torch.Tensor:
     """The one solution a run stands for: a distribution's centre, or a GA's best on the latest batch."""
     if hasattr(searcher, "_distribution"):
         return searcher._distribution.mu
@@ -142,7 +154,7 @@ def center(searcher: "SearchAlgorithm") -> torch.Tensor:
     return population.values[population.argbest()]
 
 
-def stdev(searcher: "SearchAlgorithm") -> float | None:
+def stdev(searcher: SearchAlgorithm) -> float | None:
     """The search's mean step size (root-mean-square sigma), logged per epoch; None for a GA."""
     if hasattr(searcher, "_distribution"):
         sigma = searcher._distribution.sigma
@@ -159,7 +171,7 @@ def stdev(searcher: "SearchAlgorithm") -> float | None:
 _CMAES_STATE = ("m", "sigma", "C", "A", "p_sigma", "p_c")
 
 
-def step(searcher: "SearchAlgorithm") -> torch.Tensor:
+def step(searcher: SearchAlgorithm) -> torch.Tensor:
     """One generation; returns the state of the problem's random generator it started from.
 
     A Gaussian searcher draws nothing before it samples (ranking and the update are
@@ -171,7 +183,7 @@ def step(searcher: "SearchAlgorithm") -> torch.Tensor:
     return before
 
 
-def searcher_state(searcher: "SearchAlgorithm", sampled_from: torch.Tensor | None = None) -> dict[str, Any]:
+def searcher_state(searcher: SearchAlgorithm, sampled_from: torch.Tensor | None = None) -> dict[str, Any]:
     """Everything the searcher's future depends on, as tensors and numbers (``weights_only``-safe).
 
     EvoTorch's Gaussian searchers update from the PREVIOUS generation's samples and fitnesses
@@ -185,8 +197,9 @@ def searcher_state(searcher: "SearchAlgorithm", sampled_from: torch.Tensor | Non
     state: dict[str, Any] = {"steps": int(searcher.step_count), "generator": problem.generator.get_state().clone()}
     gaussian = hasattr(searcher, "_distribution")
     if gaussian:
-        state["distribution"] = {k: v.detach().clone() for k, v in searcher._distribution.parameters.items()
-                                 if torch.is_tensor(v)}
+        state["distribution"] = {
+            k: v.detach().clone() for k, v in searcher._distribution.parameters.items() if torch.is_tensor(v)
+        }
         velocity = getattr(searcher._optimizer, "_velocity", None)
         if searcher._optimizer is not None and velocity is None:
             raise TypeError(f"cannot checkpoint the centre optimizer {type(searcher._optimizer).__name__}")
@@ -194,8 +207,10 @@ def searcher_state(searcher: "SearchAlgorithm", sampled_from: torch.Tensor | Non
             state["velocity"] = velocity.detach().clone()
         state["first_iter"] = bool(searcher._first_iter)
     elif hasattr(searcher, "m"):
-        state["cmaes"] = {k: (v.detach().clone() if torch.is_tensor(v) else float(v))
-                          for k, v in ((k, getattr(searcher, k)) for k in _CMAES_STATE)}
+        state["cmaes"] = {
+            k: (v.detach().clone() if torch.is_tensor(v) else float(v))
+            for k, v in ((k, getattr(searcher, k)) for k in _CMAES_STATE)
+        }
     population = None if hasattr(searcher, "m") else searcher._population
     if population is not None:
         state["population"] = {"evals": population.evals.detach().clone()}
@@ -206,7 +221,7 @@ def searcher_state(searcher: "SearchAlgorithm", sampled_from: torch.Tensor | Non
     return state
 
 
-def load_searcher_state(searcher: "SearchAlgorithm", state: Mapping[str, Any]) -> None:
+def load_searcher_state(searcher: SearchAlgorithm, state: Mapping[str, Any]) -> None:
     """Put a :func:`searcher_state` back into a freshly built searcher of the same spec."""
     from evotorch import SolutionBatch
 

@@ -22,6 +22,8 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
+from fmnist_pl.errors import OptimizerError
+
 if TYPE_CHECKING:  # torch is imported only when an optimizer is built: keeps the CLI's errors fast
     from torch.optim import Optimizer
 
@@ -40,7 +42,7 @@ class OptimizerInfo:
     description: str = ""
     kind: str = "gradient"
     """``gradient`` (a ``torch.optim`` optimizer stepping on gradients) or ``gradient-free`` (an EvoTorch searcher)."""
-    limits: Mapping[str, "Limit"] = field(default_factory=dict)
+    limits: Mapping[str, Limit] = field(default_factory=dict)
     """Allowed values of some hyperparameters (others: any finite number >= 0, see ``_check_number``)."""
     check: Callable[[Mapping[str, Any]], str | None] | None = None
     """A rule across hyperparameters: the final ones in, a problem (what to change) or None out."""
@@ -50,7 +52,7 @@ class OptimizerInfo:
         return self.kind == "gradient-free"
 
     @property
-    def cls(self) -> type["Optimizer"]:
+    def cls(self) -> type[Optimizer]:
         module, _, attr = self.cls_path.partition(":")
         return getattr(importlib.import_module(module), attr)
 
@@ -83,7 +85,7 @@ class OptimizerSpec:
         """Its hyperparameters as one key: specs with equal settings share a param group (``build_shared``)."""
         return repr(sorted(self.kwargs().items()))
 
-    def build(self, params: Iterable[Any]) -> "Optimizer":
+    def build(self, params: Iterable[Any]) -> Optimizer:
         """Instantiate the optimizer on ``params``."""
         return build_shared([self], [list(params)])
 
@@ -91,21 +93,22 @@ class OptimizerSpec:
         return {"name": self.name, "class": self.info.class_name, "kind": self.info.kind, "hparams": dict(self.hparams)}
 
 
-def build_shared(specs: list[OptimizerSpec], params: list[list[Any]], capturable: bool = False,
-                 compile_fused: bool = False) -> "Optimizer":
+def build_shared(
+    specs: list[OptimizerSpec], params: list[list[Any]], capturable: bool = False, fused_kernel: bool = False
+) -> Optimizer:
     """One optimizer instance for several models of one optimizer class, a param group per setting.
 
     Every model keeps its own hyperparameters (its param group's options) and its own state
     (torch keeps state per parameter); the optimizers here are element-wise, so this is
     exactly the update of separate instances, with one Python-side ``step`` for all of them.
     That matters at batch 32, where ``Adam.step``'s Python overhead exceeds its arithmetic
-    for this MLP (figures: ``benchmarks/results-*.txt``).
+    for this MLP (figures: ``benchmarks/RESULTS.md``).
 
     ``capturable`` (CUDA only) keeps step counters on the device so that the step can be
     captured in a CUDA graph; classes without the option are graph-safe as they are.
-    ``compile_fused`` lets classes whose fused kernel is compiled on first use (their
-    ``fused_needs_compile``; :class:`~fmnist_pl.optim.keras_rmsprop.KerasRMSprop`, with the
-    system C compiler) use it; the caller opts in (the lockstep engine does on the CPU).
+    ``fused_kernel`` lets classes whose fused update is a C kernel of ours (their
+    ``fused_is_c_kernel``; :class:`~fmnist_pl.optim.keras_rmsprop.KerasRMSprop`, built with the
+    system C compiler on first use) use it; the caller opts in (the lockstep engine does on the CPU).
     """
     if len({s.info.cls_path for s in specs}) != 1:
         raise ValueError("build_shared needs specs of one optimizer class")
@@ -119,11 +122,11 @@ def build_shared(specs: list[OptimizerSpec], params: list[list[Any]], capturable
     for spec, p in zip(specs, params):
         by_setting.setdefault(spec.setting(), {**spec.kwargs(), "params": []})["params"].extend(p)
     groups = list(by_setting.values())
-    # Fastest implementation the class has: fused (one kernel per tensor; for Adam about
-    # twice as fast as foreach on this MLP), else foreach (multi-tensor). The
-    # algorithm is the same; results differ only by float rounding.
-    compiled = getattr(cls, "fused_needs_compile", False)
-    if _accepts(cls, "fused") and (fused_supported(cls) or (compiled and compile_fused)):
+    # Fastest implementation the class has: fused (one pass over memory per tensor instead of
+    # one per op), else foreach (multi-tensor). The algorithm is the same; results differ only
+    # by float rounding.
+    own_kernel = getattr(cls, "fused_is_c_kernel", False)
+    if _accepts(cls, "fused") and (fused_supported(cls) or (own_kernel and fused_kernel)):
         kwargs.setdefault("fused", True)
     elif _accepts(cls, "foreach"):
         kwargs.setdefault("foreach", True)
@@ -167,9 +170,15 @@ class Limit:
 REGISTRY: dict[str, OptimizerInfo] = {}
 
 
-def register(name: str, cls: "type[Optimizer] | str", description: str = "", kind: str = "gradient",
-             limits: Mapping[str, Limit] | None = None, check: Callable[[Mapping[str, Any]], str | None] | None = None,
-             **defaults: Any) -> OptimizerInfo:
+def register(
+    name: str,
+    cls: type[Optimizer] | str,
+    description: str = "",
+    kind: str = "gradient",
+    limits: Mapping[str, Limit] | None = None,
+    check: Callable[[Mapping[str, Any]], str | None] | None = None,
+    **defaults: Any,
+) -> OptimizerInfo:
     """Add ``cls`` (a class or ``"module:Class"``) to the registry under ``name`` (lower case).
 
     ``defaults`` are the hyperparameters it gets; they are also the keys ``--set`` may change.
@@ -184,13 +193,13 @@ def register(name: str, cls: "type[Optimizer] | str", description: str = "", kin
     return info
 
 
-def implementation(optimizer: "Optimizer") -> str:
-    """Which kernels ``optimizer`` steps with: ``fused``, ``fused (compiled)``, ``foreach`` or ``for-loop``.
+def implementation(optimizer: Optimizer) -> str:
+    """Which kernels ``optimizer`` steps with: ``fused``, ``fused (C kernel)``, ``foreach`` or ``for-loop``.
 
     Recorded with every run: the choice changes float rounding, which a long run can amplify.
     """
-    if getattr(optimizer, "fused_needs_compile", False):
-        return "fused (compiled)" if getattr(optimizer, "fused_ran", False) else "foreach"
+    if getattr(optimizer, "fused_is_c_kernel", False):
+        return "fused (C kernel)" if getattr(optimizer, "fused_ran", False) else "foreach"
     if optimizer.defaults.get("fused"):
         return "fused"
     return "foreach" if optimizer.defaults.get("foreach") else "for-loop"
@@ -211,47 +220,102 @@ def _accepts(cls: type, arg: str) -> bool:
 # hyperparameter is spelled out, torch's defaults included, so that results and reports show
 # exactly what ran and ``--set`` knows which keys exist without importing torch.
 _SGD = "torch.optim:SGD"
-register("sgd", _SGD, "plain SGD, lr 0.01 (Keras default; reference)",
-         lr=0.01, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False)
-register("momentum", _SGD, "SGD with momentum 0.9, lr 0.01 (reference)",
-         lr=0.01, momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=False)
-register("rmsprop", "fmnist_pl.optim.keras_rmsprop:KerasRMSprop",
-         "RMSprop in Keras' form, eps inside the sqrt: w -= lr*g/sqrt(s+eps) (reference)",
-         lr=0.001, rho=0.9, eps=1e-7)
-register("adam", "torch.optim:Adam",
-         "Adam, lr 0.001, betas 0.9/0.999, eps 1e-7 (reference). Keras adds eps to sqrt(v) before "
-         "bias correction (the paper's 'epsilon hat'), torch to sqrt(v_hat): the same as torch with "
-         "eps/sqrt(1-beta2^t), at most ~3e-6 in the first steps - negligible against sqrt(v_hat)",
-         lr=0.001, betas=(0.9, 0.999), eps=1e-7, weight_decay=0.0, amsgrad=False)
+register(
+    "sgd",
+    _SGD,
+    "plain SGD, lr 0.01 (Keras default; reference)",
+    lr=0.01,
+    momentum=0.0,
+    dampening=0.0,
+    weight_decay=0.0,
+    nesterov=False,
+)
+register(
+    "momentum",
+    _SGD,
+    "SGD with momentum 0.9, lr 0.01 (reference)",
+    lr=0.01,
+    momentum=0.9,
+    dampening=0.0,
+    weight_decay=0.0,
+    nesterov=False,
+)
+register(
+    "rmsprop",
+    "fmnist_pl.optim.keras_rmsprop:KerasRMSprop",
+    "RMSprop in Keras' form, eps inside the sqrt: w -= lr*g/sqrt(s+eps) (reference)",
+    lr=0.001,
+    rho=0.9,
+    eps=1e-7,
+)
+register(
+    "adam",
+    "torch.optim:Adam",
+    "Adam, lr 0.001, betas 0.9/0.999, eps 1e-7 (reference). Keras adds eps to sqrt(v) before "
+    "bias correction (the paper's 'epsilon hat'), torch to sqrt(v_hat): the same as torch with "
+    "eps/sqrt(1-beta2^t), at most ~3e-6 in the first steps - negligible against sqrt(v_hat)",
+    lr=0.001,
+    betas=(0.9, 0.999),
+    eps=1e-7,
+    weight_decay=0.0,
+    amsgrad=False,
+)
 # Torch's own forms and other optimizers, with torch's defaults.
-register("rmsprop-torch", "torch.optim:RMSprop",
-         "torch's RMSprop (eps outside the sqrt) with the reference's lr/rho/eps",
-         lr=0.001, alpha=0.9, eps=1e-7, weight_decay=0.0, momentum=0.0, centered=False)
-register("adamw", "torch.optim:AdamW", "AdamW, torch defaults",
-         lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, amsgrad=False)
-register("nadam", "torch.optim:NAdam", "NAdam, torch defaults",
-         lr=0.002, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=0.004)
-register("adagrad", "torch.optim:Adagrad", "Adagrad, torch defaults",
-         lr=0.01, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10)
-register("adamax", "torch.optim:Adamax", "Adamax, torch defaults",
-         lr=0.002, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
-register("radam", "torch.optim:RAdam", "RAdam, torch defaults",
-         lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
-register("adadelta", "torch.optim:Adadelta", "Adadelta, torch defaults",
-         lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0)
-
-
-class OptimizerError(ValueError):
-    """A user-caused problem with an optimizer name or hyperparameter (one line, says the fix)."""
+register(
+    "rmsprop-torch",
+    "torch.optim:RMSprop",
+    "torch's RMSprop (eps outside the sqrt) with the reference's lr/rho/eps",
+    lr=0.001,
+    alpha=0.9,
+    eps=1e-7,
+    weight_decay=0.0,
+    momentum=0.0,
+    centered=False,
+)
+register(
+    "adamw",
+    "torch.optim:AdamW",
+    "AdamW, torch defaults",
+    lr=0.001,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=0.01,
+    amsgrad=False,
+)
+register(
+    "nadam",
+    "torch.optim:NAdam",
+    "NAdam, torch defaults",
+    lr=0.002,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=0.0,
+    momentum_decay=0.004,
+)
+register(
+    "adagrad",
+    "torch.optim:Adagrad",
+    "Adagrad, torch defaults",
+    lr=0.01,
+    lr_decay=0.0,
+    weight_decay=0.0,
+    initial_accumulator_value=0.0,
+    eps=1e-10,
+)
+register(
+    "adamax", "torch.optim:Adamax", "Adamax, torch defaults", lr=0.002, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0
+)
+register(
+    "radam", "torch.optim:RAdam", "RAdam, torch defaults", lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0
+)
+register("adadelta", "torch.optim:Adadelta", "Adadelta, torch defaults", lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0)
 
 
 def get_info(name: str) -> OptimizerInfo:
     try:
         return REGISTRY[name.lower()]
     except KeyError:
-        raise OptimizerError(
-            f"unknown optimizer {name!r}; choose from: {', '.join(REGISTRY)}"
-        ) from None
+        raise OptimizerError(f"unknown optimizer {name!r}; choose from: {', '.join(REGISTRY)}") from None
 
 
 def _coerce(value: str, like: Any, where: str) -> Any:
@@ -275,9 +339,7 @@ def _coerce(value: str, like: Any, where: str) -> Any:
             return int(as_float) if as_float.is_integer() else as_float
         return float(value)
     except ValueError:
-        raise OptimizerError(
-            f"bad value {value!r} for {where}: expected {type(like).__name__} like {like!r}"
-        ) from None
+        raise OptimizerError(f"bad value {value!r} for {where}: expected {type(like).__name__} like {like!r}") from None
 
 
 def _check_number(key: str, value: Any, where: str, limit: Limit | None = None) -> None:
@@ -311,8 +373,9 @@ def parse_overrides(items: Iterable[str]) -> dict[str, dict[str, str]]:
     return out
 
 
-def resolve(names: Iterable[str], lr: float | None = None,
-            overrides: Mapping[str, Mapping[str, str]] | None = None) -> list[OptimizerSpec]:
+def resolve(
+    names: Iterable[str], lr: float | None = None, overrides: Mapping[str, Mapping[str, str]] | None = None
+) -> list[OptimizerSpec]:
     """Resolve registry names into :class:`OptimizerSpec` s.
 
     ``lr`` gives every optimizer the same learning rate (the reference's own suggestion);
@@ -335,9 +398,7 @@ def resolve(names: Iterable[str], lr: float | None = None,
             hparams["lr"] = float(lr)
         for key, raw in overrides.get(name, {}).items():
             if key not in hparams:
-                raise OptimizerError(
-                    f"unknown hyperparameter {name}.{key}; {name} has: {', '.join(hparams)}"
-                )
+                raise OptimizerError(f"unknown hyperparameter {name}.{key}; {name} has: {', '.join(hparams)}")
             where = f"{name}.{key}"
             hparams[key] = _coerce(raw, hparams[key], where)
             _check_number(key, hparams[key], where, info.limits.get(key))
@@ -356,7 +417,7 @@ def check_buildable(specs: Iterable[OptimizerSpec]) -> None:
     A spec left at the defaults of an entry this module registers is not built: those are known
     to build (tests/optim/test_registry.py builds every one), and the first ``torch.optim``
     optimizer a process builds imports ``torch._dynamo`` (``add_param_group`` is wrapped in
-    ``torch._disable_dynamo``), ~1 s of one core while the command starts, for nothing."""
+    ``torch._disable_dynamo``), a noticeable delay while the command starts, for nothing."""
     import torch
 
     for spec in specs:
@@ -369,8 +430,10 @@ def check_buildable(specs: Iterable[OptimizerSpec]) -> None:
                 spec.build([torch.nn.Parameter(torch.zeros(1))])
         except (ValueError, TypeError, RuntimeError) as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__
-            raise OptimizerError(f"{spec.name} ({spec.info.class_name}) rejects its hyperparameters: {reason}; "
-                                 f"change the --set values for {spec.name}") from None
+            raise OptimizerError(
+                f"{spec.name} ({spec.info.class_name}) rejects its hyperparameters: {reason}; "
+                f"change the --set values for {spec.name}"
+            ) from None
 
 
 def _build_searcher(spec: OptimizerSpec) -> None:
@@ -388,56 +451,108 @@ def _build_searcher(spec: OptimizerSpec) -> None:
 # Gradient-free methods: EvoTorch's algorithms on the flat 266,610 weights, each starting from the
 # seed's Glorot weights. Shared by all: the population scores a mini-batch of `batch_size`
 # training images per generation (an epoch is still one pass over the 55,000 images), by
-# `fitness` (cross-entropy, or accuracy). Defaults were chosen by measurement, on VALIDATION
-# accuracy after 90 s on the 2-core CPU, and SNES's population after 600 s (seed 42; the trials:
-# benchmarks/results-cpu.txt, README).
-_POPULATION = {"popsize": Limit(2, integer=True), "batch_size": Limit(1, integer=True),
-               "fitness": Limit(choices=("cross_entropy", "accuracy")), "stdev_init": Limit(0, low_open=True)}
-register("snes", "evotorch.algorithms:SNES",
-         "separable natural evolution strategy (EvoTorch SNES): a diagonal Gaussian, natural-gradient updates",
-         kind="gradient-free", limits=_POPULATION | {"center_learning_rate": Limit(0, low_open=True),
-                                                      "stdev_learning_rate": Limit(0, low_open=True)},
-         popsize=100, stdev_init=0.02, center_learning_rate=0.5, stdev_learning_rate=0.006,
-         batch_size=256, fitness="cross_entropy")
-register("pgpe", "evotorch.algorithms:PGPE",
-         "policy gradients with parameter-based exploration, symmetric sampling, ClipUp centre updates (EvoTorch PGPE)",
-         kind="gradient-free", limits=_POPULATION | {"popsize": Limit(2, integer=True, even=True),
-                                                      "center_learning_rate": Limit(0, low_open=True),
-                                                      "stdev_learning_rate": Limit(0, low_open=True),
-                                                      "stdev_max_change": Limit(0, low_open=True)},
-         popsize=50, stdev_init=0.01, center_learning_rate=0.2, stdev_learning_rate=0.1, stdev_max_change=0.2,
-         batch_size=256, fitness="cross_entropy")
+# `fitness` (cross-entropy, or accuracy). Defaults were chosen by VALIDATION accuracy under a
+# fixed CPU time budget (the trials: benchmarks/RESULTS.md).
+_POPULATION = {
+    "popsize": Limit(2, integer=True),
+    "batch_size": Limit(1, integer=True),
+    "fitness": Limit(choices=("cross_entropy", "accuracy")),
+    "stdev_init": Limit(0, low_open=True),
+}
+register(
+    "snes",
+    "evotorch.algorithms:SNES",
+    "separable natural evolution strategy (EvoTorch SNES): a diagonal Gaussian, natural-gradient updates",
+    kind="gradient-free",
+    limits=_POPULATION
+    | {"center_learning_rate": Limit(0, low_open=True), "stdev_learning_rate": Limit(0, low_open=True)},
+    popsize=100,
+    stdev_init=0.02,
+    center_learning_rate=0.5,
+    stdev_learning_rate=0.006,
+    batch_size=256,
+    fitness="cross_entropy",
+)
+register(
+    "pgpe",
+    "evotorch.algorithms:PGPE",
+    "policy gradients with parameter-based exploration, symmetric sampling, ClipUp centre updates (EvoTorch PGPE)",
+    kind="gradient-free",
+    limits=_POPULATION
+    | {
+        "popsize": Limit(2, integer=True, even=True),
+        "center_learning_rate": Limit(0, low_open=True),
+        "stdev_learning_rate": Limit(0, low_open=True),
+        "stdev_max_change": Limit(0, low_open=True),
+    },
+    popsize=50,
+    stdev_init=0.01,
+    center_learning_rate=0.2,
+    stdev_learning_rate=0.1,
+    stdev_max_change=0.2,
+    batch_size=256,
+    fitness="cross_entropy",
+)
 
 
 def _enough_elites(hp: Mapping[str, Any]) -> str | None:
     """CEM fits a Gaussian to its elites: with fewer than two its spread is undefined (NaN)."""
     elites = int(hp["popsize"] * hp["parenthood_ratio"])
     if elites < 2:
-        return (f"popsize {hp['popsize']} x parenthood_ratio {hp['parenthood_ratio']:g} leaves {elites} elite(s); "
-                "CEM needs at least 2: raise cem.popsize or cem.parenthood_ratio")
+        return (
+            f"popsize {hp['popsize']} x parenthood_ratio {hp['parenthood_ratio']:g} leaves {elites} elite(s); "
+            "CEM needs at least 2: raise cem.popsize or cem.parenthood_ratio"
+        )
     return None
 
 
-register("cem", "evotorch.algorithms:CEM",
-         "cross-entropy method (EvoTorch CEM): the next Gaussian is fitted to the elite fraction",
-         kind="gradient-free", limits=_POPULATION | {"parenthood_ratio": Limit(0, 1, low_open=True),
-                                                      "stdev_max_change": Limit(0, low_open=True)},
-         check=_enough_elites,
-         popsize=50, stdev_init=0.05, parenthood_ratio=0.5, stdev_max_change=0.2,
-         batch_size=256, fitness="cross_entropy")
-register("cmaes", "evotorch.algorithms:CMAES",
-         "separable (diagonal) CMA-ES (EvoTorch CMAES, separable=True): a full covariance over 266,610 "
-         "weights would need 284 GB",
-         kind="gradient-free", limits=_POPULATION | {"popsize": Limit(4, integer=True),
-                                                      "separable": Limit(choices=(True,))},
-         popsize=50, stdev_init=0.01, separable=True, batch_size=256, fitness="cross_entropy")
-register("ga", "evotorch.algorithms:GeneticAlgorithm",
-         "genetic algorithm (EvoTorch): tournament selection, two-point cross-over, Gaussian mutation, elitism",
-         kind="gradient-free", limits=_POPULATION | {"tournament_size": Limit(1, integer=True),
-                                                      "mutation_stdev": Limit(0, low_open=True),
-                                                      "mutation_probability": Limit(0, 1, low_open=True)},
-         popsize=50, tournament_size=4, mutation_stdev=0.01, mutation_probability=0.1, elitist=True,
-         stdev_init=0.05, batch_size=256, fitness="cross_entropy")
+register(
+    "cem",
+    "evotorch.algorithms:CEM",
+    "cross-entropy method (EvoTorch CEM): the next Gaussian is fitted to the elite fraction",
+    kind="gradient-free",
+    limits=_POPULATION | {"parenthood_ratio": Limit(0, 1, low_open=True), "stdev_max_change": Limit(0, low_open=True)},
+    check=_enough_elites,
+    popsize=50,
+    stdev_init=0.05,
+    parenthood_ratio=0.5,
+    stdev_max_change=0.2,
+    batch_size=256,
+    fitness="cross_entropy",
+)
+register(
+    "cmaes",
+    "evotorch.algorithms:CMAES",
+    "separable (diagonal) CMA-ES (EvoTorch CMAES, separable=True): a full covariance over 266,610 "
+    "weights would need 284 GB",
+    kind="gradient-free",
+    limits=_POPULATION | {"popsize": Limit(4, integer=True), "separable": Limit(choices=(True,))},
+    popsize=50,
+    stdev_init=0.01,
+    separable=True,
+    batch_size=256,
+    fitness="cross_entropy",
+)
+register(
+    "ga",
+    "evotorch.algorithms:GeneticAlgorithm",
+    "genetic algorithm (EvoTorch): tournament selection, two-point cross-over, Gaussian mutation, elitism",
+    kind="gradient-free",
+    limits=_POPULATION
+    | {
+        "tournament_size": Limit(1, integer=True),
+        "mutation_stdev": Limit(0, low_open=True),
+        "mutation_probability": Limit(0, 1, low_open=True),
+    },
+    popsize=50,
+    tournament_size=4,
+    mutation_stdev=0.01,
+    mutation_probability=0.1,
+    elitist=True,
+    stdev_init=0.05,
+    batch_size=256,
+    fitness="cross_entropy",
+)
 
 # The entries registered above, as registered: a spec at one of these defaults needs no trial
 # build (check_buildable). An entry a user registers later, or again under the same name, is not one.

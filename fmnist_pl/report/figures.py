@@ -9,7 +9,7 @@ training, on one core. :class:`Drawer` moves it off the critical path, the way a
 * its workers are spawned when a compare starts, so their imports run on a core that torch's
   import leaves idle, and then wait, without using CPU, while the runs train;
 * at the end, the figures are submitted first and drawn while this process computes the summary
-  (:func:`fmnist_pl.run.compare.finish`); then this process draws those no worker has started.
+  (:func:`fmnist_pl.study.compare.finish`); then this process draws those no worker has started.
 
 Without a drawer, or if its workers are gone (killed, say), every figure is drawn here, the same.
 The command line starts the drawer; a Python program may pass one to ``compare``/``sweep``
@@ -29,8 +29,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from fmnist_pl.imports import collector_paused
-from fmnist_pl.stops import as_child_of, lifeline
+from fmnist_pl.runtime.imports import collector_paused
+from fmnist_pl.runtime.stops import as_child_of, lifeline
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def _drawn_here(jobs: Sequence[FigureJob]) -> Callable[[], list[str]]:
 
 
 def _worker_start(owner: Any) -> None:
-    """A worker ignores Ctrl-C, leaves when its owner is gone (:func:`fmnist_pl.stops.as_child_of`),
+    """A worker ignores Ctrl-C, leaves when its owner is gone (:func:`fmnist_pl.runtime.stops.as_child_of`),
     and imports matplotlib now, at a lower priority: its figures are needed only at the end, and
     meanwhile the cores go to what training waits for (the training workers' imports, say).
 
@@ -64,7 +64,7 @@ def _worker_start(owner: Any) -> None:
     as_child_of(owner)
     with contextlib.suppress(OSError, AttributeError):  # not on Windows
         os.nice(10)
-    with collector_paused():  # matplotlib's import, as the engine's (fmnist_pl.imports)
+    with collector_paused():  # matplotlib's import, as the engine's (fmnist_pl.runtime.imports)
         importlib.import_module("fmnist_pl.report.plots")
     atexit.register(gc.freeze)
 
@@ -83,8 +83,11 @@ class Drawer:
         self.workers = workers or default_workers()
         self._lifeline = lifeline()  # the workers leave when this process is gone
         self._pool: cf.ProcessPoolExecutor | None = cf.ProcessPoolExecutor(
-            self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start,
-            initargs=(self._lifeline[0],))
+            self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_start,
+            initargs=(self._lifeline[0],),
+        )
         for _ in range(self.workers):
             self._pool.submit(int)  # a no-op each: every worker process starts (and imports) now
 
@@ -118,7 +121,7 @@ class Drawer:
             for end in self._lifeline:
                 end.close()
 
-    def __enter__(self) -> "Drawer":
+    def __enter__(self) -> Drawer:
         return self
 
     def __exit__(self, *exc: object) -> None:

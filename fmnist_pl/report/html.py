@@ -7,12 +7,13 @@ from disk or an e-mail with no network, and the report is rebuilt from the resul
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import jinja2
 
-from fmnist_pl import results
+from fmnist_pl import store
 from fmnist_pl.analysis.metrics import classification_report_text
 from fmnist_pl.analysis.summary import finished, summarize
 from fmnist_pl.config import CompareConfig
@@ -27,9 +28,11 @@ _TEMPLATE_DIRS = [Path(__file__).parents[1] / "templates", Path(__file__).parent
 
 
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader([str(p) for p in _TEMPLATE_DIRS]),
-                              autoescape=jinja2.select_autoescape(["html", "j2"], default=True),
-                              undefined=jinja2.StrictUndefined)
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader([str(p) for p in _TEMPLATE_DIRS]),
+        autoescape=jinja2.select_autoescape(["html", "j2"], default=True),
+        undefined=jinja2.StrictUndefined,
+    )
 
 
 def _heat(value: float, lo: float, hi: float) -> str:
@@ -53,8 +56,10 @@ def confusion_table(matrix: list[list[int]]) -> list[dict[str, Any]]:
     matplotlib figure with its hundred labels took ~0.2 s a run.
     """
     peak = max(max(row) for row in matrix) or 1
-    return [{"label": CLASS_NAMES[i], "cells": [{"n": n, "color": _blue(n / peak), "dark": n > peak / 2} for n in row]}
-            for i, row in enumerate(matrix)]
+    return [
+        {"label": CLASS_NAMES[i], "cells": [{"n": n, "color": _blue(n / peak), "dark": n > peak / 2} for n in row]}
+        for i, row in enumerate(matrix)
+    ]
 
 
 def image_grid(uris: list[str], labels: list[int], predictions: list[int] | None = None) -> list[dict[str, Any]]:
@@ -72,9 +77,16 @@ def _per_class(settings: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per-class F1 rows, coloured by the mean within the table."""
     means = [c["mean"] for s in settings for c in s["per_class_f1"] if c["mean"] is not None]
     lo, hi = (min(means), max(means)) if means else (0.0, 1.0)
-    return [{"run": s["setting"], "n": s["n"],
-             "cells": [c | {"color": _heat(c["mean"], lo, hi) if c["mean"] is not None else "white"}
-                       for c in s["per_class_f1"]]} for s in settings]
+    return [
+        {
+            "run": s["setting"],
+            "n": s["n"],
+            "cells": [
+                c | {"color": _heat(c["mean"], lo, hi) if c["mean"] is not None else "white"} for c in s["per_class_f1"]
+            ],
+        }
+        for s in settings
+    ]
 
 
 def detailed_runs(runs: list[dict[str, Any]]) -> set[str]:
@@ -89,9 +101,9 @@ def detailed_runs(runs: list[dict[str, Any]]) -> set[str]:
         return {r["run"] for r in runs}
     best: dict[tuple[Any, ...], tuple[float, str]] = {}
     for r in runs:
-        if not r.get("history"):
+        if not r["history"]:
             continue
-        key = (tuple(r.get("hidden") or ()), r["optimizer"]["name"])
+        key = (tuple(r["hidden"]), r["optimizer"]["name"])
         score = max(row["val_acc"] for row in r["history"])
         if key not in best or score > best[key][0]:
             best[key] = (score, r["run"])
@@ -110,7 +122,7 @@ def compute_axes(runs: list[dict[str, Any]]) -> set[str]:
     """
     axes = {"epoch", "seconds"}
     rows = [row for r in runs for row in r["history"]]
-    if not rows or any(row.get("images") is None or row.get("evaluations") is None for row in rows):
+    if not rows or any(row["images"] is None or row["evaluations"] is None for row in rows):
         return axes
     seen: dict[Any, set[int]] = {}  # epoch -> images seen by then (runs may end at different epochs)
     for row in rows:
@@ -122,9 +134,10 @@ def compute_axes(runs: list[dict[str, Any]]) -> set[str]:
     return axes
 
 
-def start_figures(loaded: dict[str, Any], drawer: "Drawer | None" = None) -> Callable[[], dict[str, Any]]:
-    """Start drawing every figure of the report from the results (and samples.json); returns a function
-    that waits for them and gives the template's figure values.
+def start_figures(loaded: dict[str, Any], drawer: Drawer | None = None) -> Callable[[], dict[str, Any]]:
+    """Start drawing every figure of the report from the results (and samples.json, and the detailed
+    runs' predictions.json, read through their schemas); returns a function that waits for them and
+    gives the template's figure values.
 
     The matplotlib figures are jobs for ``drawer``'s worker processes (drawn here, when collected,
     without one); the tables and the 28x28 digit images are built here, as they cost nothing.
@@ -134,68 +147,69 @@ def start_figures(loaded: dict[str, Any], drawer: "Drawer | None" = None) -> Cal
 
     folder = Path(loaded["folder"])
     ok_runs = [r for r in loaded["runs"] if finished(r)]
-    curves = [("val_loss", "validation loss", "epoch"), ("val_acc", "validation accuracy", "epoch"),
-              ("train_loss", "training loss", "epoch"),
-              # The same race on the axes of compute: wall time, and images seen (a population scores each
-              # image P times; the budget sentences say how many forward evaluations that was).
-              ("val_acc", "validation accuracy", "seconds"), ("val_acc", "validation accuracy", "images"),
-              ("val_acc", "validation accuracy", "evaluations")]
+    curves = [
+        ("val_loss", "validation loss", "epoch"),
+        ("val_acc", "validation accuracy", "epoch"),
+        ("train_loss", "training loss", "epoch"),
+        # The same race on the axes of compute: wall time, and images seen (a population scores each
+        # image P times; the budget sentences say how many forward evaluations that was).
+        ("val_acc", "validation accuracy", "seconds"),
+        ("val_acc", "validation accuracy", "images"),
+        ("val_acc", "validation accuracy", "evaluations"),
+    ]
     axes = compute_axes(ok_runs)
     jobs: dict[Any, FigureJob] = {}
     titles = []
     if ok_runs:
         # What the figure reads; the family colours a big grid's settings (the optimizer, and the
         # architecture prefix of the setting's name when the study has several).
-        overlay_runs = [{"setting": r["setting"], "history": r["history"],
-                         "family": r["setting"][: len(r["setting"]) - len(r["variant"])] + r["optimizer"]["name"]}
-                        for r in ok_runs]
+        overlay_runs = [
+            {
+                "setting": r["setting"],
+                "history": r["history"],
+                "family": r["setting"][: len(r["setting"]) - len(r["variant"])] + r["optimizer"]["name"],
+            }
+            for r in ok_runs
+        ]
         for key, label, axis in curves:
             if axis in axes:
                 titles.append(label if axis == "epoch" else f"{label} vs {plots.X_AXES[axis]}")
                 jobs[("overlay", len(titles) - 1)] = FigureJob("overlay", (overlay_runs, key, label, axis))
     detailed = detailed_runs(loaded["runs"])
     for r in loaded["runs"]:
-        if r["run"] in detailed and r.get("history"):
+        if r["run"] in detailed and r["history"]:
             jobs[("curves", r["run"])] = FigureJob("learning_curves", (r["history"],), {"title": r["run"]})
     sweep = loaded["config"].get("sweep")
     if sweep:
         jobs[("sweep", None)] = FigureJob("lr_sweep", (sweep,))
     pending = draw_all(list(jobs.values()), drawer)
-    try:
-        samples = results.read_json(folder / results.SAMPLES_FILE)
-    except (OSError, ValueError):
-        samples = None
+    samples = store.read_samples(folder)
     # The first 40 test images are the same for every run: each is encoded once.
-    test_uris = [plots.data_uri(plots.digit_png(im)) for im in samples["test_images"]] if samples is not None else []
+    test_uris = [plots.data_uri(plots.digit_png(im)) for im in samples.test_images]
     per_run = {}
     for r in loaded["runs"]:
         figs: dict[str, Any] = {"curves": None, "confusion": None, "predictions": None}
         per_run[r["run"]] = figs
         if r["run"] not in detailed:
             continue
-        if r.get("test"):
-            figs["confusion"] = confusion_table(r["test"]["last"]["confusion_matrix"])
-        if samples is not None:
-            try:
-                predicted = results.read_json(Path(r["dir"]) / results.PREDICTIONS_FILE)
-            except (OSError, ValueError):
-                predicted = None
-            if predicted is not None:
-                n = len(test_uris)
-                figs["predictions"] = image_grid(test_uris, predicted["targets"][:n], predicted["last"][:n])
-    train_grid = None
-    if samples is not None:
-        train_grid = image_grid([plots.data_uri(plots.digit_png(im)) for im in samples["train_images"]],
-                                samples["train_labels"])
+        figs["confusion"] = confusion_table(r["test"]["last"]["confusion_matrix"])
+        predicted = store.read_predictions(folder, r["run"])
+        n = len(test_uris)
+        figs["predictions"] = image_grid(test_uris, predicted.targets[:n], predicted.last[:n])
+    train_grid = image_grid([plots.data_uri(plots.digit_png(im)) for im in samples.train_images], samples.train_labels)
 
     def collect() -> dict[str, Any]:
         drawn = dict(zip(jobs, pending()))
         for (what, key), uri in drawn.items():
             if what == "curves":
                 per_run[key]["curves"] = uri
-        return {"overlays": [{"title": t, "src": drawn[("overlay", i)]} for i, t in enumerate(titles)],
-                "per_run": per_run, "train_images": train_grid, "detailed": len(detailed),
-                "sweep_plot": drawn.get(("sweep", None))}
+        return {
+            "overlays": [{"title": t, "src": drawn[("overlay", i)]} for i, t in enumerate(titles)],
+            "per_run": per_run,
+            "train_images": train_grid,
+            "detailed": len(detailed),
+            "sweep_plot": drawn.get(("sweep", None)),
+        }
 
     return collect
 
@@ -207,52 +221,71 @@ def build_context(loaded: dict[str, Any], summary: dict[str, Any], figures: dict
     setup = config["config"]
     folder = Path(loaded["folder"])
     run_observations = summary["run_observations"]
-    runs = [{
-        "run": r["run"], "status": r.get("status", "ok"),
-        "report_text": classification_report_text(r["test"]["last"]["report"]) if r.get("test") else "",
-        **figures["per_run"][r["run"]],
-        "observations": run_observations.get(r["run"], []),
-    } for r in loaded["runs"]]
+    runs = [
+        {
+            "run": r["run"],
+            "status": r["status"],
+            "report_text": classification_report_text(r["test"]["last"]["report"]),
+            **figures["per_run"][r["run"]],
+            "observations": run_observations.get(r["run"], []),
+        }
+        for r in loaded["runs"]
+    ]
     return {
         "title": f"fmnist-pl: optimizer comparison {folder.name}",
-        "folder": str(folder), "created": config.get("created"), "setup": setup,
+        "folder": str(folder),
+        "created": config["created"],
+        "setup": setup,
         "trains_alone": CompareConfig.from_dict(setup).trains_alone,
-        "split": config.get("split", {}), "model": config.get("model", {}),
-        "environment": config.get("environment", {}),
-        "optimizers": [r["optimizer"] for r in config.get("runs", []) if r["seed"] == setup.get("seed")],
-        "class_names": list(CLASS_NAMES), "overlays": figures["overlays"], "rows": summary["rows"],
-        "rankings": summary["rankings"], "aggregates": summary["settings"], "per_class": _per_class(summary["settings"]),
-        "significance": summary["significance"], "target": summary["target"],
+        "split": config["split"],
+        "model": config["model"],
+        "environment": config["environment"],
+        "optimizers": [r["optimizer"] for r in config["runs"] if r["seed"] == setup.get("seed")],
+        "class_names": list(CLASS_NAMES),
+        "overlays": figures["overlays"],
+        "rows": summary["rows"],
+        "rankings": summary["rankings"],
+        "aggregates": summary["settings"],
+        "per_class": _per_class(summary["settings"]),
+        "significance": summary["significance"],
+        "target": summary["target"],
         "sweep": {"table": config["sweep"], "plot": figures["sweep_plot"]} if config.get("sweep") else None,
-        "architectures": summary["architectures"], "runs": runs, "missing": summary["missing"],
-        "observations": summary["observations"], "run_observations": bool(run_observations),
+        "architectures": summary["architectures"],
+        "runs": runs,
+        "missing": summary["missing"],
+        "observations": summary["observations"],
+        "run_observations": bool(run_observations),
         "train_images": figures["train_images"],
         "detailed": figures["detailed"] if figures["detailed"] < len(loaded["runs"]) else None,
     }
 
 
 def saved_summary(loaded: dict[str, Any]) -> dict[str, Any]:
-    """The folder's ``summary.json``, or, where that is missing or of another format, computed from the results."""
-    try:
-        summary = results.read_json(Path(loaded["folder"]) / results.SUMMARY_FILE)
-    except (OSError, ValueError):
-        summary = None
-    if not isinstance(summary, dict) or summary.get("format") != results.FORMAT_VERSION:
-        summary = summarize(loaded)
-    return summary
+    """The folder's ``summary.json`` (validated: :class:`~fmnist_pl.store.schema.SummaryFile`), or,
+    where there is none, the summary computed from the results. A damaged one is a one-line
+    :class:`~fmnist_pl.errors.ResultsError` whose fix rebuilds it (``fmnist-pl report DIR``)."""
+    from fmnist_pl.store.schema import SummaryFile
+
+    folder = Path(loaded["folder"])
+    path = folder / store.SUMMARY_FILE
+    if not path.exists():
+        return summarize(loaded)
+    fix = f"rebuild it from the runs' files: {shlex.join(['fmnist-pl', 'report', str(folder)])}"
+    return store.read_checked(path, SummaryFile, fix).model_dump()
 
 
-def render(folder: Path, summary: Callable[[dict[str, Any]], dict[str, Any]] = saved_summary,
-           drawer: "Drawer | None" = None) -> Path:
+def render(
+    folder: Path, summary: Callable[[dict[str, Any]], dict[str, Any]] = saved_summary, drawer: Drawer | None = None
+) -> Path:
     """(Re)write ``folder/report.html`` from the results in ``folder`` and their summary; returns its path.
 
     ``summary``: how the loaded results give their summary (as :func:`~fmnist_pl.analysis.summary.summarize`
     returns it); by default :func:`saved_summary`. It is called after the figures are submitted, so
     that ``drawer``'s workers, if given, draw them meanwhile.
     """
-    loaded = results.load_compare(Path(folder))
+    loaded = store.load_compare(Path(folder))
     figures = start_figures(loaded, drawer)
     context = build_context(loaded, summary(loaded), figures())
     path = Path(loaded["folder"]) / "report.html"
-    results.atomic_write_text(path, _environment().get_template(TEMPLATE).render(**context))
+    store.atomic_write_text(path, _environment().get_template(TEMPLATE).render(**context))
     return path

@@ -20,9 +20,8 @@ matplotlib.rcParams["text.parse_math"] = False
 # No creation date or software version in the PNG: the same results give the same bytes.
 _PNG_METADATA = {"Software": None}
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import EngFormatter, MaxNLocator  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-
+from matplotlib.ticker import EngFormatter, MaxNLocator  # noqa: E402
 
 
 def png_bytes(fig: Figure) -> bytes:
@@ -53,8 +52,12 @@ def learning_curves(history: list[dict[str, float]], title: str = "") -> Figure:
     return fig
 
 
-X_AXES = {"epoch": "epoch", "seconds": "seconds of training", "images": "training images seen",
-          "evaluations": "forward evaluations (images x population)"}
+X_AXES = {
+    "epoch": "epoch",
+    "seconds": "seconds of training",
+    "images": "training images seen",
+    "evaluations": "forward evaluations (images x population)",
+}
 
 
 def _x(history: list[dict[str, float]], axis: str) -> list[float] | None:
@@ -99,19 +102,25 @@ def overlay(runs: list[dict[str, Any]], key: str, ylabel: str, axis: str = "epoc
         xs = [sum(c) / len(c) for c in zip(*[x[:n] for x, _ in curves])]
         mean = [sum(c) / len(c) for c in cols]
         if many:
-            ax.plot(xs, mean, marker="." if n < 40 else None, color=colors[family[label]], lw=0.8, alpha=0.6,
-                    markersize=3)
+            ax.plot(
+                xs, mean, marker="." if n < 40 else None, color=colors[family[label]], lw=0.8, alpha=0.6, markersize=3
+            )
             continue
-        (line,) = ax.plot(xs, mean, marker="." if n < 40 else None,
-                          label=label if len(curves) == 1 else f"{label} (mean of {len(curves)})")
+        (line,) = ax.plot(
+            xs,
+            mean,
+            marker="." if n < 40 else None,
+            label=label if len(curves) == 1 else f"{label} (mean of {len(curves)})",
+        )
         if len(curves) > 1:
             ax.fill_between(xs, [min(c) for c in cols], [max(c) for c in cols], color=line.get_color(), alpha=0.2)
     if many:
         from matplotlib.lines import Line2D
 
         each = f", each the mean of {seeds} seeds" if seeds > 1 else ""
-        ax.legend(handles=[Line2D([], [], color=c, label=f"{f} ({counts[f]} settings{each})")
-                           for f, c in colors.items()])
+        ax.legend(
+            handles=[Line2D([], [], color=c, label=f"{f} ({counts[f]} settings{each})") for f, c in colors.items()]
+        )
     ax.set_xlabel(X_AXES[axis])
     if axis == "epoch":
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -19,21 +19,27 @@ def test_classification_report_has_scikit_learns_layout_and_numbers():
     assert lines[0].split() == ["precision", "recall", "f1-score", "support"]
     assert lines[2].split()[-4:] == ["0.50", "0.50", "0.50", "2"]
     assert "    accuracy" in text and text.rstrip().splitlines()[-1].startswith("weighted avg")
-    assert [l.split()[-1] for l in lines if l.strip().startswith(("accuracy", "macro avg"))] == ["8", "8"]
+    assert [line.split()[-1] for line in lines if line.strip().startswith(("accuracy", "macro avg"))] == ["8", "8"]
 
 
 def _torchmetrics_one_run(preds: torch.Tensor, target: torch.Tensor, n: int = 10) -> dict:
     """What the report's numbers must equal: torchmetrics' own functions, one run at a time."""
     from torchmetrics.functional import classification as C
 
-    out = {"accuracy": C.multiclass_accuracy(preds, target, n, average="micro").item(),
-           "confusion_matrix": C.multiclass_confusion_matrix(preds, target, n).tolist(),
-           "support": torch.bincount(target, minlength=n).tolist()}
+    out = {
+        "accuracy": C.multiclass_accuracy(preds, target, n, average="micro").item(),
+        "confusion_matrix": C.multiclass_confusion_matrix(preds, target, n).tolist(),
+        "support": torch.bincount(target, minlength=n).tolist(),
+    }
     for average in ("none", "macro", "weighted"):
         out["per_class" if average == "none" else average] = {
             name: fn(preds, target, n, average=average, zero_division=0).tolist()
-            for name, fn in (("precision", C.multiclass_precision), ("recall", C.multiclass_recall),
-                             ("f1", C.multiclass_f1_score))}
+            for name, fn in (
+                ("precision", C.multiclass_precision),
+                ("recall", C.multiclass_recall),
+                ("f1", C.multiclass_f1_score),
+            )
+        }
     out["macro_f1"] = out["macro"]["f1"]
     return out
 
@@ -44,8 +50,8 @@ def test_many_runs_at_once_equal_torchmetrics_bit_for_bit():
     target[target == 9] = 8  # a class absent from the targets: macro skips it only where nothing predicts it
     noisy = torch.randint(0, 10, (6, 2_000), generator=gen)
     preds = torch.where(torch.rand(6, 2_000, generator=gen) < 0.7, target, noisy)
-    preds[1] = 0          # one class predicted for everything: zero precision denominators
-    preds[2] = target     # perfect
+    preds[1] = 0  # one class predicted for everything: zero precision denominators
+    preds[2] = target  # perfect
     preds[3][preds[3] == 9] = 7  # class 9 neither predicted nor present
     many = metrics.classification_metrics_many(preds, target)
     for k in range(len(preds)):

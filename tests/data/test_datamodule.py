@@ -53,8 +53,9 @@ def test_plain_batches_for_one_seed_and_plain_evaluation_batches(fake_data):
 def test_plain_batches_need_exactly_one_seed(fake_data):
     import pytest
 
-    dm = FashionMNISTDataModule(arrays=load_arrays(fake_data, counts=None), val_size=100, seeds=[1, 2],
-                                stack_seeds=False)
+    dm = FashionMNISTDataModule(
+        arrays=load_arrays(fake_data, counts=None), val_size=100, seeds=[1, 2], stack_seeds=False
+    )
     with pytest.raises(ValueError, match="exactly one seed"):
         dm.train_dataloader()
 

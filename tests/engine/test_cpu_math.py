@@ -2,28 +2,87 @@
 
 import ctypes
 import ctypes.util
+import logging
 
 import pytest
 import torch
 
 
-def test_flush_denormals_reaches_the_worker_threads():
-    from fmnist_pl.engine.denormals import flush_denormals
+@pytest.fixture
+def two_threads():
+    """torch on two OpenMP threads whose pool exists with flush-to-zero off everywhere: a thread the
+    flag does not reach then keeps computing denormals, which the tests below can see."""
+    from fmnist_pl.runtime.denormals import flush_denormals
 
-    tiny = torch.full((1 << 16,), 1e-39)  # denormal; a parallel op spreads it over all threads
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
     try:
-        if not flush_denormals(True):
+        if not flush_denormals(False):  # also starts the pool's worker, flag off
             pytest.skip("this CPU cannot flush denormals")
-        assert torch.count_nonzero(tiny * 1.0) == 0  # flushed on every chunk, not only the main thread's
+        yield
     finally:
         flush_denormals(False)
-    assert torch.count_nonzero(tiny * 1.0) == tiny.numel()
+        torch.set_num_threads(before)
+
+
+def _denormals_left() -> int:
+    """How many of 2^20 denormal inputs stay non-zero through ``x * 1.0``: a parallel op, each thread
+    computing its own chunk, so a thread without flush-to-zero leaves its chunk's denormals.
+
+    Made and counted as bits, never as floats: on a thread that flushes, converting 1e-39 to float32
+    gives 0 and comparing a denormal with 0 says equal.
+    """
+    tiny = torch.full((1 << 20,), 0x000AE398, dtype=torch.int32).view(torch.float32)  # ~1e-39
+    return int(torch.count_nonzero((tiny * 1.0).view(torch.int32)))
+
+
+def test_flush_denormals_reaches_the_worker_threads(two_threads):
+    from fmnist_pl.runtime.denormals import Reach, flush_denormals
+
+    assert _denormals_left() == 1 << 20  # off everywhere
+    assert flush_denormals(True) is Reach.EVERY_THREAD
+    assert _denormals_left() == 0  # flushed on every chunk, not only the main thread's
+    assert flush_denormals(False) is Reach.EVERY_THREAD
+    assert _denormals_left() == 1 << 20  # and cleared on every thread again
+
+
+def test_without_libgomp_only_the_main_thread_flushes_and_a_warning_says_so(two_threads, monkeypatch, caplog):
+    from fmnist_pl.runtime import denormals
+
+    monkeypatch.setattr(denormals, "_gomp_libraries", list)  # finds no libgomp
+    monkeypatch.setattr(denormals, "_warned", False)
+    with caplog.at_level(logging.WARNING, logger=denormals.__name__):
+        reach = denormals.flush_denormals(True)
+        left = _denormals_left()
+        denormals.flush_denormals(False)
+        denormals.flush_denormals(True)
+    assert reach is denormals.Reach.MAIN_THREAD and reach  # still truthy: the caller sets it back
+    assert 0 < left < 1 << 20  # the worker's chunk kept its denormals: what the other test would catch
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "torch.set_num_threads(1)" in warnings[0].getMessage()  # once per process
+    # On one thread there is no worker to miss: every thread has it, nothing to warn about.
+    monkeypatch.setattr(denormals, "_warned", False)
+    torch.set_num_threads(1)
+    caplog.clear()
+    assert denormals.flush_denormals(True) is denormals.Reach.EVERY_THREAD and not caplog.records
 
 
 class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
-                 "keepcost")]
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
 
 
 def test_freed_memory_is_kept_while_training_and_returned_after():
@@ -32,7 +91,7 @@ def test_freed_memory_is_kept_while_training_and_returned_after():
     Page faults would be a proxy: this VM's kernel also reclaims idle pages on its own (DAMON),
     so they vary from run to run; where malloc put the block does not.
     """
-    from fmnist_pl.engine.heap import retain_freed_memory
+    from fmnist_pl.runtime.heap import retain_freed_memory
 
     libc = ctypes.CDLL(ctypes.util.find_library("c"))
     if not hasattr(libc, "mallinfo2"):

@@ -27,36 +27,49 @@ class EpochMetrics(pl.Callback):
 
     def on_train_epoch_end(self, trainer, module):
         m = trainer.callback_metrics
-        self.rows.append({k: float(m[f"{k.split('_')[0]}/{k.split('_')[1]}"])
-                          for k in ("train_loss", "train_acc", "val_loss", "val_acc")})
+        self.rows.append(
+            {
+                k: float(m[f"{k.split('_')[0]}/{k.split('_')[1]}"])
+                for k in ("train_loss", "train_acc", "val_loss", "val_acc")
+            }
+        )
 
 
 def _trainer(max_epochs=2, **kw):
     # CPU in CI; the GPU check script sets FMNIST_TEST_ACCELERATOR=gpu to run the same test there.
-    return pl.Trainer(max_epochs=max_epochs, accelerator=os.environ.get("FMNIST_TEST_ACCELERATOR", "cpu"), logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, **kw)
+    return pl.Trainer(
+        max_epochs=max_epochs,
+        accelerator=os.environ.get("FMNIST_TEST_ACCELERATOR", "cpu"),
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        **kw,
+    )
 
 
-@pytest.mark.parametrize("compile_fused", [False, True], ids=["foreach", "compiled"])
-def test_lockstep_matches_the_straightforward_lightning_path(fake_data, compile_fused):
+@pytest.mark.parametrize("fused_kernel", [False, True], ids=["foreach", "c-kernel"])
+def test_lockstep_matches_the_straightforward_lightning_path(fake_data, fused_kernel):
     """The fast engine's per-epoch metrics equal one LitClassifier per optimizer, same seed.
 
-    ``compiled``: RMSprop's update as one torch.compile-d kernel, what long CPU runs use.
+    ``c-kernel``: RMSprop's update as one pass of its C kernel, what CPU runs use.
     """
     arrays = load_arrays(fake_data, counts=None)
     specs = resolve(["sgd", "momentum", "rmsprop", "adam"])
     seed, hidden = 7, (32, 16)
-    lock = LitLockstep(members(specs, [seed]), hidden=hidden, compile_fused=compile_fused)
+    lock = LitLockstep(members(specs, [seed]), hidden=hidden, fused_kernel=fused_kernel)
     trainer = _trainer()
     trainer.fit(lock, FashionMNISTDataModule(arrays=arrays, val_size=100, seeds=[seed]))
     (rms,) = [o for o in trainer.optimizers if isinstance(o, KerasRMSprop)]
-    # The path under test really ran (the compiled kernel is CPU-only; on a GPU, foreach in a CUDA graph).
-    assert rms.fused_ran is (compile_fused and trainer.strategy.root_device.type == "cpu")
+    # The path under test really ran (the C kernel is CPU-only; on a GPU, foreach in a CUDA graph).
+    assert rms.fused_ran is (fused_kernel and trainer.strategy.root_device.type == "cpu")
     for k, spec in enumerate(specs):
         single = LitClassifier(seeded_mlp(hidden, seed), spec)
         cb = EpochMetrics()
-        _trainer(callbacks=[cb]).fit(single, FashionMNISTDataModule(arrays=arrays, val_size=100, seeds=[seed],
-                                                                    stack_seeds=False))
+        _trainer(callbacks=[cb]).fit(
+            single, FashionMNISTDataModule(arrays=arrays, val_size=100, seeds=[seed], stack_seeds=False)
+        )
         fast = lock.histories[k].epochs
         assert len(fast) == len(cb.rows) == 2
         for a, b in zip(fast, cb.rows):
@@ -113,7 +126,7 @@ def test_a_study_steps_its_settings_in_several_optimizers_with_the_same_numbers(
 
     from fmnist_pl.config import CompareConfig
     from fmnist_pl.engine import lockstep
-    from fmnist_pl.run.plan import plan
+    from fmnist_pl.plan import plan
 
     arrays = load_arrays(fake_data, counts=None)
     config = CompareConfig(optimizers=("sgd", "momentum", "adam"), lrs=(0.001, 0.01, 0.1), seeds=2, hidden=(16,))
@@ -129,8 +142,10 @@ def test_a_study_steps_its_settings_in_several_optimizers_with_the_same_numbers(
         assert {(runs[k].variant, runs[k].seed) for k in ks} == {(runs[k].variant, s) for k in ks for s in (42, 43)}
     assert one.histories[0].epochs[-1]["val_acc"] > 0.2  # it trained
     for k in range(len(runs)):
-        rows = [[{key: v for key, v in row.items() if key != "seconds"} for row in lock.histories[k].epochs]
-                for lock in (one, split)]
+        rows = [
+            [{key: v for key, v in row.items() if key != "seconds"} for row in lock.histories[k].epochs]
+            for lock in (one, split)
+        ]
         assert rows[0] == rows[1], runs[k].name
         a, b = one.member_optimizer_state(k), split.member_optimizer_state(k)
         assert a["hparams"] == b["hparams"] == dict(runs[k].optimizer.hparams)
@@ -183,9 +198,17 @@ def test_on_a_gpu_each_optimizer_steps_on_its_own_stream_forked_from_and_joined_
     lock._raw_optimizers = [Optimizer(i) for i in range(3)]
     lock._streams = [Stream(f"s{i}") for i in range(3)]
     lock._step_optimizers()
-    assert events == [("wait", "s0", "step"), ("step", 0, "s0"), ("wait", "s1", "step"), ("step", 1, "s1"),
-                      ("wait", "s2", "step"), ("step", 2, "s2"),
-                      ("wait", "step", "s0"), ("wait", "step", "s1"), ("wait", "step", "s2")]
+    assert events == [
+        ("wait", "s0", "step"),
+        ("step", 0, "s0"),
+        ("wait", "s1", "step"),
+        ("step", 1, "s1"),
+        ("wait", "s2", "step"),
+        ("step", 2, "s2"),
+        ("wait", "step", "s0"),
+        ("wait", "step", "s1"),
+        ("wait", "step", "s2"),
+    ]
     assert [s.name for s in current] == ["step"]
     events.clear()
     lock._streams = []  # the CPU: one after another, on no stream

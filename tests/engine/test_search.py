@@ -15,7 +15,7 @@ from fmnist_pl.engine.population import population_fitness
 from fmnist_pl.engine.trainer import train_group
 from fmnist_pl.optim import evolution
 from fmnist_pl.optim.registry import REGISTRY, resolve
-from fmnist_pl.run.compare import compare
+from fmnist_pl.study.compare import compare
 
 METHODS = [name for name, info in REGISTRY.items() if info.gradient_free]
 HIDDEN = (16,)
@@ -53,9 +53,17 @@ def test_problem_scores_the_whole_population_as_the_plain_mlp_would():
 
 @pytest.mark.parametrize("name", METHODS)
 def test_every_method_learns_a_small_problem_far_above_chance(name, fake_data, tmp_path):
-    config = CompareConfig(optimizers=(name,), epochs=6, hidden=HIDDEN, val_size=100, output_dir=str(tmp_path),
-                           name=name, progress=False, accelerator="cpu",
-                           overrides=tuple(f"{name}.{k}={v}" for k, v in SMALL.items()))
+    config = CompareConfig(
+        optimizers=(name,),
+        epochs=6,
+        hidden=HIDDEN,
+        val_size=100,
+        output_dir=str(tmp_path),
+        name=name,
+        progress=False,
+        accelerator="cpu",
+        overrides=tuple(f"{name}.{k}={v}" for k, v in SMALL.items()),
+    )
     folder = compare(config, arrays=load_arrays(fake_data, counts=None), echo=lambda line: None)
     metrics = json.loads((folder / "runs" / name / "metrics.json").read_text())
     assert metrics["test"]["last"]["accuracy"] > 0.5, metrics["test"]["last"]["accuracy"]  # chance: 0.1
@@ -73,10 +81,12 @@ def test_every_method_learns_a_small_problem_far_above_chance(name, fake_data, t
 
 
 def _train(run: RunPlan, arrays, out, epochs: int, resume=None, time_budget=None):
-    datamodule = FashionMNISTDataModule(arrays=arrays, batch_size=100, seeds=[run.seed], stack_seeds=False,
-                                        val_size=100)
-    return train_group([run], datamodule, out, epochs, accelerator="cpu", progress=False, resume=resume,
-                       time_budget=time_budget)
+    datamodule = FashionMNISTDataModule(
+        arrays=arrays, batch_size=100, seeds=[run.seed], stack_seeds=False, val_size=100
+    )
+    return train_group(
+        [run], datamodule, out, epochs, accelerator="cpu", progress=False, resume=resume, time_budget=time_budget
+    )
 
 
 @pytest.mark.parametrize("name", METHODS)

@@ -11,7 +11,7 @@ from fmnist_pl.optim.keras_rmsprop import KerasRMSprop
 from fmnist_pl.optim.registry import resolve
 
 
-@pytest.mark.parametrize("fused", [False, True], ids=["foreach", "compiled"])
+@pytest.mark.parametrize("fused", [False, True], ids=["foreach", "c-kernel"])
 def test_keras_rmsprop_matches_the_formula_step_by_step(fused):
     torch.manual_seed(0)
     w, b = torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(3))
@@ -19,8 +19,10 @@ def test_keras_rmsprop_matches_the_formula_step_by_step(fused):
     grads = [torch.randn(5, 3) * scale for scale in (1e-5, 1e-3, 1.0, 1e-4)]
     # Two param groups with their own lr.
     opt = KerasRMSprop([{"params": [w]}, {"params": [b], "lr": 0.01}], lr=0.001, rho=0.9, eps=1e-7, fused=fused)
-    ref = {"w": (w.detach().clone().double(), torch.zeros(5, 3, dtype=torch.float64), 0.001),
-           "b": (b.detach().clone().double(), torch.zeros(3, dtype=torch.float64), 0.01)}
+    ref = {
+        "w": (w.detach().clone().double(), torch.zeros(5, 3, dtype=torch.float64), 0.001),
+        "b": (b.detach().clone().double(), torch.zeros(3, dtype=torch.float64), 0.01),
+    }
     for g in grads:
         w.grad, b.grad = g.clone(), g[0].clone()
         opt.step()
@@ -31,8 +33,8 @@ def test_keras_rmsprop_matches_the_formula_step_by_step(fused):
             ref[name] = (value, s, lr)
             torch.testing.assert_close(p.detach().double(), value, rtol=1e-5, atol=1e-7)
     # The C kernel made every update: 4 steps of 2 param groups.
-    assert opt.fused_ran is fused and opt.compiled_steps == (8 if fused else 0)
-    assert optimizers.implementation(opt) == ("fused (compiled)" if fused else "foreach")
+    assert opt.fused_ran is fused and opt.kernel_steps == (8 if fused else 0)
+    assert optimizers.implementation(opt) == ("fused (C kernel)" if fused else "foreach")
 
 
 def _steps(update, stacked: list[torch.Tensor], member: int, steps: int = 60) -> list[torch.Tensor]:
@@ -68,7 +70,7 @@ def test_the_eager_form_has_the_c_kernels_numbers_bit_for_bit():
         by_kernel = _steps(fused, stacked, member)
         by_torch = _steps(lambda p, g, s: _exact_update(p, g, s, 1e-3, 0.9, 1e-7), stacked, member)
         assert all(torch.equal(a, b) for a, b in zip(by_kernel, by_torch))
-    assert opt.compiled_steps == 120
+    assert opt.kernel_steps == 120
 
 
 def test_the_kernel_is_built_once_per_machine_into_the_cache(tmp_path, monkeypatch):
@@ -103,7 +105,7 @@ def test_non_contiguous_tensors_take_the_exact_eager_form():
         w.grad = g
         opt.step()
         _exact_update([ref], [g], [ref_s], 0.01, 0.9, 1e-7)
-    assert opt.fused_ran and opt.compiled_steps == 0
+    assert opt.fused_ran and opt.kernel_steps == 0
     assert torch.equal(w.detach(), ref)
 
 
@@ -115,11 +117,14 @@ def test_without_a_compiler_the_eager_form_runs_with_a_warning(monkeypatch):
     w = torch.nn.Parameter(torch.ones(4))
     opt = KerasRMSprop([w], lr=0.001, fused=True)
     w.grad = torch.full((4,), 0.5)
-    with pytest.warns(RuntimeWarning, match=r"could not build its C kernel \(FileNotFoundError: no C compiler "
-                                            r"\(no-such-compiler\) on the PATH\); its exact eager form runs instead"):
+    with pytest.warns(
+        RuntimeWarning,
+        match=r"could not build its C kernel \(FileNotFoundError: no C compiler "
+        r"\(no-such-compiler\) on the PATH\); its exact eager form runs instead",
+    ):
         opt.step()
     opt.step()  # one warning, not one per step
-    assert opt.fused_ran and opt.compiled_steps == 0
+    assert opt.fused_ran and opt.kernel_steps == 0
     s = 0.1 * 0.25
     first = 1 - 0.001 * 0.5 / math.sqrt(s + 1e-7)
     second = first - 0.001 * 0.5 / math.sqrt(0.9 * s + s + 1e-7)
@@ -137,5 +142,3 @@ def test_keras_form_differs_from_torch_form_for_small_gradients():
         out[name] = w.detach().abs().mean().item()
     # Keras: 1e-3*1e-5/sqrt(1e-11+1e-7) ~ 3e-5; torch: 1e-3*1e-5/(sqrt(1e-11)+1e-7) ~ 3e-3
     assert out["rmsprop-torch"] > 50 * out["rmsprop"]
-
-

@@ -16,7 +16,10 @@ def test_reference_hyperparameters_are_exact():
     assert {k: specs["rmsprop"].hparams[k] for k in ("lr", "rho", "eps")} == {"lr": 0.001, "rho": 0.9, "eps": 1e-7}
     assert REGISTRY["adam"].cls is torch.optim.Adam
     assert {k: specs["adam"].hparams[k] for k in ("lr", "betas", "eps")} == {
-        "lr": 0.001, "betas": (0.9, 0.999), "eps": 1e-7}
+        "lr": 0.001,
+        "betas": (0.9, 0.999),
+        "eps": 1e-7,
+    }
     assert REGISTRY["rmsprop-torch"].cls is torch.optim.RMSprop
     for name in ("adamw", "nadam", "adagrad"):
         assert name in REGISTRY
@@ -31,17 +34,17 @@ def test_every_registered_optimizer_builds_and_steps(name):
     for key, value in spec.hparams.items():
         got = opt.param_groups[0][key]
         assert (tuple(got) if isinstance(got, (list, tuple)) else got) == value
-    (w ** 2).sum().backward()
+    (w**2).sum().backward()
     opt.step()
     assert not torch.equal(w.detach(), torch.ones(3, 4))
 
 
-def test_build_shared_compiles_only_when_asked():
+def test_build_shared_uses_the_c_kernel_only_when_asked():
     (rms,) = resolve(["rmsprop"])
     (adam,) = resolve(["adam"])
     assert optimizers.build_shared([rms], [[torch.nn.Parameter(torch.ones(2))]]).fused is False
-    assert optimizers.build_shared([rms], [[torch.nn.Parameter(torch.ones(2))]], compile_fused=True).fused is True
-    # torch's own fused kernels need no compile: always on.
+    assert optimizers.build_shared([rms], [[torch.nn.Parameter(torch.ones(2))]], fused_kernel=True).fused is True
+    # torch's own fused kernels need no build: always on.
     built = optimizers.build_shared([adam], [[torch.nn.Parameter(torch.ones(2))]])
     assert built.defaults["fused"] is True and optimizers.implementation(built) == "fused"
 
@@ -69,15 +72,18 @@ def test_lr_for_all_and_overrides():
     assert specs[1].hparams["betas"] == (0.8, 0.99) and specs[0].hparams["nesterov"] is True
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: resolve(["sgd", "nope"]), "unknown optimizer 'nope'; choose from: sgd, momentum"),
-    (lambda: parse_overrides(["adam.lr"]), "write OPTIMIZER.PARAM=VALUE"),
-    (lambda: resolve(["adam"], overrides={"adam": {"foo": "1"}}), "unknown hyperparameter adam.foo; adam has: lr"),
-    (lambda: resolve(["adam"], overrides={"adam": {"lr": "fast"}}), "bad value 'fast' for adam.lr"),
-    (lambda: resolve(["adam"], overrides={"adam": {"lr": "-1"}}), "must be > 0"),
-    (lambda: resolve(["adam"], overrides={"sgd": {"lr": "1"}}), "not among --optimizers"),
-    (lambda: resolve(["adam"], overrides={"adam": {"eps": "nan"}}), "finite"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: resolve(["sgd", "nope"]), "unknown optimizer 'nope'; choose from: sgd, momentum"),
+        (lambda: parse_overrides(["adam.lr"]), "write OPTIMIZER.PARAM=VALUE"),
+        (lambda: resolve(["adam"], overrides={"adam": {"foo": "1"}}), "unknown hyperparameter adam.foo; adam has: lr"),
+        (lambda: resolve(["adam"], overrides={"adam": {"lr": "fast"}}), "bad value 'fast' for adam.lr"),
+        (lambda: resolve(["adam"], overrides={"adam": {"lr": "-1"}}), "must be > 0"),
+        (lambda: resolve(["adam"], overrides={"sgd": {"lr": "1"}}), "not among --optimizers"),
+        (lambda: resolve(["adam"], overrides={"adam": {"eps": "nan"}}), "finite"),
+    ],
+)
 def test_user_errors_are_one_line(call, message):
     with pytest.raises(OptimizerError, match=message) as info:
         call()
@@ -110,10 +116,12 @@ def test_check_buildable_builds_what_may_fail_and_skips_shipped_defaults(monkeyp
     a shipped entry at its defaults is not (the tests above build those)."""
     built = []
     real_build = optimizers.OptimizerSpec.build
-    monkeypatch.setattr(optimizers.OptimizerSpec, "build", lambda self, params: built.append(self.name)
-                        or real_build(self, params))
-    monkeypatch.setitem(REGISTRY, "picky", optimizers.OptimizerInfo("picky", "torch.optim:Adam", {"lr": 0.001,
-                                                                                                 "betas": (0.9, 1.5)}))
+    monkeypatch.setattr(
+        optimizers.OptimizerSpec, "build", lambda self, params: built.append(self.name) or real_build(self, params)
+    )
+    monkeypatch.setitem(
+        REGISTRY, "picky", optimizers.OptimizerInfo("picky", "torch.optim:Adam", {"lr": 0.001, "betas": (0.9, 1.5)})
+    )
     optimizers.check_buildable(resolve(["sgd", "adam", "momentum"]))
     assert built == []
     with pytest.raises(OptimizerError, match=r"^adam \(Adam\) rejects its hyperparameters: .*beta"):
@@ -124,6 +132,8 @@ def test_check_buildable_builds_what_may_fail_and_skips_shipped_defaults(monkeyp
     with pytest.raises(OptimizerError, match=r"^picky \(Adam\) rejects its hyperparameters"):
         optimizers.check_buildable(resolve(["picky"]))
     # A shipped name registered again by a user is that user's entry: built.
-    monkeypatch.setitem(REGISTRY, "sgd", optimizers.OptimizerInfo("sgd", "torch.optim:SGD", {"lr": 0.01, "nesterov": True}))
+    monkeypatch.setitem(
+        REGISTRY, "sgd", optimizers.OptimizerInfo("sgd", "torch.optim:SGD", {"lr": 0.01, "nesterov": True})
+    )
     with pytest.raises(OptimizerError, match=r"^sgd \(SGD\) rejects its hyperparameters: .*[Nn]esterov"):
         optimizers.check_buildable(resolve(["sgd"]))

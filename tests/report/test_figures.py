@@ -7,11 +7,21 @@ from fmnist_pl.report.figures import Drawer, FigureJob, draw, draw_all
 
 
 def _jobs() -> list[FigureJob]:
-    history = [{"epoch": e, "train_loss": 1 / e, "val_loss": 0.5 / e, "train_acc": 0.8 + e / 100,
-                "val_acc": 0.79 + e / 100, "seconds": 1.5} for e in (1, 2, 3)]
+    history = [
+        {
+            "epoch": e,
+            "train_loss": 1 / e,
+            "val_loss": 0.5 / e,
+            "train_acc": 0.8 + e / 100,
+            "val_acc": 0.79 + e / 100,
+            "seconds": 1.5,
+        }
+        for e in (1, 2, 3)
+    ]
     runs = [{"setting": name, "history": history} for name in ("sgd", "adam")]
     return [FigureJob("overlay", (runs, "val_acc", "validation accuracy", axis)) for axis in ("epoch", "seconds")] + [
-        FigureJob("learning_curves", (history,), {"title": f"run {i}"}) for i in range(4)]
+        FigureJob("learning_curves", (history,), {"title": f"run {i}"}) for i in range(4)
+    ]
 
 
 def test_workers_draw_the_same_figures_as_this_process():
@@ -46,10 +56,17 @@ def test_a_worker_leaves_when_its_parent_is_killed(tmp_path):
     import time
     from pathlib import Path
 
-    script = ("import os, sys; from fmnist_pl.report.figures import Drawer; d = Drawer(workers=1); "
-              "print(d._pool.submit(os.getpid).result(), flush=True); os.kill(os.getpid(), 9)")
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    script = (
+        "import os, sys; from fmnist_pl.report.figures import Drawer; d = Drawer(workers=1); "
+        "print(d._pool.submit(os.getpid).result(), flush=True); os.kill(os.getpid(), 9)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
     worker = int(proc.stdout.split()[0])  # run() returned: nothing kept the output pipes open
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and Path(f"/proc/{worker}").exists():
@@ -63,11 +80,15 @@ def test_a_big_grid_overlay_has_one_legend_entry_per_optimizer():
     from fmnist_pl.report import plots
 
     history = [{"epoch": e, "val_acc": 0.7 + e / 100} for e in (1, 2)]
-    runs = [{"setting": f"{opt}/lr-{k}", "family": opt, "history": history} for opt in ("sgd", "adam") for k in range(8)]
+    runs = [
+        {"setting": f"{opt}/lr-{k}", "family": opt, "history": history} for opt in ("sgd", "adam") for k in range(8)
+    ]
     fig = plots.overlay(runs, "val_acc", "validation accuracy")
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["sgd (8 settings)", "adam (8 settings)"]
     assert len(ax.lines) == 16 and not ax.collections  # a line per setting, no min-max bands
-    assert {line.get_color() for line in ax.lines[:8]} == {"C0"} and {line.get_color() for line in ax.lines[8:]} == {"C1"}
+    assert {line.get_color() for line in ax.lines[:8]} == {"C0"} and {line.get_color() for line in ax.lines[8:]} == {
+        "C1"
+    }
     few = plots.overlay(runs[:3], "val_acc", "validation accuracy").axes[0]
     assert len(few.get_legend().get_texts()) == 3  # a small compare keeps a legend entry per setting

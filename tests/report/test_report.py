@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from fmnist_pl import report, results
+from fmnist_pl import report, store
 from fmnist_pl.analysis.summary import write_summary
 from fmnist_pl.data.idx import CLASS_NAMES
 
@@ -11,10 +11,16 @@ XSS = "<script>alert(1)</script>"
 
 def _metrics(acc):
     per = {"precision": [acc] * 10, "recall": [acc] * 10, "f1": [acc - i / 100 for i in range(10)]}
-    test = {"accuracy": acc, "macro_f1": acc - 0.01, "per_class": per, "support": [1000] * 10,
-            "macro": {"precision": acc, "recall": acc, "f1": acc - 0.01},
-            "weighted": {"precision": acc, "recall": acc, "f1": acc - 0.01},
-            "confusion_matrix": [[100] * 10] * 10, "loss": 0.3}
+    test = {
+        "accuracy": acc,
+        "macro_f1": acc - 0.01,
+        "per_class": per,
+        "support": [1000] * 10,
+        "macro": {"precision": acc, "recall": acc, "f1": acc - 0.01},
+        "weighted": {"precision": acc, "recall": acc, "f1": acc - 0.01},
+        "confusion_matrix": [[100] * 10] * 10,
+        "loss": 0.3,
+    }
     from fmnist_pl.analysis.metrics import classification_report_dict
 
     test["report"] = classification_report_dict(test, CLASS_NAMES)
@@ -22,38 +28,88 @@ def _metrics(acc):
 
 
 def make_results(folder: Path, names: list[str], missing: list[str] = ()) -> Path:
-    runs = [{"run": n, "setting": n, "variant": n, "optimizer": {"name": n, "class": "SGD", "hparams": {"lr": 0.01}},
-             "seed": 42, "hidden": [300, 100]} for n in [*names, *missing]]
-    results.write_json(folder / "config.json", {
-        "format": results.FORMAT_VERSION,
-        "config": {"epochs": 3, "batch_size": 32, "seeds": 1, "seed": 42, "target": 0.88}, "runs": runs,
-        "split": {"train": 55000, "val": 5000, "test": 10000},
-        "model": {"hidden": [300, 100], "parameters": 266610, "summary": [{"layer": "Dense", "output": "(None, 300)", "params": 235500}]},
-        "environment": {"torch": "x"}, "created": "now"})
+    runs = [
+        {
+            "run": n,
+            "setting": n,
+            "variant": n,
+            "optimizer": {"name": n, "class": "SGD", "hparams": {"lr": 0.01}},
+            "seed": 42,
+            "hidden": [300, 100],
+        }
+        for n in [*names, *missing]
+    ]
+    store.write_json(
+        folder / "config.json",
+        {
+            "format": store.FORMAT_VERSION,
+            "config": {"epochs": 3, "batch_size": 32, "seeds": 1, "seed": 42, "target": 0.88},
+            "runs": runs,
+            "split": {"train": 55000, "val": 5000, "test": 10000},
+            "model": {
+                "hidden": [300, 100],
+                "parameters": 266610,
+                "summary": [{"layer": "Dense", "output": "(None, 300)", "params": 235500}],
+            },
+            "environment": {"torch": "x"},
+            "created": "now",
+        },
+    )
     for i, n in enumerate(names):
         d = folder / "runs" / n
         acc = 0.85 + i / 100
-        history = [{"epoch": e, "train_loss": 1 / e, "train_acc": acc, "val_loss": 0.4 + (e - 2) ** 2 / 10,
-                    "val_acc": acc, "seconds": 2.0} for e in (1, 2, 3)]
-        results.write_files(results.history_files(d, history))
+        history = [
+            {
+                "epoch": e,
+                "train_loss": 1 / e,
+                "train_acc": acc,
+                "val_loss": 0.4 + (e - 2) ** 2 / 10,
+                "val_acc": acc,
+                "seconds": 2.0,
+            }
+            for e in (1, 2, 3)
+        ]
+        store.write_files(store.history_files(d, history))
         targets = [i % 10 for i in range(1000)]
         preds = [t if j < 1000 * acc and j != 3 else (t + 1) % 10 for j, t in enumerate(targets)]  # image 3: wrong
-        results.write_json(d / "predictions.json", {"targets": targets, "last": preds, "best": preds})
-        results.write_json(d / "metrics.json", runs[i] | {
-            "status": "ok", "epochs": 3, "best_epoch": 2,
-            "test": {"last": _metrics(acc), "best": _metrics(acc)}, "timing": {"seconds_per_epoch": 2.0, "fit_seconds": 6.0},
-            "optimizer_state_bytes": 0})
-    results.write_json(folder / "samples.json", {"train_images": [[i * 6 % 256] * 784 for i in range(40)],
-                                                 "train_labels": [i % 10 for i in range(40)],
-                                                 "test_images": [[i * 3 % 256] * 784 for i in range(40)]})
+        store.write_json(d / "predictions.json", {"targets": targets, "last": preds, "best": preds})
+        store.write_json(
+            d / "metrics.json",
+            runs[i]
+            | {
+                "status": "ok",
+                "epochs": 3,
+                "best_epoch": 2,
+                "test": {"last": _metrics(acc), "best": _metrics(acc)},
+                "timing": {"seconds_per_epoch": 2.0, "fit_seconds": 6.0},
+                "optimizer_state_bytes": 0,
+            },
+        )
+    store.write_json(
+        folder / "samples.json",
+        {
+            "train_images": [[i * 6 % 256] * 784 for i in range(40)],
+            "train_labels": [i % 10 for i in range(40)],
+            "test_images": [[i * 3 % 256] * 784 for i in range(40)],
+        },
+    )
     return folder
 
 
 def test_report_sections_values_and_escaping(tmp_path):
     folder = make_results(tmp_path / "cmp", ["sgd", XSS], missing=["adam"])
     html = report.render(folder).read_text()
-    for section in ('id="ranking"', 'id="significance"', 'id="summary"', 'id="observations"', 'id="curves"', 'id="per-class"',
-                    'id="reports"', 'id="setup"', 'id="missing"'):
+    for section in (
+        'id="ranking"',
+        'id="significance"',
+        'id="summary"',
+        'id="observations"',
+        'id="curves"',
+        'id="per-class"',
+        'id="reports"',
+        'id="setup"',
+        'id="missing"',
+    ):
         assert section in html
     assert XSS not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "0.8600" in html and "0.8500" in html  # exact values beside the ranking
@@ -83,7 +139,10 @@ def test_confusion_matrix_and_image_grid_cells():
     assert rows[2]["cells"][0]["color"] == "rgb(247,251,255)"  # zero: white
     cells = image_grid(["a", "b", "c"], [0, 1, 9], [0, 2, 9])
     assert [(c["src"], c["text"], c["true"], c["wrong"]) for c in cells] == [
-        ("a", "T-shirt/top", "T-shirt/top", False), ("b", "Pullover", "Trouser", True), ("c", "Ankle boot", "Ankle boot", False)]
+        ("a", "T-shirt/top", "T-shirt/top", False),
+        ("b", "Pullover", "Trouser", True),
+        ("c", "Ankle boot", "Ankle boot", False),
+    ]
     assert [c["text"] for c in image_grid(["a", "b"], [3, 8])] == ["Dress", "Bag"]  # no predictions: the labels
 
 
@@ -91,19 +150,24 @@ def test_images_and_evaluations_axes_only_where_they_differ_from_epochs():
     from fmnist_pl.report.html import compute_axes
 
     def run(images_per_epoch, population=1):
-        return {"history": [{"epoch": e, "images": e * images_per_epoch, "evaluations": e * images_per_epoch * population}
-                            for e in (1, 2)]}
+        return {
+            "history": [
+                {"epoch": e, "images": e * images_per_epoch, "evaluations": e * images_per_epoch * population}
+                for e in (1, 2)
+            ]
+        }
 
     assert compute_axes([run(55_000), run(55_000)]) == {"epoch", "seconds"}  # gradient runs: epochs relabelled
     stopped = {"history": run(55_000)["history"][:1]}  # diverged after epoch 1: the same images per epoch
     assert compute_axes([run(55_000), stopped]) == {"epoch", "seconds"}
     assert compute_axes([run(55_000), run(20_480)]) == {"epoch", "seconds", "images"}
     assert compute_axes([run(55_000), run(55_000, population=50)]) == {"epoch", "seconds", "images", "evaluations"}
-    assert compute_axes([{"history": [{"epoch": 1}]}]) == {"epoch", "seconds"}  # totals not recorded
+    unrecorded = {"epoch": 1, "images": None, "evaluations": None}  # as a folder without the totals reads back
+    assert compute_axes([{"history": [unrecorded]}]) == {"epoch", "seconds"}
 
 
 def test_report_on_a_folder_without_results_is_a_clear_error(tmp_path):
-    with pytest.raises(results.ResultsError, match="holds no fmnist-pl results"):
+    with pytest.raises(store.ResultsError, match="holds no fmnist-pl results"):
         report.render(tmp_path)
 
 
@@ -120,10 +184,10 @@ def test_the_report_is_rebuilt_from_results_on_disk_alone(tmp_path):
 
 def test_a_previous_results_format_is_a_one_line_error(tmp_path):
     folder = make_results(tmp_path / "old", ["sgd"])
-    config = results.read_json(folder / "config.json")
+    config = store.read_json(folder / "config.json")
     del config["format"]
-    results.write_json(folder / "config.json", config)
-    with pytest.raises(results.ResultsError, match="results format 1 .*re-run the compare") as info:
+    store.write_json(folder / "config.json", config)
+    with pytest.raises(store.ResultsError, match="results format 1 .*re-run the compare") as info:
         report.render(folder)
     assert "\n" not in str(info.value)
 
@@ -138,13 +202,21 @@ def test_a_big_study_draws_each_runs_figures_only_for_the_best_run_of_each_optim
     from fmnist_pl.report.html import DETAILED_RUNS, detailed_runs
 
     def run(name, opt, hidden, val):
-        return {"run": name, "optimizer": {"name": opt}, "hidden": hidden,
-                "history": [{"val_acc": val - 0.1}, {"val_acc": val}, {"val_acc": val - 0.05}]}
+        return {
+            "run": name,
+            "optimizer": {"name": opt},
+            "hidden": hidden,
+            "history": [{"val_acc": val - 0.1}, {"val_acc": val}, {"val_acc": val - 0.05}],
+        }
 
     few = [run(f"sgd/lr-{i}", "sgd", [300, 100], 0.5 + i / 100) for i in range(DETAILED_RUNS)]
     assert detailed_runs(few) == {r["run"] for r in few}
-    many = [run(f"h{h}/{opt}/lr-{i}", opt, [h], 0.5 + ((i * 7) % 13) / 100)
-            for h in (32, 64) for opt in ("sgd", "adam") for i in range(10)]
+    many = [
+        run(f"h{h}/{opt}/lr-{i}", opt, [h], 0.5 + ((i * 7) % 13) / 100)
+        for h in (32, 64)
+        for opt in ("sgd", "adam")
+        for i in range(10)
+    ]
     many.append({"run": "h32/adam/lr-99", "optimizer": {"name": "adam"}, "hidden": [32], "history": []})  # unfinished
     chosen = detailed_runs(many)
     # i = 11 would give 0.5 + 12/100, the best; within 0..9 it is i = 9 (63 % 13 = 11).

@@ -1,0 +1,9 @@
+"""Process-level tricks, each in one place with the reason it exists.
+
+* ``imports`` - the engine imported with the garbage collector paused, then frozen.
+* ``preload`` - what a training pool's fork server imports before any work arrives.
+* ``forkserver`` - finding and stopping this process's fork server.
+* ``denormals`` - flush-to-zero on every CPU thread torch computes on (part of the numerics).
+* ``heap`` - freed memory kept in the heap while training (no page faults per step).
+* ``stops`` - Ctrl-C and SIGTERM as exceptions; workers that leave with their owner.
+"""

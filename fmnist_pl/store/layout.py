@@ -1,0 +1,66 @@
+"""Where everything lives in a results folder: file names, a run's folder, a group's checkpoint.
+
+A compare folder::
+
+    config.json        the config, the planned runs (structured keys), split, model, environment, "format"
+    samples.json       the first 40 training and test images (the report's image grids)
+    runs/<run>/        metrics.json (its presence marks the run finished), history.json/.csv,
+                       predictions.json, classification_report.txt, checkpoints/{best,last}.pt
+    summary.json       rankings, significance, observations (fmnist_pl.analysis.summary)
+    runs.csv           one row per run; history.csv: one row per run and epoch (fmnist_pl.store.tables,
+                       written with summary.json; ``fmnist_pl.load(folder)`` gives the same tables)
+    report.html        the self-contained report (fmnist_pl.report)
+    tensorboard/<run>/ and checkpoints/group-*/last.ckpt (resume)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from fmnist_pl.errors import ResultsError
+
+if TYPE_CHECKING:
+    from fmnist_pl.config import RunPlan
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+HISTORY_JSON = "history.json"
+HISTORY_CSV = "history.csv"
+PREDICTIONS_FILE = "predictions.json"
+SUMMARY_FILE = "summary.json"
+SAMPLES_FILE = "samples.json"
+RUNS_TABLE = "runs.csv"
+HISTORY_TABLE = "history.csv"  # the folder's, every run's epochs; a run's own is runs/<run>/history.csv
+GRID_IMAGES = 40  # samples.json holds up to this many images of each set: the reference showed the first 40 test images
+FORMAT_VERSION = 2  # 1: fmnist-pl 0.1 (runs keyed by name only, figures drawn at training time)
+GROUPS_FILE = "groups.json"  # under checkpoints/: the folder's training groups, fixed at its first start
+
+
+def check_run_name(name: str) -> str:
+    """A run name is a relative path of plain segments: no ``..``, no ``.``, no empty segment, no NUL."""
+    parts = name.split("/")
+    if not name or any(p in ("", ".", "..") or "\0" in p for p in parts):
+        raise ValueError(f"run name {name!r} is not a plain relative path")
+    return name
+
+
+def group_checkpoint(folder: Path, group: Sequence[RunPlan]) -> Path:
+    """Where a training group keeps its last-epoch Trainer checkpoint (what ``--resume`` continues).
+
+    Named after the group's first run, so the folder is the same in whichever process trains it.
+    """
+    return folder / "checkpoints" / f"group-{group[0].name.replace('/', '_')}" / "last.ckpt"
+
+
+def run_dir(folder: Path, run: str) -> Path:
+    """A run's folder. Names come from the planner; one read from a file must stay inside ``folder/runs``."""
+    try:
+        check_run_name(run)
+    except ValueError as exc:
+        raise ResultsError(f"{folder}: {exc}; results name runs by plain relative paths") from None
+    base = (Path(folder) / "runs").resolve()
+    path = (base / run).resolve()
+    if base not in path.parents:
+        raise ResultsError(f"{folder}: run {run!r} resolves outside {base} (a link?); refused")
+    return Path(folder) / "runs" / run

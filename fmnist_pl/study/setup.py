@@ -1,0 +1,134 @@
+"""A compare's checks before it starts, and the setup files it writes first.
+
+Everything a user can get wrong (names, values, data folder, output folder) is checked here
+before any training starts, and nothing is written until it all holds. ``config.json`` records
+what runs, on what; ``samples.json`` the images the report's grids show.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+from pathlib import Path
+from typing import Any, Sequence
+
+from fmnist_pl import store
+from fmnist_pl.architecture import model_summary, parameter_count
+from fmnist_pl.config import CompareConfig, RunPlan
+from fmnist_pl.data import idx
+from fmnist_pl.errors import ConfigError
+from fmnist_pl.plan import plan
+
+
+def output_folder(config: CompareConfig) -> Path:
+    """``--output-dir/--name`` (a timestamp when no name is given)."""
+    name = config.name or _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path(config.output_dir) / name
+
+
+def nearest_existing(folder: Path) -> Path:
+    """``folder`` or its nearest ancestor that exists."""
+    return next(p for p in [folder, *folder.absolute().parents] if p.exists())
+
+
+def check_writable(folder: Path) -> None:
+    """Fail before training, not after 30 epochs, when results could not be written.
+
+    It only looks (the nearest existing ancestor must be a writable folder), so that a run
+    refused for another reason leaves nothing behind; the folder is made under its lock.
+    """
+    existing = nearest_existing(folder)
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"cannot write to output folder {folder} ({existing} is not a writable folder); "
+            "pass a writable --output-dir"
+        )
+
+
+def prepare(
+    config: CompareConfig, arrays: idx.FashionMNISTArrays | None = None
+) -> tuple[Path, Path | None, list[RunPlan]]:
+    """Validate the config, the data folder and the output folder; return (output folder, data
+    folder or None for in-memory ``arrays``, planned runs). Writes nothing."""
+    runs = plan(config)
+    data_folder = None
+    if arrays is None:
+        data_folder = idx.locate(config.data_dir, allow_download=config.download)
+        idx.check_data_dir(data_folder)
+    out = output_folder(config)
+    check_writable(out)
+    return out, data_folder, runs
+
+
+def environment(device_name: str, training_processes: int = 1) -> dict[str, Any]:
+    """Versions and the device, recorded with every compare.
+
+    The libraries' versions come from their installed metadata: a compare whose runs train in
+    worker processes never imports Lightning in this one.
+    """
+    from importlib.metadata import version
+
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": version("lightning"),
+        "torchmetrics": version("torchmetrics"),
+        "torchvision": version("torchvision"),
+        "platform": platform.platform(),
+        "device": device_name,
+        "cpu_threads": torch.get_num_threads(),
+        "training_processes": training_processes,
+    }
+
+
+def write_setup(
+    out: Path,
+    config: CompareConfig,
+    runs: Sequence[RunPlan],
+    data_folder: Path | None,
+    arrays: idx.FashionMNISTArrays,
+    device_name: str,
+    extra: dict[str, Any] | None,
+    training_processes: int = 1,
+) -> None:
+    """config.json (what runs, on what) and samples.json (the images the report's grids show)."""
+    n_train = len(arrays.train_labels)
+    # samples.json first, config.json last: config.json's presence marks a finished setup (a stop in
+    # between leaves a folder that the next start completes, or removes if it created it).
+    if not (out / store.SAMPLES_FILE).exists():
+        from fmnist_pl.store.schema import SamplesFile
+
+        n = store.GRID_IMAGES
+        # Built through the schema the report reads it back with (up to GRID_IMAGES of each set).
+        samples = SamplesFile(
+            train_images=arrays.train_images[:n].reshape(-1, 28 * 28).tolist(),
+            train_labels=arrays.train_labels[:n].tolist(),
+            test_images=arrays.test_images[:n].reshape(-1, 28 * 28).tolist(),
+        )
+        store.write_json(out / store.SAMPLES_FILE, samples.model_dump(), indent=None)
+    if (out / store.CONFIG_FILE).exists():
+        return
+    store.write_json(
+        out / store.CONFIG_FILE,
+        {
+            "format": store.FORMAT_VERSION,
+            "config": config.to_dict(),
+            "runs": [r.to_dict() for r in runs],
+            "data_dir": str(data_folder) if data_folder else "(in-memory arrays)",
+            "split": {"train": n_train - config.val_size, "val": config.val_size, "test": len(arrays.test_labels)},
+            "model": {
+                "hidden": list(config.hidden),
+                "parameters": parameter_count(config.hidden),
+                "summary": model_summary(config.hidden),
+                "architectures": [
+                    {"hidden": list(a), "parameters": parameter_count(a)} for a in config.architecture_list
+                ],
+            },
+            "environment": environment(device_name, training_processes),
+            "created": _dt.datetime.now().isoformat(timespec="seconds"),
+            **(extra or {}),
+        },
+    )
