@@ -1,12 +1,11 @@
 """Training units in worker processes of this machine, at the same time: the CPU backend of a compare.
 
 Why: one process that trains the default four optimizers in lockstep keeps a 2-core CPU only
-partly busy. A step of four small MLPs at batch 32 is ~1 ms of Python and framework work (the
+partly busy. A step of four small MLPs at batch 32 is mostly Python and framework work (the
 Lightning loop, autograd, the optimizers' bookkeeping) that runs on one core, and batch-32
 matrix multiplies that split poorly over two threads. Two processes of one thread each, each
-training half of the group in lockstep, overlap all of it: on this project's 2-core machines a
-step took 2.2-3.3 ms in each of two processes against 3.4-4.1 ms in one process of two threads,
-with bit-identical weights (``benchmarks/results-cpu.txt``).
+training half of the group in lockstep, overlap all of it, with bit-identical weights
+(figures: ``benchmarks/RESULTS.md``).
 
 A unit is what the Ray backend calls one (:func:`fmnist_pl.plan.split`): a lockstep group,
 cut so that every worker has one, with its own epoch checkpoint. On one machine the disk is

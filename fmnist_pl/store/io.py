@@ -48,8 +48,8 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
 class FileWriter:
     """Writes files atomically on a few threads while the caller goes on to its next run.
 
-    A study writes 1,440 runs' files, ~3 MB a run with the checkpoints, each flushed to disk:
-    one after another the disk's latency adds up (10 ms a run here), while the writes and the
+    A study writes a thousand runs' files, megabytes a run with the checkpoints, each flushed to
+    disk: one after another the disk's latency adds up, while the writes and the
     ``fsync`` release the GIL. :meth:`write` takes a run's files as encoded bytes and writes them
     in their order on one thread - so a run's ``metrics.json``, given last, still appears only
     once its other files are in place. Leaving the ``with`` block waits for every write and

@@ -4,9 +4,9 @@ Computed once, from the validated results (:func:`fmnist_pl.store.load_compare`)
 (:class:`Table`); ``runs.csv`` / ``history.csv`` beside ``summary.json`` and the pandas DataFrames
 of :func:`load` (``fmnist_pl.load(folder)``) are two views of the same rows.
 
-The CSV files are written with the csv module, so that writing a summary never imports pandas
-(``python -X importtime -c "import pandas"``: 0.5-0.8 s on a busy 2-core machine); pandas is imported
-only by :func:`load`, for the DataFrames.
+The CSV files are written with the csv module, so that writing a summary never pays pandas'
+import (a large share of a short compare's fixed cost); pandas is imported only by :func:`load`,
+for the DataFrames.
 """
 
 from __future__ import annotations
