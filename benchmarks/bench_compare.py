@@ -44,9 +44,10 @@ from fmnist_pl.data.datamodule import FashionMNISTDataModule  # noqa: E402
 from fmnist_pl.data.idx import FILES, load_arrays, locate  # noqa: E402
 from fmnist_pl.engine.lockstep import LitLockstep  # noqa: E402
 from fmnist_pl.engine.mlp import seeded_mlp  # noqa: E402
-from fmnist_pl.engine.trainer import fast_cpu_math, make_trainer, quiet_lightning  # noqa: E402
+from fmnist_pl.engine.trainer import make_trainer, quiet_lightning
 from fmnist_pl.optim.registry import REFERENCE_OPTIMIZERS, resolve  # noqa: E402
 from fmnist_pl.plan import plan  # noqa: E402
+from fmnist_pl.runtime.training import training_settings  # noqa: E402
 
 STEPS_PER_EPOCH = 1719  # ceil(55,000 / 32)
 
@@ -142,7 +143,7 @@ def textbook(spec, raw_root: Path, args, device) -> float:
 
 # --------------------------------------------------------------------------- hand-tuned loop
 def hand_tuned(spec, data, args, device) -> float:
-    with fast_cpu_math():  # flush-to-zero (and malloc keeping freed memory), as compare trains
+    with training_settings():  # flush-to-zero (and malloc keeping freed memory), as compare trains
         return _hand_tuned(spec, data, args, device)
 
 
@@ -181,7 +182,7 @@ def hand_tuned_full(spec, data, epochs: int, device) -> float:
     """Wall seconds of ``epochs`` whole epochs (every batch, validation each epoch), one model,
     with flush-to-zero on as compare trains (without it, a CPU slows down on the denormals that
     appear later in training, and the comparison would flatter fmnist-pl)."""
-    with fast_cpu_math():
+    with training_settings():
         return _hand_tuned_full(spec, data, epochs, device)
 
 
@@ -243,7 +244,7 @@ def lockstep(names, seeds, arrays, args, device) -> tuple[float, float]:
         limit_train_batches=args.warmup + args.batches,
     )
     trainer.callbacks.append(timer)
-    with fast_cpu_math():  # as train_group does
+    with training_settings():  # as train_group does
         trainer.fit(LitLockstep(members), datamodule=dm)
     return timer.per_epoch(), timer.train_seconds / timer.steps
 

@@ -110,9 +110,9 @@ def main() -> None:
                 f"{batched / bound:>14.2f} {looped / batched:>13.1f}"
             )
     if args.methods:
-        from fmnist_pl.engine.trainer import fast_cpu_math
+        from fmnist_pl.runtime.training import training_settings
 
-        with fast_cpu_math():  # as the engine trains: freed memory kept (a generation allocates P x n tensors)
+        with training_settings():  # as the engine trains: freed memory kept (a generation allocates P x n tensors)
             generations(device, hidden, args.repeat)
 
 

@@ -32,9 +32,10 @@ from fmnist_pl.data.datamodule import FashionMNISTDataModule  # noqa: E402
 from fmnist_pl.data.idx import load_arrays, locate  # noqa: E402
 from fmnist_pl.engine import lockstep  # noqa: E402
 from fmnist_pl.engine.lockstep import LitLockstep  # noqa: E402
-from fmnist_pl.engine.trainer import fast_cpu_math, make_trainer  # noqa: E402
+from fmnist_pl.engine.trainer import make_trainer
 from fmnist_pl.optim.registry import REFERENCE_OPTIMIZERS  # noqa: E402
 from fmnist_pl.plan import plan  # noqa: E402
+from fmnist_pl.runtime.training import training_settings  # noqa: E402
 
 
 class Done(Exception):
@@ -117,7 +118,7 @@ def main() -> None:
     )
     trainer.callbacks.append(timer)
     try:
-        with fast_cpu_math():
+        with training_settings():
             trainer.fit(module, datamodule=FashionMNISTDataModule(arrays=load_arrays(locate()), seeds=seeds))
     except Done:
         pass

@@ -8,7 +8,6 @@ user can cause answer in a fraction of a second.
 
 from __future__ import annotations
 
-import gc
 import shlex
 import sys
 from pathlib import Path
@@ -470,23 +469,12 @@ def list_optimizers() -> None:
 
 def main() -> None:
     """Console entry point: Click's usage errors become one line and exit code 2; Ctrl-C or SIGTERM
-    before a compare has started (while torch loads, say) exit 130/143 with one line, too."""
-    try:
-        _main()
-    except SystemExit as done:
-        _leave(done.code)
-        raise
+    before a compare has started (while torch loads, say) exit 130/143 with one line, too. The
+    interpreter's exit skips collecting what the libraries created at import (:func:`freeze_at_exit`)."""
+    from fmnist_pl.runtime.imports import freeze_at_exit
 
-
-def _leave(code: int | str | None) -> None:
-    """Make the interpreter's exit cheap, once the command's work is written and closed.
-
-    Its shutdown would garbage-collect the ~million objects that torch, Lightning and Dynamo
-    created at import - about a second of a compare's wall time - only for the OS to free the
-    memory anyway: frozen objects are exempt (``gc.freeze``); files and atexit handlers are
-    finalized as always.
-    """
-    gc.freeze()
+    freeze_at_exit()
+    _main()
 
 
 def _main() -> None:

@@ -8,14 +8,12 @@ continues), and a progress bar. Writing a run's files is not done here (see
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import signal
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
@@ -28,9 +26,8 @@ from fmnist_pl.config import RunPlan
 from fmnist_pl.data.datamodule import FashionMNISTDataModule
 from fmnist_pl.engine.evaluated import LitEvaluated, MemberResult
 from fmnist_pl.engine.lockstep import LitLockstep
-from fmnist_pl.runtime.denormals import flush_denormals
-from fmnist_pl.runtime.heap import retain_freed_memory
 from fmnist_pl.runtime.stops import Stopped
+from fmnist_pl.runtime.training import training_settings
 from fmnist_pl.store import group_checkpoint
 
 # Lightning warns that epochs shorter than log_every_n_steps log nothing per step: we log per
@@ -149,29 +146,6 @@ def make_trainer(
     )
 
 
-@contextlib.contextmanager
-def fast_cpu_math() -> Iterator[None]:
-    """While training: flush denormals to zero, keep freed memory, skip Lightning's NVML probe.
-
-    * Denormals: as TensorFlow (the reference) does on CPU (see :mod:`fmnist_pl.runtime.denormals`).
-    * Freed memory stays in the heap: no page faults for the tensors every step reallocates
-      (see :mod:`fmnist_pl.runtime.heap`).
-    * Lightning sets ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` (fork safety for DataLoader workers,
-      which we do not use); with it every Adam step's CUDA-graph health check probes NVML on a
-      machine without a GPU.
-    """
-    flushed = flush_denormals(True)
-    nvml_check = os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
-    try:
-        with retain_freed_memory():
-            yield
-    finally:
-        if flushed:
-            flush_denormals(False)
-        if nvml_check is not None:
-            os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = nvml_check
-
-
 @dataclass
 class GroupResult:
     """What training one lockstep group produced: each member's results and the group's wall time."""
@@ -228,7 +202,7 @@ def train_group(
     if resume is not None:
         check_checkpoint(resume, model)
     try:
-        with fast_cpu_math():
+        with training_settings():
             # weights_only: a checkpoint is data, never code to unpickle.
             trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume) if resume else None, weights_only=True)
     except SIGTERMException:

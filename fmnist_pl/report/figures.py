@@ -19,17 +19,15 @@ as a spawned worker imports the program's ``__main__`` module again, as with any
 
 from __future__ import annotations
 
-import atexit
 import concurrent.futures as cf
 import contextlib
-import gc
 import importlib
 import multiprocessing
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from fmnist_pl.runtime.imports import collector_paused
+from fmnist_pl.runtime.imports import collector_paused, freeze_at_exit
 from fmnist_pl.runtime.stops import as_child_of, lifeline
 
 
@@ -60,13 +58,13 @@ def _worker_start(owner: Any) -> None:
     meanwhile the cores go to what training waits for (the training workers' imports, say).
 
     Its exit, which the command waits for, skips collecting what matplotlib made at import
-    (``gc.freeze``, as the command line's own exit does: ``fmnist_pl.cli._leave``)."""
+    (:func:`~fmnist_pl.runtime.imports.freeze_at_exit`, as the command line's own exit does)."""
     as_child_of(owner)
     with contextlib.suppress(OSError, AttributeError):  # not on Windows
         os.nice(10)
     with collector_paused():  # matplotlib's import, as the engine's (fmnist_pl.runtime.imports)
         importlib.import_module("fmnist_pl.report.plots")
-    atexit.register(gc.freeze)
+    freeze_at_exit()
 
 
 def default_workers() -> int:

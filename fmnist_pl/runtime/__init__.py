@@ -1,6 +1,7 @@
 """Process-level tricks, each in one place with the reason it exists.
 
-* ``imports`` - the engine imported with the garbage collector paused, then frozen.
+* ``training`` - the one context a group trains under (flush-to-zero, heap, no NVML probe).
+* ``imports`` - the engine imported with the garbage collector paused, then frozen; cheap exits.
 * ``preload`` - what a training pool's fork server imports before any work arrives.
 * ``forkserver`` - finding and stopping this process's fork server.
 * ``denormals`` - flush-to-zero on every CPU thread torch computes on (part of the numerics).

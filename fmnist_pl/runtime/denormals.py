@@ -34,6 +34,11 @@ class Reach(enum.IntEnum):
     MAIN_THREAD = 1  # this thread only: torch's OpenMP workers could not be reached
     EVERY_THREAD = 2  # this thread and every thread of torch's OpenMP pool
 
+    @property
+    def label(self) -> str:
+        """How ``config.json`` says it."""
+        return {0: "none (the CPU has no FTZ/DAZ)", 1: "main thread only", 2: "every thread"}[int(self)]
+
 
 def _gomp_libraries() -> list[str]:
     try:

@@ -7,14 +7,10 @@ paused and then frozen (:func:`fmnist_pl.runtime.imports.import_engine`, which s
 Only such a process imports this module, as it also makes that process's exit cheap: an
 interpreter holding torch and Lightning would garbage-collect the objects they created at
 shutdown (a noticeable wait, while it still holds the compare's output pipes open) only for the OS to free
-the memory anyway. Frozen objects are exempt (``gc.freeze`` again at exit, for what training
-created, as the command line does at its own exit: ``fmnist_pl.cli._leave``).
+the memory anyway (:func:`fmnist_pl.runtime.imports.freeze_at_exit`, as the command line's).
 """
 
-import atexit
-import gc
-
-from fmnist_pl.runtime.imports import import_engine
+from fmnist_pl.runtime.imports import freeze_at_exit, import_engine
 
 import_engine()
-atexit.register(gc.freeze)
+freeze_at_exit()

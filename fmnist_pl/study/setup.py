@@ -84,6 +84,16 @@ def environment(device_name: str, training_processes: int = 1) -> dict[str, Any]
     }
 
 
+def numerics() -> dict[str, str]:
+    """What of the training process's settings changes numbers (:mod:`fmnist_pl.runtime.training`)."""
+    import torch
+
+    from fmnist_pl.runtime.training import numerics as process_numerics
+
+    # "highest": full float32 matrix multiplies (no TF32), so CPU and GPU results differ only by rounding.
+    return {**process_numerics(), "float32_matmul_precision": torch.get_float32_matmul_precision()}
+
+
 def write_setup(
     out: Path,
     config: CompareConfig,
@@ -128,6 +138,7 @@ def write_setup(
                 ],
             },
             "environment": environment(device_name, training_processes),
+            "numerics": numerics(),
             "created": _dt.datetime.now().isoformat(timespec="seconds"),
             **(extra or {}),
         },

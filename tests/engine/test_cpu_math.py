@@ -1,8 +1,9 @@
-"""CPU settings while training: flush-to-zero on every thread, freed memory kept in the heap."""
+"""CPU settings while training: flush-to-zero on every thread, freed memory kept in the heap (fmnist_pl.runtime)."""
 
 import ctypes
 import ctypes.util
 import logging
+import os
 
 import pytest
 import torch
@@ -113,3 +114,19 @@ def test_freed_memory_is_kept_while_training_and_returned_after():
     returned = after_free(4 * block)
     assert kept.fordblks >= block  # freed, and still held in the heap for the next step
     assert returned.fordblks < 4 * block and returned.hblkhd < 4 * block  # handed back to the OS
+
+
+def test_training_settings_flush_inside_and_restore_everything_after(two_threads, monkeypatch):
+    from fmnist_pl.runtime.denormals import Reach
+    from fmnist_pl.runtime.training import NVML_CHECK, numerics, training_settings
+
+    monkeypatch.setenv(NVML_CHECK, "1")
+    assert _denormals_left() == 1 << 20
+    with training_settings() as reach:
+        assert reach is Reach.EVERY_THREAD
+        assert _denormals_left() == 0
+        assert NVML_CHECK not in os.environ
+    assert _denormals_left() == 1 << 20  # set back on every thread
+    assert os.environ[NVML_CHECK] == "1"
+    assert numerics() == {"flush_to_zero": "every thread"}
+    assert _denormals_left() == 1 << 20

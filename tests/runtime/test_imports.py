@@ -51,3 +51,14 @@ def test_the_engine_is_imported_with_the_collector_paused_once(tmp_path, monkeyp
     # Imported already: nothing frozen again (a Ray worker's next task must not pin the last one's garbage).
     imports.import_engine()
     assert len(freezes) == 1
+
+
+def test_freeze_at_exit_registers_one_handler_per_process(monkeypatch):
+    import atexit
+
+    registered = []
+    monkeypatch.setattr(atexit, "register", registered.append)
+    monkeypatch.setattr(imports, "_freezes_at_exit", False)
+    imports.freeze_at_exit()
+    imports.freeze_at_exit()
+    assert registered == [gc.freeze]

@@ -38,6 +38,9 @@ def test_compare_runs_in_process_on_arrays(fake_data, tmp_path):
     config = json.loads((folder / "config.json").read_text())
     assert config["format"] == 2 and config["split"] == {"train": 500, "val": 100, "test": 200}
     assert [r["run"] for r in config["runs"]] == ["sgd", "adam"]
+    # What changes numbers is recorded: flush-to-zero's reach, matmul precision.
+    assert config["numerics"]["flush_to_zero"] in ("every thread", "main thread only", "none (the CPU has no FTZ/DAZ)")
+    assert config["numerics"]["float32_matmul_precision"] == "highest"
     summary = json.loads((folder / "summary.json").read_text())
     assert set(summary["rankings"]["accuracy"]["values"]) == {"sgd", "adam"}
     assert summary["significance"]["text"]  # computed once, on disk
