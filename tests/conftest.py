@@ -3,13 +3,42 @@
 from __future__ import annotations
 
 import gzip
+import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fmnist_pl.data.idx import DEBIAN_DIR, FILES, IMAGE_MAGIC, LABEL_MAGIC
+
+ROOT = Path(__file__).parents[1]
+
+
+def cli_argv(*args: str) -> list[str]:
+    """``fmnist-pl ARGS`` as a user runs it: a fresh interpreter (so exit codes, stderr and
+    signals are the real ones), on this checkout."""
+    return [sys.executable, "-m", "fmnist_pl", *args]
+
+
+def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """Run the command line to its end; the one runner every CLI test uses."""
+    return subprocess.run(cli_argv(*args), cwd=cwd, capture_output=True, text=True, env=cli_env(env), timeout=timeout)
+
+
+def start_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start the command line and return at once (for tests that signal or race it)."""
+    return subprocess.Popen(
+        cli_argv(*args), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(env)
+    )
 
 
 def write_idx(path: Path, array: np.ndarray, magic: int, compress: bool = True) -> Path:

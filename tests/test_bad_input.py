@@ -12,20 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_cli, start_cli
 from tests.report.test_report import make_results
-
-ROOT = Path(__file__).parents[1]
-
-
-def run_cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "fmnist_pl", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=timeout,
-    )
 
 
 def one_line_error(proc: subprocess.CompletedProcess, message: str) -> None:
@@ -210,26 +198,7 @@ def test_a_corrupt_checkpoint_is_one_line_and_deleting_it_restarts_the_group(fin
 @pytest.mark.realdata
 def test_two_compares_on_one_folder_one_writes_the_other_is_refused(real_data, tmp_path):
     procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "fmnist_pl",
-                "compare",
-                *REAL,
-                "--seed",
-                str(seed),
-                "--output-dir",
-                str(tmp_path),
-                "--name",
-                "same",
-            ],
-            cwd=tmp_path,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
+        start_cli("compare", *REAL, "--seed", str(seed), "--output-dir", str(tmp_path), "--name", "same", cwd=tmp_path)
         for seed in (42, 7)
     ]
     outs = [p.communicate(timeout=600) for p in procs]
@@ -246,14 +215,7 @@ def test_two_compares_on_one_folder_one_writes_the_other_is_refused(real_data, t
 
 
 def _start(tmp_path: Path, name: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "fmnist_pl", "compare", *REAL, "--output-dir", str(tmp_path), "--name", name],
-        cwd=tmp_path,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    return start_cli("compare", *REAL, "--output-dir", str(tmp_path), "--name", name, cwd=tmp_path)
 
 
 def _wait_until_caught(proc: subprocess.Popen, signum: int, deadline: float = 60) -> None:

@@ -1,29 +1,13 @@
 """Bad input through the real CLI: one line on stderr, exit code 2, nothing written. And the help:
 every word of every option's help text shown, readable metavars, ``--version``."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import typer
 from typer.testing import CliRunner
 
 from fmnist_pl import __version__
 from fmnist_pl.cli import app
-from tests.conftest import make_dataset
-
-
-def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "fmnist_pl", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), **(env or {})},
-        timeout=120,
-    )
+from tests.conftest import make_dataset, run_cli
 
 
 @pytest.mark.parametrize(

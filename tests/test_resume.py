@@ -1,17 +1,16 @@
 """Nothing lost: kill -9, Ctrl-C and SIGTERM in the middle of a compare, then --resume (real data)."""
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import start_cli
+
 pytestmark = pytest.mark.realdata
-ROOT = Path(__file__).parents[1]
 ARGS = [
     "--epochs",
     "3",
@@ -25,15 +24,8 @@ ARGS = [
 ]
 
 
-def cli(*args: str, **kw) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "fmnist_pl", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        **kw,
-    )
+def cli(*args: str) -> subprocess.Popen:
+    return start_cli(*args)
 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str, str]:

@@ -1,25 +1,17 @@
 """Seeds with uncertainty and significance, and the learning-rate sweep, on the real data (tiny budget)."""
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_cli
+
 pytestmark = pytest.mark.realdata
-ROOT = Path(__file__).parents[1]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "fmnist_pl", *args, "--no-progress", "--accelerator", "cpu"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    return run_cli(*args, "--no-progress", "--accelerator", "cpu", timeout=600)
 
 
 def test_seeds_give_uncertainty_and_a_paired_test(real_data, tmp_path):

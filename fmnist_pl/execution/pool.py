@@ -36,7 +36,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from fmnist_pl.config import CompareConfig, RunPlan
 from fmnist_pl.errors import ConfigError, GroupFailed, resume_command
@@ -248,6 +248,24 @@ class TrainingPool(Backend):
         # A stop or a failure ends every worker: each unit keeps its last epoch checkpoint.
         drive(list(futures), Driver(wait, lambda: self._drain(progress), done, lambda _: self._end()), progress)
 
+    @property
+    def closed(self) -> bool:
+        """Whether its workers are gone (closed, or ended by a stop or a failed group)."""
+        return self._pool is None
+
+    def run_in_worker(self, fn: Callable[..., Any], *args: Any) -> cf.Future:
+        """Run ``fn(*args)`` in one of the workers, once they have started: a way to look inside a
+        worker (what it imported, its collector) for tests and debugging."""
+        if self._pool is None:
+            raise RuntimeError("this training pool was closed")
+        self._starting.join()
+        return self._pool.submit(fn, *args)
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes' ids, once they have started (none once closed)."""
+        self._starting.join()
+        return sorted(p.pid for p in _processes(self._pool) if p.pid is not None)
+
     def _drain(self, progress: UnitProgress) -> None:
         while True:
             try:
@@ -264,8 +282,8 @@ class TrainingPool(Backend):
         kill = getattr(pool, "kill_workers", None)  # Python >= 3.14
         if kill is not None:
             kill()
-        else:  # the executor's own table of its processes, which it keeps until shutdown
-            for process in list((getattr(pool, "_processes", None) or {}).values()):
+        else:
+            for process in _processes(pool):
                 with contextlib.suppress(Exception):
                     process.kill()
         self._release(pool)
@@ -295,6 +313,13 @@ class TrainingPool(Backend):
         self._epochs.close()
         for end in self._lifeline:
             end.close()
+
+
+def _processes(pool: cf.ProcessPoolExecutor | None) -> list[Any]:
+    """The executor's own table of its worker processes, which it keeps until shutdown: the one
+    place this module reads a private attribute, as ``concurrent.futures`` has no public way to
+    list (or, before Python 3.14, kill) its workers."""
+    return list((getattr(pool, "_processes", None) or {}).values())
 
 
 def _start_workers(pool: cf.ProcessPoolExecutor, workers: int) -> None:

@@ -112,6 +112,18 @@ class Drawer:
 
         return collect
 
+    def worker_pids(self) -> list[int]:
+        """The drawing processes' ids (none once closed): each worker answers once (a pool of
+        several may hand two questions to one worker, so it asks until it has seen them all)."""
+        if self._pool is None:
+            return []
+        seen: set[int] = set()
+        for _ in range(100 * self.workers):
+            seen.add(self._pool.submit(os.getpid).result())
+            if len(seen) == self.workers:
+                break
+        return sorted(seen)
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)

@@ -131,7 +131,7 @@ def test_a_worker_that_dies_ends_the_compare_with_how_to_resume(fake_data, tmp_p
         deadline = time.time() + 120
         while not ckpt.exists() and time.time() < deadline:
             time.sleep(0.01)
-        os.kill(max(pool._pool._processes), 9)  # one of the two workers, SIGKILL
+        os.kill(max(pool.worker_pids()), 9)  # one of the two workers, SIGKILL
 
     with TrainingPool(2) as pool:
         killer = threading.Thread(target=kill_a_worker_after_its_first_epoch, args=(pool,))
@@ -139,7 +139,7 @@ def test_a_worker_that_dies_ends_the_compare_with_how_to_resume(fake_data, tmp_p
         with pytest.raises(GroupFailed, match=r"died .*continue with: fmnist-pl compare --resume .*killed"):
             compare(config, arrays=arrays, echo=lambda _: None, backend=pool)
         killer.join()
-        assert pool._pool is None  # every worker was ended with it
+        assert pool.closed  # every worker was ended with it
     assert ckpt.is_file()  # the epochs it finished are kept for --resume
 
 
@@ -148,8 +148,7 @@ import sys, time
 from fmnist_pl.execution.pool import TrainingPool
 if __name__ == "__main__":
     pool = TrainingPool(2)
-    pool._starting.join()
-    print(*[pool._pool.submit(__import__("os").getpid).result() for _ in range(4)], flush=True)
+    print(*pool.worker_pids(), flush=True)
     time.sleep(600)
 """
 
@@ -190,7 +189,7 @@ def test_workers_start_with_the_engine_frozen_and_the_collector_on():
     import gc
 
     with TrainingPool(1) as pool:
-        enabled = pool._pool.submit(gc.isenabled).result(timeout=120)
-        frozen = pool._pool.submit(gc.get_freeze_count).result(timeout=120)
+        enabled = pool.run_in_worker(gc.isenabled).result(timeout=120)
+        frozen = pool.run_in_worker(gc.get_freeze_count).result(timeout=120)
     assert enabled
     assert frozen > 100_000  # torch and Lightning's objects (~650,000 on CPython 3.11)

@@ -25,7 +25,7 @@ from fmnist_pl.data.idx import load_arrays
 from fmnist_pl.errors import GroupFailed
 from fmnist_pl.execution.cluster import parse_address
 from fmnist_pl.study.compare import compare
-from tests.conftest import make_dataset
+from tests.conftest import make_dataset, run_cli
 
 ray = pytest.importorskip("ray")
 
@@ -57,9 +57,7 @@ def test_bad_ray_addresses_are_one_line_errors(spec):
 
 
 def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "fmnist_pl.cli", *args], capture_output=True, text=True, timeout=timeout
-    )
+    return run_cli(*args, timeout=timeout)
 
 
 def test_an_unreachable_cluster_fails_fast_with_one_line_and_writes_nothing(fake_data, tmp_path):

@@ -29,8 +29,8 @@ def test_workers_draw_the_same_figures_as_this_process():
     here = [draw(job) for job in jobs]
     assert all(uri.startswith("data:image/png;base64,") for uri in here) and len(set(here)) == len(jobs)
     with Drawer(workers=2) as drawer:
-        pids = {drawer._pool.submit(os.getpid).result() for _ in range(4)}
-        assert os.getpid() not in pids  # separate processes
+        pids = set(drawer.worker_pids())
+        assert len(pids) == 2 and os.getpid() not in pids  # separate processes
         assert drawer.submit(jobs)() == here  # in order, byte for byte
     assert draw_all(jobs)() == here  # no drawer: drawn here when collected
 
@@ -39,7 +39,7 @@ def test_a_lost_worker_or_ctrl_c_does_not_lose_a_figure():
     jobs = _jobs()
     here = [draw(job) for job in jobs]
     with Drawer(workers=1) as drawer:
-        pid = drawer._pool.submit(os.getpid).result()
+        (pid,) = drawer.worker_pids()
         os.kill(pid, signal.SIGINT)  # Ctrl-C reaches the whole process group: a worker ignores it
         assert drawer.submit(jobs)() == here
         os.kill(pid, signal.SIGKILL)  # a worker killed: the pool is broken, this process draws them all
@@ -58,7 +58,7 @@ def test_a_worker_leaves_when_its_parent_is_killed(tmp_path):
 
     script = (
         "import os, sys; from fmnist_pl.report.figures import Drawer; d = Drawer(workers=1); "
-        "print(d._pool.submit(os.getpid).result(), flush=True); os.kill(os.getpid(), 9)"
+        "print(*d.worker_pids(), flush=True); os.kill(os.getpid(), 9)"
     )
     proc = subprocess.run(
         [sys.executable, "-c", script],
