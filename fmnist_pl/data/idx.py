@@ -7,11 +7,14 @@ data folder, and fail on a bad one, in milliseconds.
 from __future__ import annotations
 
 import gzip
+import math
 import os
+import stat
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from fmnist_pl.errors import DataError
 
@@ -40,6 +43,10 @@ FILES = {
 EXPECTED_COUNT = {"train": 60_000, "test": 10_000}
 VAL_SIZE = 5_000  # the reference's split: X_valid = X_train_full[:5000]
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049  # IDX: 0x0000 | 0x08 (uint8) | ndim
+# No real IDX file of this kind is near this (Fashion-MNIST's largest is 47 MB): a header declaring more is
+# corrupt, and is refused before anything is allocated or read.
+MAX_DATA_BYTES = 1 << 30
+_CHUNK = 1 << 22  # bytes read (decompressed) per call: bounds the memory a read needs beyond its result
 HOW_TO_GET = (
     "install it with `sudo apt-get install dataset-fashion-mnist`, pass --data-dir DIR "
     "(or set FMNIST_DATA) pointing at the four *-idx?-ubyte(.gz) files, or add --download when online"
@@ -101,39 +108,80 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
     return DEBIAN_DIR if DEBIAN_DIR.is_dir() else None
 
 
+def _read_into(fh: BinaryIO, view: memoryview) -> int:
+    """Fill ``view`` from ``fh`` in bounded reads, so that a gzip never decompresses more than a chunk at once.
+
+    Returns the number of bytes read: fewer than ``len(view)`` only at the end of the file.
+    """
+    pos = 0
+    while pos < len(view):
+        n = fh.readinto(view[pos : pos + _CHUNK])
+        if not n:
+            break
+        pos += n
+    return pos
+
+
+def _check_header(path: Path, magic: int, count: int | None, fh: BinaryIO) -> tuple[tuple[int, ...], int]:
+    """Read and check the IDX header alone: ``(dims, data bytes)``, refusing what no good file declares."""
+    ndim = magic & 0xFF
+    head = bytearray(4 + 4 * ndim)
+    got = _read_into(fh, memoryview(head))
+    if got >= 4 and (found := struct.unpack(">I", head[:4])[0]) != magic:
+        raise DataError(f"{path} has IDX magic {found}, expected {magic}: wrong or corrupt file; re-install it")
+    if got < len(head):
+        raise DataError(f"{path} is truncated ({got} bytes, no IDX header); re-install or re-download it")
+    dims = struct.unpack(f">{ndim}I", head[4:])
+    if count is not None and dims[0] != count:
+        raise DataError(f"{path} holds {dims[0]} items, expected {count}: wrong file; re-install it")
+    if magic == IMAGE_MAGIC and dims[1:] != (28, 28):
+        raise DataError(f"{path} holds {dims[1:]} images, expected 28x28: wrong file; re-install it")
+    size = math.prod(dims)
+    if size > MAX_DATA_BYTES:
+        raise DataError(
+            f"{path} has a header declaring {'x'.join(map(str, dims))} = {size} data bytes, over the "
+            f"{MAX_DATA_BYTES} fmnist-pl reads: corrupt or wrong file; re-install or re-download it"
+        )
+    return dims, size
+
+
+def _wrong_length(path: Path, found: int, size: int, exact: bool = True) -> DataError:
+    """The one-line error for a payload that is not the ``size`` bytes its header declares."""
+    if found < size:
+        return DataError(f"{path} has {found} data bytes, expected {size}: truncated; re-install or re-download it")
+    return DataError(
+        f"{path} has {'' if exact else 'at least '}{found} data bytes, expected {size} from its header: too long "
+        "(extra bytes after the data, or not this file); re-install or re-download it"
+    )
+
+
 def read_idx(path: Path, magic: int, count: int | None = None) -> torch.Tensor:
     """Read one IDX file (gzipped or not) into a uint8 tensor, checking everything a bad file breaks.
 
     Equivalent to torchvision's ``read_sn3_pascalvincent_tensor`` for uint8 files, but every
-    failure (truncated gzip, wrong magic, wrong count, short payload) is a :class:`DataError`
-    that names the file, instead of a crash deep inside training.
+    failure (truncated gzip, wrong magic, wrong count, short or long payload) is a :class:`DataError`
+    that names the file, instead of a crash deep inside training. The header is checked before
+    the data is read, and no more than the header's size plus one byte is ever read, so a huge or
+    corrupt file costs bounded memory and time.
     """
     import torch
 
-    opener = gzip.open if path.suffix == ".gz" else open
+    is_gzip = path.suffix == ".gz"
     try:
-        with opener(path, "rb") as fh:
-            raw = fh.read()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        with gzip.open(path, "rb") if is_gzip else open(path, "rb", buffering=0) as fh:
+            dims, size = _check_header(path, magic, count, fh)
+            if not is_gzip and stat.S_ISREG((st := os.fstat(fh.fileno())).st_mode):
+                if st.st_size - fh.tell() != size:  # told by the file's size: nothing is read
+                    raise _wrong_length(path, st.st_size - fh.tell(), size)
+            out = torch.empty(size, dtype=torch.uint8)  # pages untouched until read: a lying gzip costs what it holds
+            found = _read_into(fh, memoryview(out.numpy())) if size else 0
+            if found == size and fh.read(1):  # one byte past the header's size is enough to tell; also checks the CRC
+                found += 1
+            if found != size:
+                raise _wrong_length(path, found, size, exact=False)
+    except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"cannot read {path}: {exc} (corrupt or truncated?); re-install or re-download it") from None
-    ndim = magic & 0xFF
-    header = 4 + 4 * ndim
-    found = struct.unpack(">I", raw[:4])[0] if len(raw) >= 4 else None
-    if found is not None and found != magic:
-        raise DataError(f"{path} has IDX magic {found}, expected {magic}: wrong or corrupt file; re-install it")
-    if len(raw) < header:
-        raise DataError(f"{path} is truncated ({len(raw)} bytes, no IDX header); re-install or re-download it")
-    dims = struct.unpack(f">{ndim}I", raw[4:header])
-    if count is not None and dims[0] != count:
-        raise DataError(f"{path} holds {dims[0]} items, expected {count}: wrong file; re-install it")
-    size = 1
-    for d in dims:
-        size *= d
-    if len(raw) - header != size:
-        raise DataError(
-            f"{path} has {len(raw) - header} data bytes, expected {size}: truncated; re-install or re-download it"
-        )
-    return torch.frombuffer(bytearray(raw[header:]), dtype=torch.uint8).reshape(dims)
+    return out.reshape(dims)
 
 
 @dataclass
@@ -156,11 +204,9 @@ def load_arrays(folder: Path, counts: dict[str, int] | None = EXPECTED_COUNT) ->
     for key, stem in FILES.items():
         split = key.split("_")[0]
         is_images = key.endswith("images")
-        path, arrays[key] = _read_first_good(
+        _, arrays[key] = _read_first_good(  # read_idx checks images are 28x28, from the header
             folder, stem, IMAGE_MAGIC if is_images else LABEL_MAGIC, counts[split] if counts else None
         )
-        if is_images and tuple(arrays[key].shape[1:]) != (28, 28):
-            raise DataError(f"{path} holds {tuple(arrays[key].shape[1:])} images, expected 28x28: wrong file")
     for split in ("train", "test"):
         labels = arrays[f"{split}_labels"]
         if len(labels) != len(arrays[f"{split}_images"]):
