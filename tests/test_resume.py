@@ -77,11 +77,11 @@ def test_kill_9_then_resume_gives_the_uninterrupted_results(uninterrupted):
     for path in folder.rglob("*.json"):  # every results file complete or absent
         json.loads(path.read_text())
     # What a kill in the middle of a write leaves: the writer's hidden temporary file.
-    (folder / "checkpoints/group-sgd/.last.ckpt.x1y2.tmp").write_bytes(b"\0" * 1000)
+    (folder / "checkpoints/group-sgd/.last.ckpt.x1y2.fmnist-pl.tmp").write_bytes(b"\0" * 1000)
     rc, stdout, err = finish(cli("compare", "--resume", str(folder)))
     assert rc == 0, err[-2000:]
     assert "resuming from" in stdout
-    assert not list(folder.rglob("*.tmp"))  # cleaned on the next start
+    assert not list(folder.rglob("*.fmnist-pl.tmp"))  # cleaned on the next start
     assert_same_results(folder, reference)
     for run in ("sgd", "adam"):  # times add up across the interruption (all three epochs, not the resumed two)
         metrics = json.loads((folder / "runs" / run / "metrics.json").read_text())

@@ -24,6 +24,7 @@ import torchmetrics
 from fmnist_pl.architecture import NUM_CLASSES
 from fmnist_pl.config import RunPlan
 from fmnist_pl.engine.history import MemberHistory
+from fmnist_pl.store.checkpoints import IDENTITY_KEY
 
 
 @dataclass
@@ -50,6 +51,10 @@ class LitEvaluated(pl.LightningModule):
     A subclass trains (``training_step``) and adds to ``_train_loss_sum``, ``_train_correct``
     (``[K]`` tensors), ``_train_seen`` (images per run) and ``_train_evaluations`` (forward
     evaluations per run: images x population for a search), and implements :meth:`keep_best`.
+
+    Longer than our usual class because a LightningModule is one object by design: its hooks
+    (training, validation, test, checkpoint) share the per-run state they update, and splitting
+    them would only pass that state around.
     """
 
     def __init__(self, members: Sequence[RunPlan]) -> None:
@@ -60,6 +65,7 @@ class LitEvaluated(pl.LightningModule):
         self.val_acc = torchmetrics.classification.MulticlassAccuracy(
             NUM_CLASSES, average="micro", multidim_average="samplewise"
         )
+        self.identity: str | None = None  # whose runs these are, saved in every checkpoint (store.group_identity)
         self.previous_fit_seconds = 0.0  # training time before the checkpoint this fit resumed from
         self._fit_clock: float | None = None
         self._test: dict[str, dict[str, Any]] = {}
@@ -260,6 +266,8 @@ class LitEvaluated(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["fmnist_histories"] = [h.to_dict() for h in self.histories]
+        if self.identity is not None:
+            checkpoint[IDENTITY_KEY] = self.identity
         checkpoint["fmnist_fit_seconds"] = self.fit_seconds()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

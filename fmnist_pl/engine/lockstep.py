@@ -55,6 +55,10 @@ class LitLockstep(LitEvaluated):
         fused_kernel: let optimizers whose fused update is a C kernel of ours (Keras RMSprop) use it on the CPU.
         concurrent_optimizers: on a GPU, step the optimizer instances on separate CUDA streams
             (the same kernels, so the same numbers; off: one after another, for benchmarks).
+
+    Longer than our usual class, as a LightningModule is one object by design: the stacked
+    weights, their per-run optimizers and the step (eager or a CUDA graph) share state that
+    splitting would only pass around.
     """
 
     def __init__(

@@ -83,6 +83,26 @@ class EpochCheckpoint(ModelCheckpoint):
             self.after(trainer, path)
 
 
+def _callbacks(group_dir: Path, progress: bool, after_checkpoint: AfterCheckpoint | None) -> list[pl.Callback]:
+    callbacks: list[pl.Callback] = [
+        # The whole group's state after every epoch: what --resume continues from.
+        # (monitor=None, top 1: the newest epoch; save_last alone saves nothing since Lightning 2.6)
+        EpochCheckpoint(
+            after_checkpoint,
+            dirpath=str(group_dir),
+            filename="last",
+            monitor=None,
+            save_top_k=1,
+            save_on_train_epoch_end=True,
+            enable_version_counter=False,
+        ),
+    ]
+    if progress:
+        # Redrawing the bar every step costs more than a step; 20 is still smooth.
+        callbacks.append(TQDMProgressBar(refresh_rate=20))
+    return callbacks
+
+
 def make_trainer(
     out_dir: Path,
     runs: Sequence[str],
@@ -112,22 +132,7 @@ def make_trainer(
         TensorBoardLogger(save_dir=str(out_dir / "tensorboard"), name=run, version="", default_hp_metric=False)
         for run in runs
     ]
-    callbacks: list[pl.Callback] = [
-        # The whole group's state after every epoch: what --resume continues from.
-        # (monitor=None, top 1: the newest epoch; save_last alone saves nothing since Lightning 2.6)
-        EpochCheckpoint(
-            after_checkpoint,
-            dirpath=str(group_dir),
-            filename="last",
-            monitor=None,
-            save_top_k=1,
-            save_on_train_epoch_end=True,
-            enable_version_counter=False,
-        ),
-    ]
-    if progress:
-        # Redrawing the bar every step costs more than a step; 20 is still smooth.
-        callbacks.append(TQDMProgressBar(refresh_rate=20))
+    callbacks = _callbacks(group_dir, progress, after_checkpoint)
     return pl.Trainer(
         max_epochs=epochs,
         accelerator=accelerator,
@@ -182,10 +187,15 @@ def train_group(
     resume: Path | None = None,
     time_budget: float | None = None,
     after_checkpoint: AfterCheckpoint | None = None,
+    identity: str | None = None,
 ) -> GroupResult:
-    """Train ``group`` (runs of one architecture, seed-major, or one gradient-free run), then test every run."""
+    """Train ``group`` (runs of one architecture, seed-major, or one gradient-free run), then test every run.
+
+    ``identity``: the group's fingerprint (:func:`fmnist_pl.store.group_identity`), saved in its
+    checkpoint; a ``resume`` checkpoint must carry the same."""
     group_dir = group_checkpoint(out_dir, group).parent
     model = build_module(group)
+    model.identity = identity
     trainer = make_trainer(
         out_dir,
         [r.name for r in group],
@@ -218,10 +228,13 @@ def train_group(
 
 
 def check_checkpoint(path: Path, model: LitEvaluated) -> None:
-    """A group checkpoint must load as data (``weights_only``) and hold ``model``'s runs
-    (:meth:`LitEvaluated.holds`), before Lightning is handed it: a damaged one is one line saying
-    what to do, not a traceback."""
-    checkpoint = store.load_checkpoint(path)
+    """A group checkpoint must load as data (``weights_only``), be this compare's (its identity) and
+    hold ``model``'s runs (:meth:`LitEvaluated.holds`), before Lightning is handed it: a damaged or
+    foreign one is one line saying what to do, not a traceback."""
+    if model.identity is not None:
+        checkpoint = store.check_group_checkpoint(path, model.identity)
+    else:
+        checkpoint = store.load_checkpoint(path)
     if not isinstance(checkpoint, dict) or not model.holds(checkpoint):
         group = model.members
         raise store.ResultsError(

@@ -44,7 +44,6 @@ from fmnist_pl.execution.backend import Backend, Echo, InProcess, check_device, 
 from fmnist_pl.execution.driver import Driver, UnitProgress, drive
 from fmnist_pl.runtime.forkserver import fork_server_pid, stop_fork_server
 from fmnist_pl.runtime.stops import as_child_of, lifeline
-from fmnist_pl.store import group_checkpoint, load_checkpoint
 
 PRELOAD = "fmnist_pl.runtime.preload"  # what a worker runs, imported before any work arrives
 POLL_S = 0.5  # how often the driver reads the workers' epoch messages
@@ -211,9 +210,6 @@ class TrainingPool(Backend):
         if not todo:
             return
         self._used = True
-        for ckpt in (group_checkpoint(out, unit) for unit in todo):
-            if ckpt.exists():  # a damaged one is one line before anything starts (and no progress bar)
-                load_checkpoint(ckpt)
         self._starting.join()
         at_once = min(self.workers, len(todo))
         threads = max(1, usable_cores() // at_once)

@@ -78,17 +78,27 @@ def write_run(
     """Every file of one run, handed to ``files`` (written on its threads); returns its
     ``metrics.json`` content. ``logger``: its TensorBoard run; ``test``: its entry of
     :func:`test_metrics`, computed for its whole group."""
+    summary = run_metrics(member, fit_seconds, test)
+    run_dir = store.run_dir(out_dir, member.plan.name)
+    # metrics.json last: its presence marks the run finished (resume skips it).
+    written = [*run_files(member, run_dir, summary), (run_dir / store.METRICS_FILE, store.json_bytes(summary))]
+    if logger is not None:
+        _log_test(logger, member.plan, test["last"], len(member.history.epochs), summary["best_val_loss"])
+    files.write(written)
+    return summary
+
+
+def run_metrics(member: MemberResult, fit_seconds: float, test: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A run's ``metrics.json``: its settings, status, test results, timing and implementation."""
     plan, hist = member.plan, member.history
-    run_dir = store.run_dir(out_dir, plan.name)
     epoch_seconds = [row["seconds"] for row in hist.epochs]
-    best_val_loss = hist.best_val_loss if math.isfinite(hist.best_val_loss) else None
-    summary = {
+    return {
         **plan.to_dict(),
         "status": hist.status,
         "diverged_epoch": hist.diverged_epoch,
         "epochs": len(hist.epochs),
         "best_epoch": hist.best_epoch,
-        "best_val_loss": best_val_loss,
+        "best_val_loss": hist.best_val_loss if math.isfinite(hist.best_val_loss) else None,
         "test": test,
         "timing": {
             "seconds_per_epoch": (sum(epoch_seconds) / len(epoch_seconds)) if epoch_seconds else None,
@@ -102,42 +112,24 @@ def write_run(
         "optimizer_implementation": member.optimizer_implementation,
         "device": member.device,
     }
+
+
+def run_files(member: MemberResult, run_dir: Path, metrics: dict[str, Any]) -> list[tuple[Path, bytes]]:
+    """A run's files but ``metrics.json``: history, predictions, classification report, checkpoints."""
+    plan, hist = member.plan, member.history
     common = {"hidden": list(plan.hidden), "optimizer": plan.optimizer.to_dict(), "seed": plan.seed}
-    written = [
+    # 30,000 numbers: compact (json's C encoder; with an indent it encodes in Python, 30 ms a run)
+    predictions = {"targets": member.test_targets, **{w: hist.test[w]["predictions"] for w in ("last", "best")}}
+    last = {"epoch": len(hist.epochs), "state_dict": member.last_state, "optimizer_state": member.optimizer_state}
+    best = {"epoch": hist.best_epoch, "val_loss": metrics["best_val_loss"], "state_dict": member.best_state}
+    report = classification_report_text(metrics["test"]["last"]["report"])
+    return [
         *store.history_files(run_dir, hist.epochs),
-        # 30,000 numbers: compact (json's C encoder; with an indent it encodes in Python, 30 ms a run)
-        (
-            run_dir / store.PREDICTIONS_FILE,
-            store.json_bytes(
-                {"targets": member.test_targets, **{w: hist.test[w]["predictions"] for w in ("last", "best")}},
-                indent=None,
-            ),
-        ),
-        (run_dir / "classification_report.txt", classification_report_text(test["last"]["report"]).encode("utf-8")),
-        (
-            run_dir / "checkpoints" / "last.pt",
-            store.torch_bytes(
-                common
-                | {
-                    "epoch": len(hist.epochs),
-                    "state_dict": member.last_state,
-                    "optimizer_state": member.optimizer_state,
-                }
-            ),
-        ),
-        (
-            run_dir / "checkpoints" / "best.pt",
-            store.torch_bytes(
-                common | {"epoch": hist.best_epoch, "val_loss": best_val_loss, "state_dict": member.best_state}
-            ),
-        ),
-        # metrics.json last: its presence marks the run finished (resume skips it).
-        (run_dir / store.METRICS_FILE, store.json_bytes(summary)),
+        (run_dir / store.PREDICTIONS_FILE, store.json_bytes(predictions, indent=None)),
+        (run_dir / "classification_report.txt", report.encode("utf-8")),
+        (run_dir / "checkpoints" / "last.pt", store.torch_bytes(common | last)),
+        (run_dir / "checkpoints" / "best.pt", store.torch_bytes(common | best)),
     ]
-    if logger is not None:
-        _log_test(logger, plan, test["last"], len(hist.epochs), best_val_loss)
-    files.write(written)
-    return summary
 
 
 def _log_test(logger: Any, plan: Any, last: dict[str, Any], step: int, best_val_loss: float | None) -> None:
@@ -199,6 +191,7 @@ def train_and_write(
         resume=ckpt if ckpt.exists() else None,
         time_budget=config.time_budget,
         after_checkpoint=after_checkpoint,
+        identity=store.group_identity(config, group),
     )
     tests = test_metrics(trained.members)
     with store.FileWriter() as files:

@@ -14,7 +14,7 @@ notebook loader is ``fmnist_pl.load``, from ``tables``: ``store.load`` stays the
 """
 
 from fmnist_pl.errors import ResultsError
-from fmnist_pl.store.checkpoints import load_checkpoint, restart_fix
+from fmnist_pl.store.checkpoints import check_group_checkpoint, group_identity, load_checkpoint, restart_fix
 from fmnist_pl.store.io import (
     FileWriter,
     atomic_torch_save,
@@ -73,6 +73,8 @@ __all__ = [
     "history_table",
     "json_bytes",
     "load_checkpoint",
+    "check_group_checkpoint",
+    "group_identity",
     "load_compare",
     "read_checked",
     "read_json",

@@ -1,7 +1,9 @@
 """Atomic writes: a process killed at any moment leaves each results file complete or absent.
 
 Every file is written to a temporary sibling and renamed into place (``os.replace`` is
-atomic on POSIX), with the permissions a plain ``open()`` would give it.
+atomic on POSIX), with the permissions a plain ``open()`` would give it. The sibling's name
+ends in ``TEMPORARY_SUFFIX``, which only fmnist-pl uses: clean-up after a kill removes those
+and nothing else.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Sequence
 
-from fmnist_pl.store.layout import HISTORY_CSV, HISTORY_JSON
+from fmnist_pl.store.layout import HISTORY_CSV, HISTORY_JSON, TEMPORARY_SUFFIX
 
 
 def _umask() -> int:
@@ -30,7 +32,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
     """``write(file)`` fills a temporary sibling of ``path``, which then replaces ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)

@@ -2,6 +2,8 @@
 
 A compare folder::
 
+    .fmnist-pl         the marker: this folder is fmnist-pl's, of kind "compare" (a sweep's top folder: "sweep")
+    .lock              held by the one process writing the folder
     config.json        the config, the planned runs (structured keys), split, model, environment, "format"
     samples.json       the first 40 training and test images (the report's image grids)
     runs/<run>/        metrics.json (its presence marks the run finished), history.json/.csv,
@@ -34,6 +36,8 @@ RUNS_TABLE = "runs.csv"
 HISTORY_TABLE = "history.csv"  # the folder's, every run's epochs; a run's own is runs/<run>/history.csv
 GRID_IMAGES = 40  # samples.json holds up to this many images of each set: the reference showed the first 40 test images
 FORMAT_VERSION = 2  # 1: fmnist-pl 0.1 (runs keyed by name only, figures drawn at training time)
+MARKER_FILE = ".fmnist-pl"  # in every folder fmnist-pl made: what kind it is (fmnist_pl.store.lock)
+TEMPORARY_SUFFIX = ".fmnist-pl.tmp"  # a file being written (fmnist_pl.store.io): no other program's name
 GROUPS_FILE = "groups.json"  # under checkpoints/: the folder's training groups, fixed at its first start
 
 

@@ -107,7 +107,7 @@ def _check_fresh(out: Path, resume: bool) -> None:
 def _hold_and_run(job: CompareJob, resume: bool) -> Path:
     """Hold the folder, run, and answer stops and failures."""
     out = job.out
-    with exclusive(out) as created:
+    with exclusive(out, "compare") as claim:
         try:
             with stops.stops_as_exceptions():
                 _check_fresh(out, resume)
@@ -117,7 +117,7 @@ def _hold_and_run(job: CompareJob, resume: bool) -> Path:
             setup_written = (out / store.CONFIG_FILE).exists()
             if signum is not None:
                 if not setup_written:
-                    remove_failed_start(created)
+                    remove_failed_start(claim)
                     raise Interrupted(out, signum, started=False) from None
                 try:
                     finish(out, job.drawer)  # what finished, with the missing runs named
@@ -125,7 +125,7 @@ def _hold_and_run(job: CompareJob, resume: bool) -> Path:
                     pass  # the results stay as they are; `report` can render them later
                 raise Interrupted(out, signum, job.resume_hint) from None
             if not setup_written:
-                remove_failed_start(created)  # a failed start leaves no folder behind to block the name
+                remove_failed_start(claim)  # a failed start leaves no folder behind to block the name
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise ResultsError(
                     f"no space left on the disk of {out} while writing {exc.filename or 'results'} "
@@ -151,6 +151,9 @@ def _run(job: CompareJob) -> Path:
         )
     device_name = backend.describe(config)
     write_setup(out, config, job.runs, job.data_folder, arrays, device_name, job.extra, backend.workers)
+    by_plan = groups(job.runs, config.trains_alone)
+    planned = training_groups(out, job.runs, lambda: backend.split(by_plan, config))
+    _check_checkpoints(out, config, planned)  # a damaged or foreign one: one line before anything is printed
     for arch in config.architecture_list:
         echo(format_summary(arch))
     if backend.uses_gpu(config):
@@ -163,8 +166,6 @@ def _run(job: CompareJob) -> Path:
             f"every run trains alone for at most {config.time_budget:g} s (or {config.epochs} epochs), "
             "so that each has the machine to itself for the same time"
         )
-    by_plan = groups(job.runs, config.trains_alone)
-    planned = training_groups(out, job.runs, lambda: backend.split(by_plan, config))
     if backend.here and backend.workers == 1 and len(planned) > len(by_plan):
         echo(
             f"the runs do not fit in this device's memory at once: {len(planned)} lockstep groups of "
@@ -184,6 +185,14 @@ def _run(job: CompareJob) -> Path:
         backend.train(out, config, todo, arrays, echo)
     finish(out, job.drawer)
     return out
+
+
+def _check_checkpoints(out: Path, config: CompareConfig, planned: Sequence[Sequence[RunPlan]]) -> None:
+    """Every unfinished group's checkpoint must load and be this compare's (its identity)."""
+    for group in planned:
+        ckpt = store.group_checkpoint(out, group)
+        if ckpt.exists() and not all_written(out, group):
+            store.check_group_checkpoint(ckpt, store.group_identity(config, group))
 
 
 def _announce(

@@ -19,6 +19,7 @@ from fmnist_pl.config import CompareConfig, RunPlan
 from fmnist_pl.data import idx
 from fmnist_pl.errors import ConfigError
 from fmnist_pl.plan import plan
+from fmnist_pl.store.lock import check_owned
 
 
 def output_folder(config: CompareConfig) -> Path:
@@ -57,6 +58,7 @@ def prepare(
         data_folder = idx.locate(config.data_dir, allow_download=config.download)
         idx.check_data_dir(data_folder)
     out = output_folder(config)
+    check_owned(out, "compare")
     check_writable(out)
     return out, data_folder, runs
 

@@ -9,6 +9,7 @@ falls fastest - cheaper and rougher, since it never looks at the validation set)
 from __future__ import annotations
 
 import math
+import os
 import shlex
 import tempfile
 from dataclasses import replace
@@ -22,6 +23,8 @@ from fmnist_pl.errors import ConfigError, Interrupted
 from fmnist_pl.execution.backend import Backend, InProcess
 from fmnist_pl.optim import registry
 from fmnist_pl.plan import check_gradient_only
+from fmnist_pl.store.layout import MARKER_FILE
+from fmnist_pl.store.lock import LOCK_FILE, check_owned, exclusive, remove_failed_start
 from fmnist_pl.study.compare import compare
 from fmnist_pl.study.setup import output_folder, prepare
 
@@ -138,7 +141,8 @@ def sweep(
     ``sweep.json`` (the choice) and ``final/`` (a normal compare at the chosen rates, whose
     report shows the sweep). Returns the final compare's folder. ``backend``: where both
     compares train (as in :func:`~fmnist_pl.study.compare.compare`; one Ray connection serves
-    both); lr-find runs here. ``drawer``: the report figures' worker processes.
+    both); lr-find runs here. ``drawer``: the report figures' worker processes. The top folder
+    is a marked "sweep" folder, held by this process for the whole sweep (:mod:`fmnist_pl.store.lock`).
     """
     if not config.lrs and not lr_find:
         raise ConfigError("sweep needs --lrs (e.g. --lrs 1e-4:1e0:7) or --lr-find")
@@ -147,28 +151,49 @@ def sweep(
         raise ConfigError(f"--final-epochs must be a whole number >= 1, got {final_epochs}")
     backend = backend or InProcess()
     top = output_folder(config)
+    check_owned(top, "sweep")
+    _, _, runs = prepare(replace(config, lrs=(), output_dir=str(top), name="final"))  # names, data, output first
+    backend.check(runs, config)
     how = "the same `fmnist-pl sweep` command with " + shlex.join(
         ["--output-dir", str(top.parent), "--name", top.name, *backend.resume_options()]
     )
+    with exclusive(top, "sweep") as claim:
+        try:
+            chosen = _choose(config, top, lr_find, echo, backend, drawer)
+            return _final(config, top, chosen, final_epochs, echo, backend, drawer)
+        except Interrupted as exc:
+            raise Interrupted(exc.folder, exc.signum, how, exc.started) from None
+        finally:
+            if _only_marked(top):
+                remove_failed_start(claim)  # nothing of the sweep was written: the name is free again
+
+
+def _only_marked(top: Path) -> bool:
+    """Whether ``top`` holds nothing but the marker and lock (a sweep that failed to start)."""
+    try:
+        return {e.name for e in os.scandir(top)} <= {MARKER_FILE, LOCK_FILE}
+    except OSError:
+        return False
+
+
+def _choose(
+    config: CompareConfig,
+    top: Path,
+    lr_find: bool,
+    echo: Callable[[str], None],
+    backend: Backend,
+    drawer: Drawer | None,
+) -> dict[str, Any]:
+    """The learning rate of every optimizer (``sweep.json``): the grid's compare in ``top/sweep``,
+    or Lightning's finder."""
     if lr_find:
-        _, _, runs = prepare(replace(config, lrs=()))  # validate names, data and output first
-        InProcess().check(runs, config)
         echo(f"lr-find: Lightning's learning-rate finder for {', '.join(config.optimizers)}")
         chosen = lr_find_selection(config)
     else:
         sweep_config = replace(config, output_dir=str(top), name="sweep")
         echo(f"sweep: {len(config.optimizers)} optimizers x {len(config.lrs)} learning rates, {config.epochs} epochs")
-        try:
-            sweep_dir = compare(
-                sweep_config,
-                resume=(top / "sweep" / store.CONFIG_FILE).exists(),
-                echo=echo,
-                backend=backend,
-                drawer=drawer,
-            )
-        except Interrupted as exc:
-            raise Interrupted(exc.folder, exc.signum, how, exc.started) from None
-        chosen = grid_selection(sweep_dir)
+        resume = (top / "sweep" / store.CONFIG_FILE).exists()
+        chosen = grid_selection(compare(sweep_config, resume=resume, echo=echo, backend=backend, drawer=drawer))
     store.write_json(top / "sweep.json", chosen)
     missing = [n for n, c in chosen.items() if c["chosen"] is None]
     if missing:
@@ -176,6 +201,19 @@ def sweep(
     for name, c in chosen.items():
         how_chosen = "lr-find suggestion" if lr_find else f"tuned on validation, val acc {max(c['val_acc']):.4f}"
         echo(f"{name}: lr={c['chosen']:g} ({how_chosen})")
+    return chosen
+
+
+def _final(
+    config: CompareConfig,
+    top: Path,
+    chosen: dict[str, Any],
+    final_epochs: int | None,
+    echo: Callable[[str], None],
+    backend: Backend,
+    drawer: Drawer | None,
+) -> Path:
+    """The compare at the chosen rates, in ``top/final`` (its report shows the sweep)."""
     overrides = tuple(f"{n}.lr={c['chosen']!r}" for n, c in chosen.items())
     final_config = replace(
         config,
@@ -186,14 +224,5 @@ def sweep(
         name="final",
         epochs=final_epochs or config.epochs,
     )
-    try:
-        return compare(
-            final_config,
-            resume=(top / "final" / store.CONFIG_FILE).exists(),
-            echo=echo,
-            extra={"sweep": chosen},
-            backend=backend,
-            drawer=drawer,
-        )
-    except Interrupted as exc:
-        raise Interrupted(exc.folder, exc.signum, how, exc.started) from None
+    resume = (top / "final" / store.CONFIG_FILE).exists()
+    return compare(final_config, resume=resume, echo=echo, extra={"sweep": chosen}, backend=backend, drawer=drawer)

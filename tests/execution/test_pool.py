@@ -112,9 +112,9 @@ def test_an_error_in_a_worker_is_raised_here_as_it_was_raised_there(fake_data, t
     ckpt = folder / "checkpoints/group-rmsprop/last.ckpt"
     for run in ("rmsprop", "adam"):  # the unit is unfinished again: --resume retrains it from its checkpoint
         (folder / "runs" / run / "metrics.json").unlink()
-    # Loads as data but holds no runs: found by the worker, once it has built the group's module.
+    # Loads as data but is not this compare's (no identity): found here, before any work is sent.
     torch.save({"epoch": 1}, ckpt)
-    with TrainingPool(2) as pool, pytest.raises(ResultsError, match=f"{ckpt} does not hold this group's 2 runs"):
+    with TrainingPool(2) as pool, pytest.raises(ResultsError, match=f"{ckpt} was not written for this compare's runs"):
         compare(config, resume=True, arrays=arrays, echo=lambda _: None, backend=pool)
     # Not a checkpoint at all: found here, before any work is sent (one line, no progress bar).
     ckpt.write_bytes(b"not a checkpoint")
