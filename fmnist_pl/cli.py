@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Annotated, Callable, List, Optional
 import typer
 
 from fmnist_pl import __version__
-from fmnist_pl.config import CompareConfig, parse_hidden, parse_lrs
+from fmnist_pl.config import CompareConfig, absolute_path, parse_hidden, parse_lrs
 from fmnist_pl.data.idx import DEBIAN_DIR
 from fmnist_pl.errors import USER_ERRORS, ConfigError, GroupFailed, Interrupted
 from fmnist_pl.execution.cluster import parse_address
 from fmnist_pl.optim.registry import REFERENCE_OPTIMIZERS, REGISTRY
+from fmnist_pl.study.setup import check_output_folder
 
 if TYPE_CHECKING:
     from fmnist_pl.execution.backend import Backend
@@ -232,6 +233,7 @@ def compare(
         if ray is not None:
             parse_address(ray)
         processes = _workers(workers, config, ray)
+        check_output_folder(config)  # before any worker process starts
     except USER_ERRORS as exc:
         fail(str(exc))
     run_and_report(
@@ -316,6 +318,7 @@ def sweep(
         if ray is not None:
             parse_address(ray)
         processes = _workers(workers, config, ray)
+        check_output_folder(config, "sweep")
     except USER_ERRORS as exc:
         fail(str(exc))
     run_and_report(
@@ -392,6 +395,7 @@ def resume_config(folder: Path, ctx: typer.Context | None = None, progress: bool
     """The saved config of ``folder``; an option typed beside ``--resume`` must agree with it."""
     from fmnist_pl import store
 
+    folder = Path(absolute_path(folder, "--resume"))  # "." and "~/x" name the folder they mean
     loaded = store.load_compare(folder)  # raises ResultsError for a folder without results
     saved = CompareConfig.from_dict(loaded["config"]["config"]).to_dict()
     given = _given(ctx) if ctx is not None else {}
@@ -449,13 +453,13 @@ def print_ranking(folder: Path) -> None:
 @app.command()
 def report(folder: Path = typer.Argument(..., metavar="FOLDER", help="A compare folder, e.g. outputs/<run>.")) -> None:
     """Rebuild summary.json and report.html from the results saved in FOLDER, without training."""
-    from fmnist_pl.study.compare import finish
+    from fmnist_pl.study.compare import report as rebuild
 
     try:
-        path = finish(folder)
+        path = rebuild(folder)
     except USER_ERRORS as exc:
         fail(str(exc))
-    typer.echo(f"report: {path}")
+    typer.echo(f"report: {shlex.quote(str(path))}")
 
 
 @app.command("list-optimizers")

@@ -8,6 +8,7 @@ one-line :class:`ConfigError`); ``RunPlan`` is one training run the planner deri
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -26,6 +27,25 @@ def check_lr(value: float, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ConfigError(f"{where} must be a number > 0, got {value!r}")
     return float(value)
+
+
+MAX_TIME_BUDGET = 365 * 24 * 3600  # seconds: a year (Lightning's Timer overflows on absurd values)
+TRAIN_IMAGES = 60_000  # Fashion-MNIST's training set, validation included
+
+
+def absolute_path(value: str | os.PathLike, option: str) -> str:
+    """``value`` with ``~`` expanded, made absolute (against the working folder) and normalized; one
+    line when a part of it is longer than a file name can be."""
+    path = os.path.abspath(os.path.expanduser(os.fspath(value)))
+    if "\0" in path:
+        raise ConfigError(f"{option} must not contain a NUL byte")
+    long = next((part for part in path.split(os.sep) if len(part.encode()) > NAME_MAX), None)
+    if long is not None:
+        raise ConfigError(
+            f"{option} has a folder name of {len(long.encode())} bytes ({long[:20]}...); a file system allows "
+            f"at most {NAME_MAX}: choose a shorter {option}"
+        )
+    return path
 
 
 @dataclass(frozen=True)
@@ -55,48 +75,14 @@ class CompareConfig:
     time_budget: float | None = None  # seconds of training per run (the reference asked for time as a criterion)
 
     def __post_init__(self) -> None:
-        for key in ("epochs", "batch_size", "seeds", "val_size"):
+        # Paths are made absolute once, here: every writer (Lightning's loggers and checkpoints too)
+        # then gets the same folder, and "~" means the home folder even after "--output-dir=".
+        for key in ("output_dir", "data_dir"):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"--{key.replace('_', '-')} must be a whole number >= 1, got {value!r}")
-        if self.lr is not None:
-            check_lr(self.lr, "--lr")
-        for lr in self.lrs:
-            check_lr(lr, "--lrs")
-        if self.limit_train_batches is not None and self.limit_train_batches < 1:
-            raise ConfigError(f"--limit-train-batches must be >= 1, got {self.limit_train_batches!r}")
-        for hidden in (self.hidden, *self.more_hidden):
-            if not hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
-                raise ConfigError(f"--hidden must list layer sizes >= 1 like 300,100, got {hidden!r}")
-        if self.time_budget is not None and (
-            isinstance(self.time_budget, bool)
-            or not isinstance(self.time_budget, (int, float))
-            or not math.isfinite(self.time_budget)
-            or self.time_budget <= 0
-        ):
-            raise ConfigError(f"--time-budget must be a number of seconds > 0, got {self.time_budget!r}")
-        if self.target is not None and not 0 < self.target <= 1:
-            raise ConfigError(f"--target must be a validation accuracy in (0, 1], got {self.target!r}")
-        if self.accelerator not in ("auto", "cpu", "gpu", "cuda", "mps"):
-            raise ConfigError(f"--accelerator must be one of auto, cpu, gpu, cuda, mps; got {self.accelerator!r}")
-        if self.name is not None and (
-            not self.name or "/" in self.name or "\0" in self.name or self.name in (".", "..")
-        ):
-            raise ConfigError(f"--name must be a plain folder name, got {self.name!r}")
-        if self.name is not None and len(self.name.encode()) > NAME_MAX:
-            raise ConfigError(
-                f"--name is {len(self.name.encode())} bytes long; a folder name has at most "
-                f"{NAME_MAX}: choose a shorter --name"
-            )
-        if (
-            isinstance(self.seed, bool)
-            or not isinstance(self.seed, int)
-            or not 0 <= self.seed <= MAX_SEED - self.seeds + 1
-        ):
-            raise ConfigError(
-                f"--seed must be a whole number from 0 to {MAX_SEED - self.seeds + 1:,} (with --seeds "
-                f"{self.seeds}, every seed up to seed+{self.seeds - 1} must fit in 63 bits), got {self.seed!r}"
-            )
+            if value is not None:
+                object.__setattr__(self, key, absolute_path(value, f"--{key.replace('_', '-')}"))
+        for check in CHECKS:
+            check(self)
 
     @property
     def architecture_list(self) -> list[tuple[int, ...]]:
@@ -129,6 +115,71 @@ class CompareConfig:
             if k in known
         }
         return cls(**clean)
+
+
+def _check_counts(c: CompareConfig) -> None:
+    for key in ("epochs", "batch_size", "seeds", "val_size"):
+        value = getattr(c, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"--{key.replace('_', '-')} must be a whole number >= 1, got {value!r}")
+    if c.val_size < TRAIN_IMAGES and c.batch_size > TRAIN_IMAGES - c.val_size:
+        raise ConfigError(
+            f"--batch-size {c.batch_size:,} is more than the {TRAIN_IMAGES - c.val_size:,} training images; "
+            f"use at most {TRAIN_IMAGES - c.val_size:,}"
+        )
+    if c.limit_train_batches is not None and c.limit_train_batches < 1:
+        raise ConfigError(f"--limit-train-batches must be >= 1, got {c.limit_train_batches!r}")
+
+
+def _check_rates(c: CompareConfig) -> None:
+    if c.lr is not None:
+        check_lr(c.lr, "--lr")
+    for lr in c.lrs:
+        check_lr(lr, "--lrs")
+    if c.target is not None and not 0 < c.target <= 1:
+        raise ConfigError(f"--target must be a validation accuracy in (0, 1], got {c.target!r}")
+
+
+def _check_model(c: CompareConfig) -> None:
+    for hidden in (c.hidden, *c.more_hidden):
+        if not hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
+            raise ConfigError(f"--hidden must list layer sizes >= 1 like 300,100, got {hidden!r}")
+    if c.accelerator not in ("auto", "cpu", "gpu", "cuda", "mps"):
+        raise ConfigError(f"--accelerator must be one of auto, cpu, gpu, cuda, mps; got {c.accelerator!r}")
+
+
+def _check_time_budget(c: CompareConfig) -> None:
+    budget = c.time_budget
+    if budget is None:
+        return
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget) or budget <= 0:
+        raise ConfigError(f"--time-budget must be a number of seconds > 0, got {budget!r}")
+    if budget > MAX_TIME_BUDGET:
+        raise ConfigError(f"--time-budget {budget:g} s is more than a year ({MAX_TIME_BUDGET:,} s); use less")
+
+
+def _check_name(c: CompareConfig) -> None:
+    if c.name is None:
+        return
+    if not c.name or "/" in c.name or "\0" in c.name or c.name in (".", ".."):
+        raise ConfigError(f"--name must be a plain folder name, got {c.name!r}")
+    if len(c.name.encode()) > NAME_MAX:
+        raise ConfigError(
+            f"--name is {len(c.name.encode())} bytes long; a folder name has at most {NAME_MAX}: choose a shorter --name"
+        )
+
+
+def _check_seed(c: CompareConfig) -> None:
+    top = MAX_SEED - c.seeds + 1
+    if isinstance(c.seed, bool) or not isinstance(c.seed, int) or not 0 <= c.seed <= top:
+        raise ConfigError(
+            f"--seed must be a whole number from 0 to {top:,} (with --seeds {c.seeds}, every seed up to "
+            f"seed+{c.seeds - 1} must fit in 63 bits), got {c.seed!r}"
+        )
+
+
+# Each check raises the one-line ConfigError naming its option; run in this order on construction.
+CHECKS = (_check_counts, _check_rates, _check_model, _check_time_budget, _check_name, _check_seed)
 
 
 @dataclass(frozen=True)

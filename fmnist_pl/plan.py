@@ -115,6 +115,13 @@ def group_need(group: Sequence[RunPlan], batch_size: int) -> int:
     return group_bytes(group[0].hidden, len(group), batch_size)
 
 
+def search_bytes_of(run: RunPlan, batch_size: int) -> int:
+    """What a gradient-free run would need scoring batches of ``batch_size``."""
+    from fmnist_pl.engine.memory import search_bytes
+
+    return search_bytes(run.hidden, int(run.optimizer.hparams["popsize"]), batch_size)
+
+
 def check_fits(runs: Sequence[RunPlan], batch_size: int, free: float, holder: str) -> None:
     """Every run fits alone in ``free`` bytes (what ``holder`` has): a group too big is cut
     (:func:`split`), a single run cannot be, so it is refused in one line, before anything runs."""
@@ -123,14 +130,19 @@ def check_fits(runs: Sequence[RunPlan], batch_size: int, free: float, holder: st
     most, biggest = max(((group_need([r], batch_size), r) for r in runs), key=lambda pair: pair[0])
     if most <= free:
         return
+    name, hp = biggest.optimizer.name, biggest.optimizer.hparams
+    # Name the option that causes it: the batch when one image a step would fit, else the model's size.
     if biggest.optimizer.info.gradient_free:
-        subject = (
-            f"{biggest.name} (population {biggest.optimizer.hparams['popsize']} of "
-            f"{parameter_count(biggest.hidden):,} weights)"
+        subject = f"{biggest.name} (population {hp['popsize']} of {parameter_count(biggest.hidden):,} weights)"
+        small_batch = search_bytes_of(biggest, 1)
+        fix = (
+            f"use a smaller --set {name}.batch_size (now {hp['batch_size']})"
+            if small_batch <= free
+            else f"use a smaller --set {name}.popsize or smaller --hidden"
         )
-        fix = f"use a smaller --set {biggest.optimizer.name}.popsize or smaller --hidden"
     else:
-        subject, fix = f"one run of hidden {','.join(map(str, biggest.hidden))}", "use smaller --hidden"
+        subject = f"one run of hidden {','.join(map(str, biggest.hidden))} at batch size {batch_size:,}"
+        fix = "use a smaller --batch-size" if group_need([biggest], 1) <= free else "use smaller --hidden"
     raise ConfigError(
         f"{subject} alone needs about {gib(most)}, more than {holder} ({gib(free)}); the estimate "
         f"counts weights, gradients, optimizer state and activations: {fix}"

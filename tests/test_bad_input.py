@@ -33,7 +33,7 @@ def one_line_error(proc: subprocess.CompletedProcess, message: str) -> None:
         ),
         (["--seed", "99999999999999999999"], "--seed must be a whole number from 0 to"),
         (["--seed", "-1"], "--seed must be a whole number from 0 to"),
-        (["--hidden", "100000,100000"], "one run of hidden 100000,100000 alone needs about 420.7 GiB"),
+        (["--hidden", "100000,100000"], "one run of hidden 100000,100000 at batch size 32 alone needs about 420.7 GiB"),
         (["--name", "x" * 300], "--name is 300 bytes long; a folder name has at most 255"),
         (["--optimizers", "sgd", "--lrs-typo"], "No such option"),
         # Gradient-free methods: names, types and ranges of their hyperparameters, and rules across them.
@@ -49,12 +49,36 @@ def one_line_error(proc: subprocess.CompletedProcess, message: str) -> None:
         (["--optimizers", "cem", "--set", "cem.parenthood_ratio=0.01"], "leaves 0 elite(s); CEM needs at least 2"),
         (["--optimizers", "snes", "--set", "snes.popsize=10000000"], "use a smaller --set snes.popsize"),
         (["--optimizers", "adam,snes", "--time-budget", "0"], "--time-budget must be a number of seconds > 0"),
+        # Limits a library would choke on, checked at parse time, each naming the option that causes it.
+        (["--time-budget", "1e30"], "--time-budget 1e+30 s is more than a year"),
+        (["--time-budget", "1e14"], "--time-budget 1e+14 s is more than a year"),
+        (["--batch-size", "100000000"], "--batch-size 100,000,000 is more than the 55,000 training images"),
+        (["--optimizers", "snes", "--set", "snes.batch_size=1000000"], "use a smaller --set snes.batch_size"),
+        (["--data-dir", "d" * 300], "--data-dir has a folder name of 300 bytes"),
+        (["--ray", "local:100000"], "use local:N with N at most"),
+        (
+            ["--hidden", "300,100", "--hidden", ",".join(["1"] * 130)],
+            "the run names make a file name of 26",
+        ),
     ],
 )
 def test_input_that_used_to_fail_late_is_refused_before_anything_is_written(tmp_path, args, message):
     proc = run_cli("compare", *args, "--output-dir", str(tmp_path / "out"), cwd=tmp_path)
     one_line_error(proc, message)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_too_long_output_dir_is_one_line(tmp_path):
+    proc = run_cli("compare", "--output-dir", str(tmp_path / ("o" * 300)), cwd=tmp_path)
+    one_line_error(proc, "--output-dir has a folder name of 300 bytes")
+
+
+@pytest.mark.parametrize("folder", [".", ".."])
+def test_resume_of_dot_names_the_folder_it_means(tmp_path, folder):
+    (tmp_path / "here").mkdir()
+    proc = run_cli("compare", "--resume", folder, cwd=tmp_path / "here")
+    meant = (tmp_path / "here") if folder == "." else tmp_path
+    one_line_error(proc, f"{meant} holds no fmnist-pl results")
 
 
 @pytest.mark.parametrize("how", [["--lrs", "0.1,1"], ["--lr-find"]])

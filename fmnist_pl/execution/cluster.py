@@ -60,6 +60,9 @@ def parse_address(spec: str) -> RayAddress:
         n = text.removeprefix("local:")
         if not n.isdigit() or int(n) < 1:
             raise ConfigError(f"--ray {spec!r}: local:N needs a whole number of CPUs >= 1, like local:2")
+        cores = os.cpu_count() or 1
+        if int(n) > cores:  # more would only split this machine's memory into slivers no run fits in
+            raise ConfigError(f"--ray {spec!r}: this machine has {cores} CPUs; use local:N with N at most {cores}")
         return RayAddress(spec, "local", int(n))
     if text == "auto":
         return RayAddress(spec, "auto")

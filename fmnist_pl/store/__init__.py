@@ -41,6 +41,7 @@ from fmnist_pl.store.layout import (
     RUNS_TABLE,
     SAMPLES_FILE,
     SUMMARY_FILE,
+    check_path_lengths,
     group_checkpoint,
     run_dir,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "load_checkpoint",
     "check_group_checkpoint",
     "group_identity",
+    "check_path_lengths",
     "load_compare",
     "read_checked",
     "read_json",

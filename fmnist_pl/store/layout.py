@@ -17,10 +17,11 @@ A compare folder::
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from fmnist_pl.errors import ResultsError
+from fmnist_pl.errors import ConfigError, ResultsError
 
 if TYPE_CHECKING:
     from fmnist_pl.config import RunPlan
@@ -68,3 +69,44 @@ def run_dir(folder: Path, run: str) -> Path:
     if base not in path.parents:
         raise ResultsError(f"{folder}: run {run!r} resolves outside {base} (a link?); refused")
     return Path(folder) / "runs" / run
+
+
+PATH_MAX = 4096  # bytes in a whole path on Linux
+
+
+def _temporary(name: str) -> str:
+    """The longest name :func:`fmnist_pl.store.io.atomic_write` gives the temporary sibling of ``name``."""
+    return f".{name}.{'x' * 8}{TEMPORARY_SUFFIX}"
+
+
+def written_paths(folder: Path, runs: Sequence[RunPlan]) -> list[Path]:
+    """The longest paths a compare of ``runs`` writes under ``folder`` (temporary names included),
+    so that a name too long is refused before anything is written, not after the setup."""
+    host = socket.gethostname()
+    paths = [folder / _temporary(SUMMARY_FILE), folder / "checkpoints" / _temporary(GROUPS_FILE)]
+    for run in runs:
+        base = folder / "runs" / run.name
+        paths += [base / _temporary(name) for name in (METRICS_FILE, PREDICTIONS_FILE, "classification_report.txt")]
+        paths.append(base / "checkpoints" / _temporary("best.pt"))
+        # TensorBoard's event file: events.out.tfevents.<time>.<host>.<pid>.<n>
+        paths.append(folder / "tensorboard" / run.name / f"events.out.tfevents.{'9' * 10}.{host}.{'9' * 7}.{'9' * 3}")
+        paths.append(group_checkpoint(folder, [run]).parent / _temporary("last.ckpt"))
+    return paths
+
+
+def check_path_lengths(folder: Path, runs: Sequence[RunPlan], name_max: int = 255) -> None:
+    """Every file a compare will write must have a name of at most ``name_max`` bytes and a path of at
+    most :data:`PATH_MAX`: one line naming what makes it too long, before anything is written."""
+    inside = len(folder.parts)
+    for path in written_paths(folder, runs):
+        if len(str(path).encode()) > PATH_MAX:
+            raise ConfigError(
+                f"{folder} makes paths of {len(str(path).encode())} bytes, more than a file system allows "
+                f"({PATH_MAX}); choose a shorter --output-dir or --name"
+            )
+        long = next((p for p in path.parts[inside:] if len(p.encode()) > name_max), None)
+        if long is not None:
+            raise ConfigError(
+                f"the run names make a file name of {len(long.encode())} bytes ({long[:40]}...), more than a "
+                f"file system allows ({name_max}); use fewer --hidden layers or architectures, or shorter --set values"
+            )

@@ -94,6 +94,28 @@ def check_owned(folder: Path, kind: str, option: str = "--name") -> None:
         )
 
 
+def check_free(folder: Path) -> None:
+    """Refuse at once a folder that another process holds: what a command checks before it starts
+    worker processes for a folder it would then be refused (the lock itself is taken by :func:`exclusive`)."""
+    try:
+        fd = os.open(folder / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return  # no lock file: nobody holds it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _in_use(folder) from None
+    finally:
+        os.close(fd)
+
+
+def _in_use(folder: Path) -> ConfigError:
+    return ConfigError(
+        f"{folder} is being written by {_holder(folder / LOCK_FILE)} (another fmnist-pl command); wait for it "
+        "to finish, or choose another --name"
+    )
+
+
 def _holder(lock: Path) -> str:
     try:
         pid = lock.read_text().strip()
@@ -131,10 +153,7 @@ def exclusive(folder: Path, kind: str = "compare") -> Iterator[Claim]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ConfigError(
-                f"{folder} is being written by {_holder(lock)} (another fmnist-pl command); wait for it "
-                "to finish, or choose another --name"
-            ) from None
+            raise _in_use(folder) from None
         marked = _mark(folder, kind, created, lock)
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from fmnist_pl import store
 from fmnist_pl.architecture import format_summary
-from fmnist_pl.config import CompareConfig, RunPlan
+from fmnist_pl.config import CompareConfig, RunPlan, absolute_path
 from fmnist_pl.data import idx
 from fmnist_pl.errors import ConfigError, Interrupted, ResultsError, resume_command
 from fmnist_pl.execution.backend import Backend, InProcess
@@ -30,7 +30,7 @@ from fmnist_pl.plan import groups
 from fmnist_pl.runtime import stops
 from fmnist_pl.runtime.imports import import_in_background
 from fmnist_pl.store.groups import all_written, training_groups
-from fmnist_pl.store.lock import exclusive, remove_failed_start
+from fmnist_pl.store.lock import exclusive, folder_kind, remove_failed_start
 from fmnist_pl.study.setup import nearest_existing, prepare, write_setup
 
 if TYPE_CHECKING:
@@ -67,6 +67,27 @@ def finish(out: Path, drawer: Drawer | None = None) -> Path:
     from fmnist_pl.report import render
 
     return render(out, lambda loaded: write_summary(out, loaded), drawer)
+
+
+def report(folder: str | Path) -> Path:
+    """``fmnist-pl report``: rebuild a compare folder's summary and report from its results (no
+    training); a file system that refuses the writes (read-only, full) is one line, as in a compare."""
+    folder = Path(absolute_path(folder, "FOLDER"))
+    if folder.is_dir() and folder_kind(folder) == "sweep":
+        final = folder / "final"
+        raise ResultsError(
+            f"{folder} is a sweep's folder; its comparison at the chosen rates is {final}: "
+            + shlex.join(["fmnist-pl", "report", str(final)])
+        )
+    try:
+        return finish(folder)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        raise ResultsError(
+            f"cannot write the report into {folder} ({exc.strerror}); free some space or make it writable, "
+            "then run: " + shlex.join(["fmnist-pl", "report", str(folder)])
+        ) from None
 
 
 def compare(

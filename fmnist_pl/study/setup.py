@@ -19,7 +19,7 @@ from fmnist_pl.config import CompareConfig, RunPlan
 from fmnist_pl.data import idx
 from fmnist_pl.errors import ConfigError
 from fmnist_pl.plan import plan
-from fmnist_pl.store.lock import check_owned
+from fmnist_pl.store.lock import check_free, check_owned
 
 
 def output_folder(config: CompareConfig) -> Path:
@@ -31,6 +31,14 @@ def output_folder(config: CompareConfig) -> Path:
 def nearest_existing(folder: Path) -> Path:
     """``folder`` or its nearest ancestor that exists."""
     return next(p for p in [folder, *folder.absolute().parents] if p.exists())
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name the file system of ``folder`` takes (255 where it cannot say)."""
+    try:
+        return os.pathconf(nearest_existing(folder), "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
 
 
 def check_writable(folder: Path) -> None:
@@ -47,6 +55,15 @@ def check_writable(folder: Path) -> None:
         )
 
 
+def check_output_folder(config: CompareConfig, kind: str = "compare") -> Path:
+    """The output folder may be written by a ``kind`` command and no other process holds it: checked
+    by the command line before it starts any worker process (and again, under the lock, later)."""
+    out = output_folder(config)
+    check_owned(out, kind)
+    check_free(out)
+    return out
+
+
 def prepare(
     config: CompareConfig, arrays: idx.FashionMNISTArrays | None = None
 ) -> tuple[Path, Path | None, list[RunPlan]]:
@@ -60,6 +77,7 @@ def prepare(
     out = output_folder(config)
     check_owned(out, "compare")
     check_writable(out)
+    store.check_path_lengths(out, runs, _name_max(out))
     return out, data_folder, runs
 
 

@@ -38,7 +38,7 @@ from fmnist_pl.execution import ray_backend  # noqa: E402 - needs ray
     [
         ("auto", "auto", None),
         ("local", "local", None),
-        ("local:3", "local", 3),
+        (f"local:{os.cpu_count()}", "local", os.cpu_count()),
         ("ray://head.example:10001", "ray://head.example:10001", None),
         ("10.0.0.5:6379", "10.0.0.5:6379", None),
         ("ray://[::1]:10001", "ray://[::1]:10001", None),
@@ -49,7 +49,19 @@ def test_ray_addresses_parse(spec, address, cpus):
     assert (target.address, target.local_cpus) == (address, cpus)
 
 
-@pytest.mark.parametrize("spec", ["", "local:0", "local:x", "head.example", "http://head:8265", "h:99999", "ray://h"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "",
+        "local:0",
+        "local:x",
+        f"local:{(os.cpu_count() or 1) + 1}",
+        "head.example",
+        "http://head:8265",
+        "h:99999",
+        "ray://h",
+    ],
+)
 def test_bad_ray_addresses_are_one_line_errors(spec):
     with pytest.raises(ConfigError, match="--ray") as info:
         parse_address(spec)
