@@ -1,14 +1,20 @@
-"""Paired significance tests between optimizers on the test set, as plain data.
+"""Paired significance tests between optimizers, as plain data; the unit of a verdict is the training run.
 
-One run per optimizer and seed cannot tell a 0.01 difference from noise. Every optimizer of
+A question about optimizers is a question about training runs: two runs of one optimizer that
+differ only by seed differ by about as much as two optimizers often do. Every optimizer of
 seed k saw the same initial weights and batch order and is scored on the same 10,000 test
-images, so comparisons are *paired*:
+images, so comparisons are *paired*, by seed and by image:
 
-* McNemar's exact test on per-image correctness (one seed): only the images that exactly one
-  of the two models gets right carry information; under "no difference" each side is 50/50.
-* A paired bootstrap over test images (any number of seeds): resample images with
-  replacement, average each optimizer's accuracy over its seeds, and read the 95% interval
-  and two-sided p-value of the difference. Seeds enter through the averaged accuracy.
+* With several seeds (the verdict): a paired t-test on the per-seed differences of accuracy
+  (:func:`seed_paired_test`). Its standard error adds the spread between seeds to the sampling
+  of the test images (a two-level variance: seeds, then images within them), with
+  Welch-Satterthwaite degrees of freedom, so two seeds that disagree give a wide interval and
+  "not distinguishable", however many images agree.
+* With one seed: McNemar's exact test on per-image correctness: it compares two trained
+  networks, not two optimizers (nothing says how the next seed would turn out), and the summary
+  says so.
+* A paired bootstrap over test images of the seed-averaged accuracy is kept as a description of
+  the test-set noise alone (:func:`paired_bootstrap`), never as the verdict.
 
 p-values are Holm-adjusted over all pairs. Optimizers are then grouped for the ranking: walking
 down from the best, an optimizer joins the current group unless it is significantly worse
@@ -96,6 +102,53 @@ def paired_bootstrap(
     return bootstrap_pair(float((a - b).mean()), means[0], means[1])
 
 
+def seed_paired_test(correct_a: np.ndarray, correct_b: np.ndarray, alpha: float = ALPHA) -> dict[str, Any]:
+    """Accuracy(A) - accuracy(B) over ``S >= 2`` paired seeds; inputs ``[seeds, images]`` correctness.
+
+    Mean of the per-seed differences, with the variance of that mean estimated at two levels:
+    between seeds (``var(d_s) / S``) and over test images (the variance of the seed-averaged
+    per-image difference / N), a t interval with Welch-Satterthwaite degrees of freedom, and a
+    two-sided p-value. ``seeds_for_power``: the seeds a paired t-test would need for 80 % power at
+    the observed mean and between-seed spread (None when the mean is 0 or the spread is nil).
+    """
+    from scipy import stats as sps
+
+    a = np.atleast_2d(np.asarray(correct_a, np.float64))
+    b = np.atleast_2d(np.asarray(correct_b, np.float64))
+    seeds, images = a.shape
+    if seeds < 2:
+        raise ValueError("a test over seeds needs at least 2 seeds")
+    per_seed = a.mean(1) - b.mean(1)
+    mean = float(per_seed.mean())
+    between = float(per_seed.var(ddof=1)) / seeds
+    within = float((a - b).mean(0).var(ddof=1)) / images
+    se = math.sqrt(between + within)
+    if se == 0:
+        p, half, df = (1.0 if mean == 0 else 0.0), 0.0, float(seeds - 1)
+    else:
+        denominator = between**2 / (seeds - 1) + within**2 / (images - 1)
+        df = (between + within) ** 2 / denominator if denominator > 0 else float(seeds - 1)
+        p = float(2 * sps.t.sf(abs(mean) / se, df))
+        half = float(sps.t.ppf(1 - alpha / 2, df) * se)
+    spread = float(per_seed.std(ddof=1))
+    need = None
+    if mean != 0 and spread > 0:
+        z = sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(0.8)
+        need = max(2, math.ceil((z * spread / abs(mean)) ** 2))
+    return {
+        "diff": mean,
+        "ci_low": mean - half,
+        "ci_high": mean + half,
+        "p": min(1.0, p),
+        "df": df,
+        "per_seed": [float(d) for d in per_seed],
+        "seeds": seeds,
+        "wins": int(np.sum(per_seed > 0)),
+        "losses": int(np.sum(per_seed < 0)),
+        "seeds_for_power": need,
+    }
+
+
 def holm(pvalues: list[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values, in the input order."""
     order = sorted(range(len(pvalues)), key=pvalues.__getitem__)
@@ -107,28 +160,39 @@ def holm(pvalues: list[float]) -> list[float]:
     return adjusted
 
 
+ONE_SEED_CAVEAT = (
+    "one seed: these tests compare two trained networks, not two optimizers - another seed may "
+    "reverse them; run --seeds 5 or more for a verdict about the optimizers"
+)
+
+
 def compare_optimizers(correct: dict[str, np.ndarray], alpha: float = ALPHA) -> dict[str, Any]:
     """All pairwise tests and the significance-aware ranking.
 
     ``correct[name]``: per-image correctness ``[seeds, images]`` (seeds in the same order for
-    every optimizer, so seed k is paired with seed k).
+    every optimizer, so seed k is paired with seed k). With two or more seeds every pair is
+    tested over seeds (:func:`seed_paired_test`); with one, by McNemar's test of the two networks.
+    Holm's adjustment runs over all pairs; "different" means the adjusted p-value is below
+    ``alpha`` (so the pair's interval excludes zero).
     """
     names = sorted(correct, key=lambda n: -float(np.mean(correct[n])))
-    per_image = {n: np.atleast_2d(np.asarray(correct[n], float)).mean(0) for n in names}  # fraction of seeds right
-    means = dict(zip(names, resampled_means(np.stack([per_image[n] for n in names]))))
+    seeds = min(np.atleast_2d(c).shape[0] for c in correct.values())
     pairs = []
-    for a, b in combinations(names, 2):
-        boot = bootstrap_pair(float((per_image[a] - per_image[b]).mean()), means[a], means[b])
-        row = {"a": a, "b": b, **boot}
-        if correct[a].shape[0] == 1:
-            row["mcnemar"] = mcnemar_exact(correct[a][0], correct[b][0])
-        pairs.append(row)
-    # The test behind each decision: McNemar with one seed, the bootstrap with several.
+    if seeds >= 2:
+        for a, b in combinations(names, 2):
+            pairs.append({"a": a, "b": b, **seed_paired_test(correct[a], correct[b], alpha)})
+    else:
+        per_image = {n: np.atleast_2d(np.asarray(correct[n], float)).mean(0) for n in names}
+        means = dict(zip(names, resampled_means(np.stack([per_image[n] for n in names]))))
+        for a, b in combinations(names, 2):
+            boot = bootstrap_pair(float((per_image[a] - per_image[b]).mean()), means[a], means[b])
+            pairs.append({"a": a, "b": b, **boot, "mcnemar": mcnemar_exact(correct[a][0], correct[b][0])})
     raw = [p["mcnemar"]["p"] if "mcnemar" in p else p["p"] for p in pairs]
     for p, p_test, adj in zip(pairs, raw, holm(raw)):
         p["p_test"] = p_test
         p["p_adjusted"] = adj
         p["significant"] = adj < alpha
+        p["verdict"] = "different" if p["significant"] else "not distinguishable"
     significant = {(p["a"], p["b"]) for p in pairs if p["significant"]}
     groups: list[list[str]] = []
     for name in names:
@@ -140,9 +204,14 @@ def compare_optimizers(correct: dict[str, np.ndarray], alpha: float = ALPHA) -> 
         "pairs": pairs,
         "groups": groups,
         "alpha": alpha,
-        "test": "McNemar exact (one seed)"
-        if all(c.shape[0] == 1 for c in correct.values())
-        else f"paired bootstrap over test images, accuracy averaged over seeds ({BOOTSTRAP_SAMPLES} resamples)",
+        "seeds": seeds,
+        "unit": "training run" if seeds >= 2 else "trained network",
+        "test": (
+            f"paired t-test over {seeds} seeds (variance between seeds plus over test images), Holm-adjusted"
+            if seeds >= 2
+            else "McNemar exact on the test images (one seed), Holm-adjusted"
+        ),
+        "caveat": None if seeds >= 2 else ONE_SEED_CAVEAT,
         "text": " > ".join(" ~ ".join(g) for g in groups),
         "accuracy": {n: float(np.mean(correct[n])) for n in names},
     }

@@ -49,3 +49,55 @@ def test_bootstrap_across_seeds_interval_covers_the_true_difference():
     r = stats.paired_bootstrap(correct["a"], correct["b"])
     assert r["ci_low"] < 0.01 < r["ci_high"] and r["ci_low"] > 0
     assert r["p"] < 0.05
+
+
+def _seeded(seed_accs: dict[str, list[float]], n: int = 10000, seed: int = 0) -> dict[str, np.ndarray]:
+    """Per optimizer, ``[seeds, images]`` correctness with the given accuracy per seed (one shared
+    difficulty per image, so the models are paired on the images as real ones are)."""
+    rng = np.random.default_rng(seed)
+    difficulty = rng.random(n)
+    return {name: np.stack([difficulty < acc for acc in accs]) for name, accs in seed_accs.items()}
+
+
+def test_seeds_that_split_are_not_distinguishable_however_many_images_agree():
+    """The issue's case: seed 42 momentum 0.8310 > adam 0.8231; seed 43 adam 0.8272 > momentum 0.8110.
+    The image-level bootstrap of the seed-averaged accuracy called this "different"."""
+    correct = _seeded({"adam": [0.8231, 0.8272], "momentum": [0.8310, 0.8110]})
+    result = stats.compare_optimizers(correct)
+    (pair,) = result["pairs"]
+    assert pair["verdict"] == "not distinguishable" and pair["ci_low"] < 0 < pair["ci_high"]
+    assert (pair["wins"], pair["losses"]) == (1, 1) and result["unit"] == "training run"
+    assert result["text"] == "adam ~ momentum"
+    images_only = stats.paired_bootstrap(correct["adam"], correct["momentum"])
+    assert images_only["p"] < 0.05  # what the old verdict read: the test images alone
+
+
+def test_a_difference_consistent_over_five_seeds_is_different():
+    rng = np.random.default_rng(3)
+    base = 0.85 + rng.normal(0, 0.004, 5)
+    correct = _seeded({"adam": list(base + 0.01), "sgd": list(base)})
+    (pair,) = stats.compare_optimizers(correct)["pairs"]
+    assert pair["verdict"] == "different" and pair["ci_low"] > 0 and pair["wins"] == 5
+    assert pair["diff"] == pytest.approx(0.01, abs=1e-3)
+
+
+def test_one_seed_says_it_compares_two_networks_not_two_optimizers():
+    result = stats.compare_optimizers(_seeded({"a": [0.9], "b": [0.85]}))
+    assert result["unit"] == "trained network" and "--seeds 5" in result["caveat"]
+    assert "mcnemar" in result["pairs"][0]
+
+
+@pytest.mark.parametrize("seeds", [2, 5])
+def test_the_interval_covers_a_null_difference_95_percent_of_the_time(seeds):
+    """Null simulation at both levels: each seed's networks differ from the optimizer's mean by a
+    seed effect, and the test set is a fresh sample of images each time. Equal optimizers."""
+    rng = np.random.default_rng(seeds)
+    trials, covered, n = 400, 0, 2000
+    for _ in range(trials):
+        difficulty = rng.random(n)
+        noise = rng.random((2, seeds, n)) < 0.1  # each network also errs on its own images
+        accs = 0.85 + rng.normal(0, 0.01, (2, seeds))  # seed-to-seed spread, the same law for both
+        a, b = ((difficulty < accs[k][:, None]) ^ noise[k] for k in range(2))
+        r = stats.seed_paired_test(a, b)
+        covered += r["ci_low"] <= 0 <= r["ci_high"]
+    assert 0.91 <= covered / trials <= 0.99, covered / trials
