@@ -9,6 +9,7 @@ ranking and anyone's notebook are views of it.
 from __future__ import annotations
 
 import math
+import shlex
 import statistics
 from itertools import groupby
 from pathlib import Path
@@ -18,6 +19,8 @@ from fmnist_pl import store
 from fmnist_pl.analysis import stats
 from fmnist_pl.analysis.metrics import REPORT_DIGITS  # rankings tie at the reports' two decimals
 from fmnist_pl.architecture import arch_name, parameter_count
+from fmnist_pl.errors import resume_command
+from fmnist_pl.store.load import in_the_way
 
 OVERFIT_PATIENCE = 3  # "overfits": validation loss above its minimum for this many final epochs...
 OVERFIT_TOLERANCE = 0.01  # ...each by more than this (relative); a one-epoch uptick is noise, not overfitting
@@ -82,21 +85,73 @@ def rankings(runs: list[dict[str, Any]], key: str = "setting") -> dict[str, dict
     return out
 
 
+def test_outcomes(folder: Path, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per run, which test images its last weights got right, from its ``predictions.json`` (a boolean array).
+
+    A lost or damaged file is one line with the fix (write that run again), never a run silently
+    left out; so are runs whose test labels disagree (:func:`_one_test_set`).
+    """
+    import hashlib
+
+    import numpy as np
+
+    correct, tested = {}, {}
+    for run in runs:
+        saved = store.read_predictions(folder, run["run"])
+        targets = np.asarray(saved.targets, np.uint8)
+        correct[run["run"]] = np.asarray(saved.last, np.uint8) == targets
+        # A digest per run, not its labels: a study holds 1,440 runs' predictions of 30,000 images.
+        tested[run["run"]] = (len(targets), hashlib.sha256(targets.tobytes()).digest())
+    _one_test_set(folder, tested)
+    return correct
+
+
+def _one_test_set(folder: Path, tested: dict[str, tuple[int, bytes]]) -> None:
+    """Every run of a compare is tested on the same images (the paired tests need it): a run whose test
+    labels (count and digest, in ``tested``) differ from those of most runs is a one-line error
+    naming its file. Where no majority tells which labels are the test set's (two runs that
+    disagree), the line names both, and the fix writes both again."""
+    groups: dict[tuple[int, bytes], list[str]] = {}
+    for name, labels in tested.items():
+        groups.setdefault(labels, []).append(name)
+    if len(groups) < 2:
+        return
+    most, second = sorted(groups.values(), key=len, reverse=True)[:2]  # stable: plan order among equals
+    if len(most) > len(second):
+        odd, reference = next(name for name in tested if name not in most), most[0]
+        fix = store.rerun_fix(folder, store.run_dir(folder, odd))
+        others = f"{most[0]}'s" if len(most) == 1 else f"those of {len(most)} other runs"
+        tail = ""
+    else:
+        odd, reference = sorted((most[0], second[0]), key=list(tested).index)
+        both = [str(store.run_dir(folder, name)) for name in (odd, reference)]
+        rm = shlex.join(["rm", "-r", "--", *both])
+        fix = f"delete both runs' folders, then resume: {rm} && {resume_command(folder)}"
+        others = f"{reference}'s"
+        tail = ", and no other run tells which are the test set's"
+    count, expected = tested[odd][0], tested[reference][0]
+    what = (
+        f"{count:,} test labels, where {others} are {expected:,}"
+        if count != expected
+        else f"its test labels differ from {others}"
+    )
+    raise store.ResultsError(
+        f"{store.run_dir(folder, odd) / store.PREDICTIONS_FILE}: targets: {what}{tail} (a compare tests all its "
+        f"runs on one test set; damaged or edited?): {fix}"
+    )
+
+
 def significance(folder: Path, runs: list[dict[str, Any]], key: str = "setting") -> dict[str, Any] | None:
     """Paired tests between settings (see :mod:`fmnist_pl.analysis.stats`) from the test predictions
     saved in ``folder``."""
     import numpy as np
 
-    correct: dict[str, Any] = {}
-    for name, group in group_runs([r for r in runs if finished(r)], key).items():
-        rows = []
-        for run in sorted(group, key=lambda g: g["seed"]):
-            # A lost or damaged file is one line with the fix (write that run again), not tests silently left out.
-            saved = store.read_predictions(folder, run["run"])
-            rows.append(np.asarray(saved.last) == np.asarray(saved.targets))
-        if len({r.shape for r in rows}) != 1:
-            return None  # seeds scored on different test sets: no paired design
-        correct[name] = np.stack(rows)
+    done = [r for r in runs if finished(r)]
+    outcomes = test_outcomes(folder, done)
+    correct = {
+        name: np.stack([outcomes[r["run"]] for r in sorted(group, key=lambda g: g["seed"])])
+        for name, group in group_runs(done, key).items()
+    }
     if len(correct) < 2 or len({c.shape[0] for c in correct.values()}) != 1:
         return None  # nothing to compare, or unequal seeds (an unfinished run): no paired design
     return stats.compare_optimizers(correct)
@@ -175,6 +230,7 @@ def summary_row(run: dict[str, Any], target: float | None = None) -> dict[str, A
     """The summary table's row for one run."""
     history = run["history"]
     last = history[-1] if history else {}
+    gap = last["train_acc"] - last["val_acc"] if last else math.nan
     timing, test = run["timing"], run["test"]
     return {
         "run": run["run"],
@@ -188,7 +244,7 @@ def summary_row(run: dict[str, Any], target: float | None = None) -> dict[str, A
         "best_test_f1": test["best"]["macro_f1"],
         "best_epoch": run["best_epoch"],
         "epochs": run["epochs"],
-        "gap": (last["train_acc"] - last["val_acc"]) if last else None,
+        "gap": gap if math.isfinite(gap) else None,  # as summary.json reads back (JSON has no NaN)
         "seconds_per_epoch": timing["seconds_per_epoch"],
         "fit_seconds": timing["fit_seconds"],
         "state_bytes": run["optimizer_state_bytes"],
@@ -306,5 +362,10 @@ def write_summary(folder: Path, loaded: dict[str, Any] | None = None) -> dict[st
     folder = Path(folder)
     loaded = loaded if loaded is not None else store.load_compare(folder)
     summary = summarize(loaded)
-    store.write_files([*store.table_files(folder, loaded), (folder / store.SUMMARY_FILE, store.json_bytes(summary))])
+    try:
+        store.write_files(
+            [*store.table_files(folder, loaded), (folder / store.SUMMARY_FILE, store.json_bytes(summary))]
+        )
+    except IsADirectoryError as exc:
+        raise store.ResultsError(in_the_way(Path(exc.filename2 or exc.filename), folder)) from None
     return summary

@@ -18,6 +18,7 @@ from fmnist_pl.analysis.metrics import classification_report_text
 from fmnist_pl.analysis.summary import finished, summarize
 from fmnist_pl.config import CompareConfig
 from fmnist_pl.data.idx import CLASS_NAMES
+from fmnist_pl.store.load import in_the_way
 
 if TYPE_CHECKING:
     from fmnist_pl.report.figures import Drawer
@@ -287,5 +288,8 @@ def render(
     figures = start_figures(loaded, drawer)
     context = build_context(loaded, summary(loaded), figures())
     path = Path(loaded["folder"]) / "report.html"
-    store.atomic_write_text(path, _environment().get_template(TEMPLATE).render(**context))
+    try:
+        store.atomic_write_text(path, _environment().get_template(TEMPLATE).render(**context))
+    except IsADirectoryError:
+        raise store.ResultsError(in_the_way(path, path.parent)) from None
     return path

@@ -90,7 +90,28 @@ def write_files(files: Sequence[tuple[Path, bytes]]) -> None:
 
 
 def json_bytes(data: Any, indent: int | None = 2) -> bytes:
-    return (json.dumps(data, indent=indent, allow_nan=True) + "\n").encode("utf-8")
+    """``data`` as JSON that any parser reads: a NaN or infinity (a diverged run's loss) becomes ``null``.
+
+    Bare ``NaN`` is not JSON (JavaScript's ``JSON.parse`` rejects it); the schemas read ``null``
+    back as NaN where a field is a float. The common case, nothing non-finite, is encoded once by
+    json's C encoder; only data that holds a non-finite float is walked and encoded again.
+    """
+    import math
+
+    def finite(value: Any) -> Any:
+        if isinstance(value, float):
+            return value if math.isfinite(value) else None
+        if isinstance(value, dict):
+            return {k: finite(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [finite(v) for v in value]
+        return value
+
+    try:
+        text = json.dumps(data, indent=indent, allow_nan=False)
+    except ValueError:  # a non-finite float; allow_nan=False again: nothing else non-finite slips through
+        text = json.dumps(finite(data), indent=indent, allow_nan=False)
+    return (text + "\n").encode("utf-8")
 
 
 def torch_bytes(obj: Any) -> bytes:
@@ -110,7 +131,17 @@ def write_json(path: Path, data: Any, indent: int | None = 2) -> None:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """The JSON in ``path``. What json parses but Python refuses (nesting too deep, an integer too long)
+    is a :class:`json.JSONDecodeError` like any other damage, not an error that callers would not expect."""
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply to be results", text, 0) from None
+    except ValueError as exc:  # an integer of over 4,300 digits, say
+        raise json.JSONDecodeError(str(exc)[:80], text, 0) from None
 
 
 def history_files(run_dir: Path, history: list[dict[str, float]]) -> list[tuple[Path, bytes]]:

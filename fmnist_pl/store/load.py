@@ -35,6 +35,15 @@ def rerun_fix(folder: Path, run_folder: Path) -> str:
     )
 
 
+def in_the_way(path: Path, folder: Path) -> str:
+    """The one line for a folder where fmnist-pl writes one of its files: it is not deleted (fmnist-pl
+    removes nothing it did not write), the user moves it."""
+    return (
+        f"{path} is a folder, where fmnist-pl writes its {path.name}; fmnist-pl deletes nothing it did not "
+        f"write: move it elsewhere, then run: {shlex.join(['fmnist-pl', 'report', str(folder)])}"
+    )
+
+
 def read_checked(path: Path, model: Any, fix: str = DEFAULT_FIX) -> Any:
     """Read a JSON file and validate it against a schema model (:mod:`fmnist_pl.store.schema`).
 
@@ -60,7 +69,11 @@ def read_checked(path: Path, model: Any, fix: str = DEFAULT_FIX) -> Any:
         pass  # parsed again below, to word the problem as for any data (JSON mode says "an object", not "a dictionary")
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except RecursionError:  # json's parser recurses: a file nested thousands of levels deep
+        raise ResultsError(
+            f"{path} is not valid JSON (nested too deeply to be results); it was damaged: {fix}"
+        ) from None
+    except ValueError as exc:  # not JSON, not UTF-8, an integer of over 4,300 digits
         raise ResultsError(
             f"{path} is not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]}); it was damaged: {fix}"
         ) from None
@@ -86,6 +99,48 @@ def _invalid(path: Path, problem: str, fix: str) -> str:
         f"{path}: {problem}; the file does not have fmnist-pl's results format {FORMAT_VERSION} "
         f"(damaged or edited?): {fix}"
     )
+
+
+def _shown(number: int) -> str:
+    """A number for a one-line message: an edited file's 10**400 is not printed in full."""
+    text = str(number)
+    return text if len(text) <= 20 else f"{text[:6]}... ({len(text)} digits)"
+
+
+def _check_run(
+    folder_of_run: Path, metrics: dict[str, Any], history: list[dict[str, Any]], config: dict[str, Any], fix: str
+) -> None:
+    """What no file shows alone, checked across a run's files and ``config.json``: its epochs are
+    within the configured ones, ``history.json`` has one row per epoch trained, in order, and both
+    test evaluations counted the whole test set. A :class:`ResultsError` names the file and the fix."""
+    configured, epochs = config["config"]["epochs"], metrics["epochs"]
+    problem = None
+    if epochs > configured:
+        problem = f"epochs: the run trained {_shown(epochs)} epochs, but {CONFIG_FILE} sets {configured}"
+    for key in ("best_epoch", "diverged_epoch"):
+        value = metrics[key]
+        if problem is None and value is not None and value > epochs:
+            problem = f"{key}: epoch {_shown(value)} is not one of the run's epochs (1 to {epochs})"
+    for which in ("last", "best"):
+        counted, test_images = sum(metrics["test"][which]["support"]), config["split"]["test"]
+        if problem is None and counted != test_images:
+            problem = (
+                f"test.{which}.support: counts {_shown(counted)} test images, but {CONFIG_FILE}'s split has "
+                f"{test_images:,} (every run is tested on the whole test set)"
+            )
+    if problem is not None:
+        raise ResultsError(_invalid(folder_of_run / METRICS_FILE, problem, fix))
+    for i, row in enumerate(history):
+        if row["epoch"] != i + 1:
+            problem = (
+                f"{i}.epoch: epoch {_shown(row['epoch'])} where epoch {i + 1} was expected (a row per epoch, in order)"
+            )
+            break
+    else:
+        if len(history) != epochs:
+            problem = f"(the whole file): {len(history)} epochs, but {METRICS_FILE} says the run trained {epochs}"
+    if problem is not None:
+        raise ResultsError(_invalid(folder_of_run / HISTORY_JSON, problem, fix))
 
 
 def read_predictions(folder: Path, run: str) -> Any:
@@ -121,7 +176,7 @@ def load_compare(folder: Path) -> dict[str, Any]:
 
     folder = Path(folder)
     config_path = folder / CONFIG_FILE
-    if not config_path.is_file():
+    if not config_path.exists():
         raise ResultsError(
             f"{folder} holds no fmnist-pl results ({CONFIG_FILE} missing); "
             "pass a folder made by `fmnist-pl compare`, e.g. outputs/<run>"
@@ -129,7 +184,13 @@ def load_compare(folder: Path) -> dict[str, Any]:
     try:
         raw = read_json(config_path)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ResultsError(f"{config_path} is not valid JSON ({exc}); re-run the compare") from None
+        # read_json's own refusals (nested too deeply, ...) have no position in the file to show.
+        detail = exc.msg if isinstance(exc, json.JSONDecodeError) and not exc.pos else str(exc)[:80]
+        raise ResultsError(f"{config_path} is not valid JSON ({detail}); re-run the compare") from None
+    except OSError as exc:  # a folder in its place, say
+        raise ResultsError(
+            f"{config_path} cannot be read ({exc.strerror or type(exc).__name__}); restore it, or re-run the compare"
+        ) from None
     # fmnist-pl 0.1 wrote no "format" (its folders have "runs"): that is format 1.
     found = raw.get("format", 1 if "runs" in raw else None) if isinstance(raw, dict) else None
     if isinstance(found, int) and not isinstance(found, bool) and found < FORMAT_VERSION:
@@ -141,7 +202,7 @@ def load_compare(folder: Path) -> dict[str, Any]:
     runs, missing = [], []
     for planned in config["runs"]:
         folder_of_run = run_dir(folder, planned["run"])
-        if not (folder_of_run / METRICS_FILE).is_file():
+        if not (folder_of_run / METRICS_FILE).exists():  # a folder in its place is damage, read as such below
             missing.append(planned["run"])
             continue
         fix = rerun_fix(folder, folder_of_run)
@@ -152,5 +213,6 @@ def load_compare(folder: Path) -> dict[str, Any]:
                 f"files it as {planned['run']!r}: restore it, or {fix}"
             )
         history = schema.History.dump_python(read_checked(folder_of_run / HISTORY_JSON, schema.History, fix))
+        _check_run(folder_of_run, metrics, history, config, fix)
         runs.append(metrics | {"history": history, "dir": str(folder_of_run)})
     return {"folder": str(folder), "config": config, "runs": runs, "missing": missing}

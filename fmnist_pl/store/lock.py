@@ -49,7 +49,7 @@ def folder_kind(folder: Path) -> str | None:
         return kind if kind in KINDS else None
     except FileNotFoundError:
         pass
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # unreadable, not JSON, or nested absurdly deep
         return None
     if (folder / CONFIG_FILE).is_file() and _is_results_config(folder / CONFIG_FILE):
         return "compare"
@@ -61,7 +61,7 @@ def folder_kind(folder: Path) -> str | None:
 def _is_results_config(path: Path) -> bool:
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # unreadable, not JSON, or nested absurdly deep
         return False
     return isinstance(data, dict) and data.get("format") in (1, 2) and isinstance(data.get("config"), dict)
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -22,19 +23,24 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from typing_extensions import TypedDict  # pydantic reads typing.TypedDict only from Python 3.12
 
-from fmnist_pl.config import CompareConfig
+from fmnist_pl.architecture import parameter_count
+from fmnist_pl.config import MAX_SEED, CompareConfig
+from fmnist_pl.data.idx import CLASS_NAMES
 from fmnist_pl.store.layout import GRID_IMAGES, check_run_name
 
 CLASSES = 10  # Fashion-MNIST's labels are 0..9
 PIXELS = 28 * 28
+# The largest count read back: what every JSON reader holds exactly (JavaScript's doubles). A bound, so
+# that an edited 10**400 is refused here rather than overflowing a float in a mean later.
+MAX_COUNT = 2**53
 
-Label = Annotated[int, Field(ge=0, lt=CLASSES)]
-Pixel = Annotated[int, Field(ge=0, le=255)]
-Image = Annotated[list[Pixel], Field(min_length=PIXELS, max_length=PIXELS)]
-Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
-Count = Annotated[int, Field(ge=0)]
-ConfusionRow = Annotated[list[Count], Field(min_length=CLASSES, max_length=CLASSES)]  # columns: predicted class
+
+def _null_is_nan(value: Any) -> Any:
+    # JSON has no NaN: json_bytes writes a NaN or infinity as null, and it is NaN again here, so
+    # that what tests math.isnan (a diverged run's loss, an unmeasured accuracy) sees what was recorded.
+    return math.nan if value is None else value
 
 
 def _fraction_or_nan(value: float) -> float:
@@ -44,7 +50,36 @@ def _fraction_or_nan(value: float) -> float:
     return value
 
 
-EpochAccuracy = Annotated[float, AfterValidator(_fraction_or_nan)]
+# Scores are torchmetrics' float32 averages: ten classes' 0.1 weights of a perfect F1 sum to 1.0000001.
+SCORE_SLACK = 1e-6
+
+
+def _score_or_nan(value: float) -> float:
+    if not (math.isnan(value) or 0.0 <= value <= 1.0 + SCORE_SLACK):
+        raise ValueError("a precision, recall or F1 score must be between 0 and 1")
+    return value
+
+
+def _loss_or_nan(value: float) -> float:
+    # A cross-entropy is never negative; a diverged run's is NaN or infinite.
+    if value < 0:
+        raise ValueError("a loss (cross-entropy) cannot be negative")
+    return value
+
+
+Label = Annotated[int, Field(ge=0, lt=CLASSES)]
+Pixel = Annotated[int, Field(ge=0, le=255)]
+Image = Annotated[list[Pixel], Field(min_length=PIXELS, max_length=PIXELS)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+Width = Annotated[int, Field(ge=1, le=MAX_COUNT)]  # a hidden layer's units; also a count that cannot be 0
+Epoch = Annotated[int, Field(ge=1)]  # at most the configured epochs: checked across files (fmnist_pl.store.load)
+Seconds = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+ConfusionRow = Annotated[list[Count], Field(min_length=CLASSES, max_length=CLASSES)]  # columns: predicted class
+# Fractions that may be NaN (an unmeasured epoch, or a score a run could not have) and may be written as null.
+EpochAccuracy = Annotated[float, BeforeValidator(_null_is_nan), AfterValidator(_fraction_or_nan)]
+Score = Annotated[float, BeforeValidator(_null_is_nan), AfterValidator(_score_or_nan)]
+Loss = Annotated[float, BeforeValidator(_null_is_nan), AfterValidator(_loss_or_nan)]
 
 
 class _Model(BaseModel):
@@ -56,14 +91,23 @@ class OptimizerEntry(_Model):
     hparams: dict[str, Any]
     kind: Literal["gradient", "gradient-free"] = "gradient"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _names_its_class(cls, data: Any) -> Any:
+        # "class" (a Python keyword: kept as an extra field, dumped as written) is what the report's
+        # optimizer table shows.
+        if isinstance(data, dict) and not isinstance(data.get("class"), str):
+            raise ValueError('an optimizer entry names its torch or EvoTorch class under "class", e.g. "SGD"')
+        return data
+
 
 class RunEntry(_Model):
     run: str
     setting: str
     variant: str
     optimizer: OptimizerEntry
-    seed: int = Field(ge=0)
-    hidden: list[int] = Field(min_length=1)
+    seed: int = Field(ge=0, le=MAX_SEED)
+    hidden: list[Width] = Field(min_length=1)
 
     @field_validator("run")
     @classmethod
@@ -71,61 +115,129 @@ class RunEntry(_Model):
         return check_run_name(value)
 
 
+class Split(_Model):
+    """``config.json``'s ``split``: images in each set (the report prints every entry as a number)."""
+
+    __pydantic_extra__: dict[str, Count] = Field(init=False)
+    train: Count
+    val: Width
+    test: Width
+
+
+class Layer(_Model):
+    layer: str
+    output: str
+    params: Count
+
+
+class ModelInfo(_Model):
+    """``config.json``'s ``model``: the network the report's setup section describes."""
+
+    hidden: list[Width] = Field(min_length=1)
+    parameters: Count
+    summary: list[Layer] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _parameters_of_hidden(self) -> ModelInfo:
+        expected = parameter_count(self.hidden)
+        if self.parameters != expected:
+            raise ValueError(
+                f"parameters is {self.parameters:,}, but hidden layers {self.hidden} have {expected:,} parameters"
+            )
+        return self
+
+
 class ConfigFile(_Model):
     format: Literal[2]
     config: dict[str, Any]
     runs: list[RunEntry]
-    split: dict[str, int]
-    model: dict[str, Any]
+    split: Split
+    model: ModelInfo
     environment: dict[str, Any] = {}
     created: str | None = None
 
     @field_validator("config")
     @classmethod
     def _compare_config(cls, value: dict[str, Any]) -> dict[str, Any]:
-        # The saved CompareConfig: types checked by pydantic, values by the config's own checks.
+        # The saved CompareConfig: types checked by pydantic, values by the config's own checks;
+        # a setting the file lacks is the default the compare ran with, filled in for the readers.
+        from dataclasses import asdict
+
         known = {k: v for k, v in value.items() if k in CompareConfig.__dataclass_fields__}
-        TypeAdapter(CompareConfig).validate_python(known)
-        return value
+        validated = asdict(TypeAdapter(CompareConfig).validate_python(known))
+        return {**{k: v for k, v in validated.items() if k not in value}, **value}
 
 
 class HistoryRow(_Model):
-    epoch: int = Field(ge=1)
-    train_loss: float
+    """One epoch of ``history.json``: NaN (written as null) where a loss diverged or nothing was measured."""
+
+    epoch: Epoch
+    train_loss: Loss
     train_acc: EpochAccuracy
-    val_loss: float
+    val_loss: Loss
     val_acc: EpochAccuracy
-    seconds: float
+    seconds: Seconds
     # Running totals (format 2 folders written before gradient-free methods lack them).
-    images: int | None = Field(default=None, ge=0)
-    evaluations: int | None = Field(default=None, ge=0)
+    images: Count | None = None
+    evaluations: Count | None = None
 
 
 History = TypeAdapter(list[HistoryRow])
 
 
 class Scores(_Model):
-    precision: list[float] = Field(min_length=10, max_length=10)
-    recall: list[float] = Field(min_length=10, max_length=10)
-    f1: list[float] = Field(min_length=10, max_length=10)
+    precision: list[Score] = Field(min_length=CLASSES, max_length=CLASSES)
+    recall: list[Score] = Field(min_length=CLASSES, max_length=CLASSES)
+    f1: list[Score] = Field(min_length=CLASSES, max_length=CLASSES)
 
 
 class Averages(_Model):
-    precision: float
-    recall: float
-    f1: float
+    precision: Score
+    recall: Score
+    f1: Score
+
+
+ReportRow = TypedDict("ReportRow", {"precision": Score, "recall": Score, "f1-score": Score, "support": Count})
+REPORT_ROWS = (*CLASS_NAMES, "accuracy", "macro avg", "weighted avg")
+
+
+def _report_rows(value: Any) -> Any:
+    # Say which rows are missing (the text report prints every one), rather than a first "Field required".
+    if isinstance(value, dict) and not set(REPORT_ROWS) <= set(value):
+        missing = [k for k in REPORT_ROWS if k not in value]
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise ValueError(
+            f"a classification report has a row for each of the {CLASSES} classes, accuracy, macro avg and "
+            f"weighted avg; {shown} missing"
+        )
+    return value
+
+
+# scikit-learn's output_dict layout (fmnist_pl.analysis.metrics.classification_report_dict), in its order.
+ClassificationReport = Annotated[
+    TypedDict(
+        "ClassificationReport",
+        {
+            **{name: ReportRow for name in CLASS_NAMES},
+            "accuracy": Fraction,
+            "macro avg": ReportRow,
+            "weighted avg": ReportRow,
+        },
+    ),
+    BeforeValidator(_report_rows),
+]
 
 
 class TestMetrics(_Model):
     accuracy: Fraction
-    macro_f1: float
-    loss: float
+    macro_f1: Score
+    loss: Loss
     per_class: Scores
     macro: Averages
     weighted: Averages
     support: list[Count] = Field(min_length=CLASSES, max_length=CLASSES)
     confusion_matrix: list[ConfusionRow] = Field(min_length=CLASSES, max_length=CLASSES)  # rows: true class
-    report: dict[str, Any]
+    report: ClassificationReport
 
     @model_validator(mode="after")
     def _rows_count_the_support(self) -> TestMetrics:
@@ -137,20 +249,23 @@ class TestMetrics(_Model):
 
 
 class Timing(_Model):
-    seconds_per_epoch: float | None
-    fit_seconds: float | None
-    lockstep_runs: int = Field(default=1, ge=1)  # runs that shared fit_seconds (folders before lockstep: 1)
+    seconds_per_epoch: Seconds | None
+    fit_seconds: Seconds | None
+    lockstep_runs: Width = 1  # runs that shared fit_seconds (folders before lockstep: 1)
 
 
 class MetricsFile(RunEntry):
+    """A run's ``metrics.json``. Its epochs are checked against ``config.json`` and ``history.json``
+    where the folder is read (:func:`fmnist_pl.store.load_compare`)."""
+
     status: Literal["ok", "diverged"]
-    diverged_epoch: int | None = None
+    diverged_epoch: Epoch | None = None
     epochs: int = Field(ge=0)
-    best_epoch: int | None
-    best_val_loss: float | None = None
+    best_epoch: Epoch | None
+    best_val_loss: Annotated[float, Field(ge=0.0)] | None = None  # None where no epoch had a finite one
     test: dict[Literal["last", "best"], TestMetrics]
     timing: Timing
-    optimizer_state_bytes: int | None = None
+    optimizer_state_bytes: Count | None = None
 
     @field_validator("test")
     @classmethod
@@ -167,7 +282,7 @@ class GroupsFile(_Model):
 class PredictionsFile(_Model):
     """A run's test predictions (``runs/<run>/predictions.json``): one label per test image."""
 
-    targets: list[Label]
+    targets: list[Label] = Field(min_length=1)
     last: list[Label]
     best: list[Label]
 
@@ -210,12 +325,12 @@ class SummaryRow(_Model):
     run: str
     status: Literal["ok", "diverged"]
     test_acc: Fraction | None
-    test_f1: float | None
+    test_f1: Annotated[float, Field(ge=0.0, le=1.0 + SCORE_SLACK)] | None
     best_test_acc: Fraction | None
-    best_epoch: int | None
-    gap: float | None
-    seconds_per_epoch: float | None
-    fit_seconds: float | None
+    best_epoch: Epoch | None
+    gap: Annotated[float, Field(ge=-1.0, le=1.0)] | None  # None where a run has no finite gap
+    seconds_per_epoch: Seconds | None
+    fit_seconds: Seconds | None
     target: dict[str, Any]
 
 
