@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fmnist_pl.config import CompareConfig
 from fmnist_pl.data.idx import DEBIAN_DIR, FILES, IMAGE_MAGIC, LABEL_MAGIC
 
 ROOT = Path(__file__).parents[1]
@@ -39,6 +40,30 @@ def start_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = 
     return subprocess.Popen(
         cli_argv(*args), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(env)
     )
+
+
+def small_config(tmp_path: Path, name: str, **kw: object) -> CompareConfig:
+    """A compare that trains in seconds on the generated data (``fake_data``): the tests' base config."""
+    base: dict[str, object] = dict(
+        optimizers=("sgd", "adam"),
+        epochs=2,
+        hidden=(32,),
+        val_size=100,
+        output_dir=str(tmp_path),
+        name=name,
+        progress=False,
+        accelerator="cpu",
+        target=0.5,
+    )
+    return CompareConfig(**(base | kw))  # type: ignore[arg-type]
+
+
+def history_rows(folder: Path, run: str) -> list[dict]:
+    """A run's history without its seconds (which differ between any two trainings)."""
+    import json
+
+    rows = json.loads((folder / "runs" / run / "history.json").read_text())
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
 
 
 def write_idx(path: Path, array: np.ndarray, magic: int, compress: bool = True) -> Path:

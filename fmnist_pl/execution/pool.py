@@ -42,6 +42,7 @@ from fmnist_pl.config import CompareConfig, RunPlan
 from fmnist_pl.errors import ConfigError, GroupFailed, resume_command
 from fmnist_pl.execution.backend import Backend, Echo, InProcess, check_device, device, local_units, train_unit
 from fmnist_pl.execution.driver import Driver, UnitProgress, drive
+from fmnist_pl.runtime.executors import kill_workers, worker_pids
 from fmnist_pl.runtime.forkserver import fork_server_pid, stop_fork_server
 from fmnist_pl.runtime.stops import as_child_of, lifeline
 
@@ -260,7 +261,7 @@ class TrainingPool(Backend):
     def worker_pids(self) -> list[int]:
         """The worker processes' ids, once they have started (none once closed)."""
         self._starting.join()
-        return sorted(p.pid for p in _processes(self._pool) if p.pid is not None)
+        return worker_pids(self._pool)
 
     def _drain(self, progress: UnitProgress) -> None:
         while True:
@@ -275,13 +276,7 @@ class TrainingPool(Backend):
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        kill = getattr(pool, "kill_workers", None)  # Python >= 3.14
-        if kill is not None:
-            kill()
-        else:
-            for process in _processes(pool):
-                with contextlib.suppress(Exception):
-                    process.kill()
+        kill_workers(pool)
         self._release(pool)
 
     def close(self) -> None:
@@ -309,13 +304,6 @@ class TrainingPool(Backend):
         self._epochs.close()
         for end in self._lifeline:
             end.close()
-
-
-def _processes(pool: cf.ProcessPoolExecutor | None) -> list[Any]:
-    """The executor's own table of its worker processes, which it keeps until shutdown: the one
-    place this module reads a private attribute, as ``concurrent.futures`` has no public way to
-    list (or, before Python 3.14, kill) its workers."""
-    return list((getattr(pool, "_processes", None) or {}).values())
 
 
 def _start_workers(pool: cf.ProcessPoolExecutor, workers: int) -> None:

@@ -27,6 +27,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from fmnist_pl.runtime.executors import worker_pids
 from fmnist_pl.runtime.imports import collector_paused, freeze_at_exit
 from fmnist_pl.runtime.stops import as_child_of, lifeline
 
@@ -113,16 +114,8 @@ class Drawer:
         return collect
 
     def worker_pids(self) -> list[int]:
-        """The drawing processes' ids (none once closed): each worker answers once (a pool of
-        several may hand two questions to one worker, so it asks until it has seen them all)."""
-        if self._pool is None:
-            return []
-        seen: set[int] = set()
-        for _ in range(100 * self.workers):
-            seen.add(self._pool.submit(os.getpid).result())
-            if len(seen) == self.workers:
-                break
-        return sorted(seen)
+        """The drawing processes' ids (none once closed)."""
+        return worker_pids(self._pool)
 
     def close(self) -> None:
         if self._pool is not None:

@@ -16,30 +16,17 @@ from fmnist_pl.execution import pool as pool_module
 from fmnist_pl.execution.pool import TrainingPool, check_workers, default_workers
 from fmnist_pl.store import ResultsError
 from fmnist_pl.study.compare import compare
+from tests.conftest import history_rows, small_config
 
 FOUR = ("sgd", "momentum", "rmsprop", "adam")
 
 
 def _config(tmp_path, name, **kw):
-    base = dict(
-        optimizers=FOUR,
-        epochs=2,
-        hidden=(32,),
-        val_size=100,
-        output_dir=str(tmp_path),
-        name=name,
-        progress=False,
-        accelerator="cpu",
-        target=0.5,
-    )
-    return CompareConfig(**(base | kw))
+    return small_config(tmp_path, name, **({"optimizers": FOUR} | kw))
 
 
 def _history(folder, run):
-    return [
-        {k: v for k, v in row.items() if k != "seconds"}
-        for row in json.loads((folder / "runs" / run / "history.json").read_text())
-    ]
+    return history_rows(folder, run)
 
 
 @pytest.mark.parametrize(

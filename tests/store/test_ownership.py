@@ -16,21 +16,11 @@ from fmnist_pl.store.layout import MARKER_FILE
 from fmnist_pl.store.lock import check_owned, exclusive, folder_kind
 from fmnist_pl.study.compare import compare
 from fmnist_pl.study.sweep import sweep
-from tests.conftest import run_cli
+from tests.conftest import run_cli, small_config
 
 
 def _config(tmp_path: Path, name: str, **kw) -> CompareConfig:
-    base = dict(
-        optimizers=("sgd", "adam"),
-        epochs=1,
-        hidden=(16,),
-        val_size=100,
-        output_dir=str(tmp_path),
-        name=name,
-        progress=False,
-        accelerator="cpu",
-    )
-    return CompareConfig(**(base | kw))
+    return small_config(tmp_path, name, **({"epochs": 1, "hidden": (16,), "target": 0.88} | kw))
 
 
 def _snapshot(folder: Path) -> dict[str, bytes | None]:

@@ -4,31 +4,17 @@ import json
 
 import pytest
 
-from fmnist_pl.config import CompareConfig
 from fmnist_pl.data.idx import load_arrays
 from fmnist_pl.study.compare import compare
+from tests.conftest import history_rows, small_config
 
 
 def _config(tmp_path, name, **kw):
-    base = dict(
-        optimizers=("sgd", "adam"),
-        epochs=2,
-        hidden=(32,),
-        val_size=100,
-        output_dir=str(tmp_path),
-        name=name,
-        progress=False,
-        accelerator="cpu",
-        target=0.5,
-    )
-    return CompareConfig(**(base | kw))
+    return small_config(tmp_path, name, **kw)
 
 
 def _history(folder, run):
-    return [
-        {k: v for k, v in row.items() if k != "seconds"}
-        for row in json.loads((folder / "runs" / run / "history.json").read_text())
-    ]
+    return history_rows(folder, run)
 
 
 def test_compare_runs_in_process_on_arrays(fake_data, tmp_path):
