@@ -192,10 +192,26 @@ def compare(
         Optional[float],
         typer.Option(
             metavar="SECONDS",
-            help="Stop every run after this many seconds of training (each run then trains "
-            "alone), to compare methods at equal time; --epochs still caps it.",
+            help="The same as --budget seconds=SECONDS.",
         ),
     ] = None,
+    budget: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="KIND=AMOUNT",
+            help="Stop every run once it has spent this: seconds=30 (training time after a warm-up step, "
+            "CPU time on a CPU; each run trains alone), images=2e6 (training images seen) or "
+            "evaluations=1e8 (forward evaluations: images x population for a search). --epochs still caps it.",
+        ),
+    ] = None,
+    eval_points: Annotated[
+        int,
+        typer.Option(
+            metavar="N",
+            help="Validations per run, evenly spread over its budget (or its batches when it has fewer "
+            "epochs than N): anytime curves for every method. 0: epoch ends only.",
+        ),
+    ] = 20,
     resume: Annotated[
         Optional[Path], typer.Option(metavar="DIR", help="Continue the compare in this folder (its own settings).")
     ] = None,
@@ -228,6 +244,8 @@ def compare(
                 progress=progress,
                 separate=separate,
                 time_budget=time_budget,
+                budget=budget,
+                eval_points=eval_points,
             )
         )
         if ray is not None:
@@ -251,7 +269,8 @@ def sweep(
         Optional[str],
         typer.Option(
             metavar="START:STOP:COUNT|LIST",
-            help="Learning rates: START:STOP:COUNT (log grid) like 1e-4:1e0:7, or 0.001,0.01.",
+            help="The grid: START:STOP:COUNT (log grid) like 1e-4:1e0:7, or 0.001,0.01. It sets a gradient "
+            "optimizer's lr and a gradient-free method's stdev_init (the spread its search starts with).",
         ),
     ] = None,
     lr_find: Annotated[
@@ -271,11 +290,26 @@ def sweep(
             metavar="N", help="Epochs per run of the final comparison at the tuned rates.", show_default="--epochs"
         ),
     ] = None,
+    final_seeds: Annotated[
+        int,
+        typer.Option(
+            metavar="N",
+            help="Seeds of the final comparison: fresh ones after the tuning seeds (seed+seeds, ...), so that "
+            "the luck that won the selection is not carried into the verdict.",
+        ),
+    ] = 2,
     batch_size: BatchSize = 32,
     optimizers: Optimizers = DEFAULT_OPTIMIZERS,
     set_: Set = [],
     seed: Seed = 42,
-    seeds: Seeds = 1,
+    seeds: Annotated[
+        int,
+        typer.Option(
+            metavar="N",
+            help="Tuning seeds: runs per optimizer and grid value (seed, seed+1, ...); the choice is their mean "
+            "validation accuracy.",
+        ),
+    ] = 1,
     hidden: Hidden = ["300,100"],
     target: Target = 0.88,
     accelerator: Accelerator = "auto",
@@ -289,10 +323,12 @@ def sweep(
     ray: Ray = None,
     workers: Workers = None,
 ) -> None:
-    """Tune each optimizer's learning rate on the VALIDATION set, then compare them at their tuned rates.
+    """Tune each optimizer on the VALIDATION set of the tuning seeds, then compare the tuned ones on fresh seeds.
 
-    Rerun the same command (same --output-dir and --name) to resume it.
+    The grid tunes a gradient optimizer's lr and a gradient-free method's stdev_init. Rerun the
+    same command (same --output-dir and --name) to resume it.
     """
+    from fmnist_pl.study.sweep import check_final
     from fmnist_pl.study.sweep import sweep as run_sweep
 
     try:
@@ -315,6 +351,7 @@ def sweep(
             separate=separate,
             lrs=parse_lrs(lrs) if lrs and not lr_find else (),
         )
+        check_final(config, final_epochs, final_seeds)
         if ray is not None:
             parse_address(ray)
         processes = _workers(workers, config, ray)
@@ -323,7 +360,13 @@ def sweep(
         fail(str(exc))
     run_and_report(
         lambda drawer, backend: run_sweep(
-            config, final_epochs=final_epochs, echo=typer.echo, lr_find=lr_find, backend=backend, drawer=drawer
+            config,
+            final_epochs=final_epochs,
+            echo=typer.echo,
+            lr_find=lr_find,
+            backend=backend,
+            drawer=drawer,
+            final_seeds=final_seeds,
         ),
         processes,
         ray,
@@ -417,11 +460,13 @@ def resume_config(folder: Path, ctx: typer.Context | None = None, progress: bool
 
 
 def print_ranking(folder: Path) -> None:
-    """The summary table and rankings, as computed into ``summary.json`` (nothing recomputed here)."""
+    """The summary table, the ranking with its 95 % intervals and every pair's verdict, as computed into
+    ``summary.json`` (nothing recomputed here; worded as the report words them)."""
     from rich.console import Console
     from rich.table import Table
 
     from fmnist_pl import store
+    from fmnist_pl.analysis.summary import interval_text, intervals_note, pair_view, ranking_note
 
     summary = store.read_json(folder / store.SUMMARY_FILE)
     table = Table(title="Test set, last epoch")
@@ -441,11 +486,34 @@ def print_ranking(folder: Path) -> None:
             fmt(row["seconds_per_epoch"], ".2f"),
         )
     Console().print(table)
-    for label, r in summary["rankings"].items():
-        typer.echo(f"ranking by {label}: {r['text'] or 'no finished run'}")
+    acc, f1 = summary["rankings"]["accuracy"], summary["rankings"]["macro-F1"]
     sig = summary["significance"]
+    typer.echo(f"ranking by accuracy: {acc['text'] or 'no finished run'}")
+    typer.echo(f"  {ranking_note(acc, sig)}")
+    f1_of = {e["name"]: e for e in f1["entries"]}
+    width = max((len(e["name"]) for e in acc["entries"]), default=0)
+    for e in acc["entries"]:
+        f = f1_of.get(e["name"])
+        f1_text = f"{f['mean']:.4f} {interval_text(f['low'], f['high'])}" if f else "–"
+        typer.echo(
+            f"  {e['name']:<{width}}  accuracy {e['mean']:.4f} {interval_text(e['low'], e['high'])}  macro-F1 {f1_text}"
+        )
+    if acc["entries"]:
+        typer.echo(f"  {intervals_note(acc)}")
+    if acc["left_out"]:
+        typer.echo(f"  left out (diverged or unfinished): {', '.join(acc['left_out'])}")
     if sig:
-        typer.echo(f"significance ({sig['test']}, Holm, alpha {sig['alpha']}): {sig['text']}")
+        if sig["caveat"]:
+            typer.secho(sig["caveat"], fg="yellow", bold=True)
+        typer.echo(f"pairs ({sig['test']}, alpha {sig['alpha']:g}):")
+        for pair in map(pair_view, sig["pairs"]):
+            typer.echo(
+                f"  {pair['pair']}: {pair['diff']} {pair['interval']} ({pair['interval_kind']}), {pair['test']}, "
+                f"p {pair['p']}, p (Holm) {pair['p_holm']}: {pair['verdict']}"
+            )
+            for more in (pair["record"], pair["power"]):
+                if more:
+                    typer.echo(f"    {more}")
     if summary["missing"]:
         typer.echo(f"missing runs: {', '.join(summary['missing'])}")
 

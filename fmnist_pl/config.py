@@ -48,6 +48,48 @@ def absolute_path(value: str | os.PathLike, option: str) -> str:
     return path
 
 
+# What a budget can count, and the most of each a run may be given (a typo cannot plan a century).
+BUDGET_KINDS = {
+    "seconds": MAX_TIME_BUDGET,  # training time after a warm-up step: the process's CPU time on a CPU, wall time on a GPU
+    "images": 1e15,  # training images seen
+    "evaluations": 1e18,  # forward evaluations: images x population for a search, images for a gradient method
+}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much training each run gets, counted in one unit: ``--budget images=2e6``.
+
+    Images and evaluations are equal by construction (each run stops at the step that reaches
+    the amount); seconds depend on the machine, so their clock starts after a warm-up step and,
+    on a CPU, counts the process's CPU time, which another program on the machine does not spend.
+    """
+
+    kind: str
+    amount: float
+
+    @classmethod
+    def parse(cls, text: str, option: str = "--budget") -> Budget:
+        kind, sep, value = str(text).partition("=")
+        kind = kind.strip()
+        if not sep or kind not in BUDGET_KINDS:
+            raise ConfigError(
+                f"{option} must be KIND=AMOUNT with KIND one of {', '.join(BUDGET_KINDS)}, like images=2e6; got {text!r}"
+            )
+        try:
+            amount = float(value)
+        except ValueError:
+            raise ConfigError(f"{option} {kind}= needs a number, got {value.strip()!r}") from None
+        if not math.isfinite(amount) or amount <= 0:
+            raise ConfigError(f"{option} {kind}= must be a number > 0, got {value.strip()!r}")
+        if amount > BUDGET_KINDS[kind]:
+            raise ConfigError(f"{option} {kind}={amount:g} is more than {BUDGET_KINDS[kind]:g}; use less")
+        return cls(kind, amount)
+
+    def __str__(self) -> str:
+        return f"{self.kind}={self.amount:g}"
+
+
 @dataclass(frozen=True)
 class CompareConfig:
     """One ``compare``: which optimizers, how long, on what, and where the results go."""
@@ -73,6 +115,8 @@ class CompareConfig:
     target: float | None = 0.88  # report epochs/seconds to this validation accuracy (AlgoPerf's time-to-result)
     val_size: int = VAL_SIZE  # the first N training images validate (reference: 5,000); small data in tests
     time_budget: float | None = None  # seconds of training per run (the reference asked for time as a criterion)
+    eval_points: int = 20  # validations per run, evenly spread over its budget (anytime curves); 0: epoch ends only
+    budget: str | None = None  # "KIND=AMOUNT": seconds, images or evaluations per run (time_budget is seconds=)
 
     def __post_init__(self) -> None:
         # Paths are made absolute once, here: every writer (Lightning's loggers and checkpoints too)
@@ -89,10 +133,19 @@ class CompareConfig:
         return list(dict.fromkeys([tuple(self.hidden), *(tuple(h) for h in self.more_hidden)]))
 
     @property
+    def budget_spec(self) -> Budget | None:
+        """The budget each run trains under (``--budget``, or ``--time-budget S`` as seconds=S), if any."""
+        if self.budget is not None:
+            return Budget.parse(self.budget)
+        return Budget("seconds", float(self.time_budget)) if self.time_budget is not None else None
+
+    @property
     def trains_alone(self) -> bool:
-        """Every run trains in its own group: asked for, or under a time budget, where a run's seconds
-        must be its own (K runs in lockstep would share one budget)."""
-        return self.separate or self.time_budget is not None
+        """Every run trains in its own group: asked for, or under a budget of seconds, where a run's
+        seconds must be its own (K runs in lockstep would share them). Images and evaluations are
+        counted per run, so runs under those budgets still train in lockstep."""
+        spec = self.budget_spec
+        return self.separate or (spec is not None and spec.kind == "seconds")
 
     @property
     def run_count(self) -> int:
@@ -127,6 +180,8 @@ def _check_counts(c: CompareConfig) -> None:
             f"--batch-size {c.batch_size:,} is more than the {TRAIN_IMAGES - c.val_size:,} training images; "
             f"use at most {TRAIN_IMAGES - c.val_size:,}"
         )
+    if isinstance(c.eval_points, bool) or not isinstance(c.eval_points, int) or not 0 <= c.eval_points <= 1000:
+        raise ConfigError(f"--eval-points must be a whole number from 0 to 1000, got {c.eval_points!r}")
     if c.limit_train_batches is not None and c.limit_train_batches < 1:
         raise ConfigError(f"--limit-train-batches must be >= 1, got {c.limit_train_batches!r}")
 
@@ -158,6 +213,14 @@ def _check_time_budget(c: CompareConfig) -> None:
         raise ConfigError(f"--time-budget {budget:g} s is more than a year ({MAX_TIME_BUDGET:,} s); use less")
 
 
+def _check_budget(c: CompareConfig) -> None:
+    if c.budget is None:
+        return
+    if c.time_budget is not None:
+        raise ConfigError("--time-budget S is --budget seconds=S: give one of them")
+    object.__setattr__(c, "budget", str(Budget.parse(c.budget)))  # one normal form in config.json
+
+
 def _check_name(c: CompareConfig) -> None:
     if c.name is None:
         return
@@ -179,7 +242,7 @@ def _check_seed(c: CompareConfig) -> None:
 
 
 # Each check raises the one-line ConfigError naming its option; run in this order on construction.
-CHECKS = (_check_counts, _check_rates, _check_model, _check_time_budget, _check_name, _check_seed)
+CHECKS = (_check_counts, _check_rates, _check_model, _check_time_budget, _check_budget, _check_name, _check_seed)
 
 
 @dataclass(frozen=True)

@@ -66,14 +66,15 @@ def plan(config: CompareConfig) -> list[RunPlan]:
 
 
 def check_gradient_only(names: Sequence[str], what: str) -> None:
-    """Learning-rate grids and the lr finder tune a gradient optimizer's ``lr``; a search has none."""
+    """The planner's learning-rate grid and the lr finder set a gradient optimizer's ``lr``; a search has none
+    (a sweep's grid sets its ``stdev_init`` instead, in compares of its own: :mod:`fmnist_pl.study.sweep`)."""
     searches = [n for n in names if registry.get_info(n).gradient_free]
     if searches:
         one = len(searches) == 1
         raise ConfigError(
             f"{what} tunes gradient optimizers' learning rates; {', '.join(searches)} "
-            f"{'is' if one else 'are'} gradient-free: compare {'it' if one else 'them'} with "
-            f"`fmnist-pl compare`, setting {'its' if one else 'their'} own rates with --set"
+            f"{'is' if one else 'are'} gradient-free: tune {'its' if one else 'their'} stdev_init with a grid, "
+            f"`fmnist-pl sweep --lrs ...`, or set it with --set"
         )
 
 

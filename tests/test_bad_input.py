@@ -81,10 +81,12 @@ def test_resume_of_dot_names_the_folder_it_means(tmp_path, folder):
     one_line_error(proc, f"{meant} holds no fmnist-pl results")
 
 
-@pytest.mark.parametrize("how", [["--lrs", "0.1,1"], ["--lr-find"]])
-def test_a_sweep_of_a_gradient_free_method_is_refused(tmp_path, how):
-    proc = run_cli("sweep", "--optimizers", "adam,snes", *how, "--output-dir", str(tmp_path / "out"), cwd=tmp_path)
-    one_line_error(proc, "sweep tunes gradient optimizers' learning rates; snes is gradient-free")
+def test_the_lr_finder_of_a_gradient_free_method_is_refused(tmp_path):
+    """A grid sweeps a search's stdev_init (tests/study/test_sweep.py); the lr finder has nothing to find."""
+    proc = run_cli(
+        "sweep", "--optimizers", "adam,snes", "--lr-find", "--output-dir", str(tmp_path / "out"), cwd=tmp_path
+    )
+    one_line_error(proc, "sweep --lr-find tunes gradient optimizers' learning rates; snes is gradient-free")
     assert not (tmp_path / "out").exists()
 
 

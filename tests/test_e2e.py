@@ -125,7 +125,7 @@ def test_report_contents_and_rerender(compare_run):
         "Classification reports",
         "266,610",
         "SGD",
-        "Is the difference real?",
+        "Do these trained networks differ? One seed: networks, not optimizers",
         "validation accuracy vs seconds of training",
         "validation accuracy vs forward evaluations",
         "What each method spent",
@@ -188,8 +188,10 @@ def test_report_in_a_real_browser(compare_run):
     seen = open_in_chromium(folder / "report.html", ARTIFACTS / "report.png")
     assert len(seen["images"]) >= 8 and all(w > 0 for w in seen["images"]), seen["images"]  # every image decoded
     assert seen["summary_rows"] == 1 + 4  # header + sgd, rmsprop, adam, cem
-    assert seen["ranking_rows"] == 2 * (1 + 4)  # by accuracy and by macro-F1
-    assert all(" > " in t or " = " in t for t in seen["ranking_text"])
+    assert seen["ranking_rows"] == 1 + 4  # header + 4 settings, accuracy and macro-F1 with intervals
+    # The tests' notation, never a rounding tie: "~" not distinguishable, ">" significantly better.
+    assert seen["ranking_text"] and all(" > " in t or " ~ " in t for t in seen["ranking_text"])
+    assert " = " not in seen["body"].split("Summary")[0]
     off_file = [u for u in seen["requests"] if not u.startswith(("file://", "data:"))]
     assert off_file == []  # no request leaves the file
     assert (ARTIFACTS / "report.png").stat().st_size > 10_000

@@ -75,11 +75,20 @@ def test_sweep_tunes_on_validation_then_compares(real_data, tmp_path):
     assert sweep_metrics["status"] == "diverged"
     for name, row in chosen.items():  # the choice is the best VALIDATION accuracy
         assert row["chosen"] == row["lrs"][row["val_acc"].index(max(row["val_acc"]))]
-        final = json.loads((top / "final/runs" / name / "metrics.json").read_text())
-        assert final["optimizer"]["hparams"]["lr"] == row["chosen"]
+        assert row["by_validation"][0] == {"value": row["chosen"], "val_acc": max(row["val_acc"])}
+        edge = {1e-3: "smallest", 1e1: "largest"}.get(row["chosen"])
+        assert row["at_edge"] == edge
+        assert (f"{name} chose lr {row['chosen']:g}, the {edge} of --lrs" in proc.stdout) == (edge is not None)
+        # The verdict is on fresh seeds (--final-seeds 2 after tuning seed 42), not the grid's runs again.
+        assert row["seeds"] == [42] and row["final_seeds"] == [43, 44]
+        for seed in (43, 44):
+            final = json.loads((top / f"final/runs/{name}/seed-{seed}/metrics.json").read_text())
+            assert final["optimizer"]["hparams"]["lr"] == row["chosen"] and final["seed"] == seed
     html = (top / "final/report.html").read_text()
     assert 'id="sweep"' in html and "learning-rate sweep" not in html.split('id="sweep"')[0]
+    assert "tuned on seed 42 (validation), compared on fresh seeds 43-44" in html
     assert "adam: lr=" in proc.stdout and "tuned on validation, val acc" in proc.stdout
+    assert "Its test numbers are not for selection" in (top / "sweep/report.html").read_text()
 
 
 def test_several_architectures_rank_within_each(real_data, tmp_path):
@@ -131,8 +140,8 @@ def test_lr_find_alternative(real_data, tmp_path):
         row = chosen[name]
         assert row["method"] == "lr_find" and 1e-6 <= row["chosen"] <= 1.0
         assert len(row["finder_lrs"]) > 10 and row["finder_lrs"] == sorted(row["finder_lrs"])
-        final = json.loads((tmp_path / "lf/final/runs" / name / "metrics.json").read_text())
-        assert final["optimizer"]["hparams"]["lr"] == row["chosen"]
+        final = json.loads((tmp_path / "lf/final/runs" / name / "seed-43/metrics.json").read_text())
+        assert final["optimizer"]["hparams"]["lr"] == row["chosen"]  # on fresh seeds 43-44
     html = (tmp_path / "lf/final/report.html").read_text()
     assert "Tuner.lr_find" in html and 'id="sweep"' in html
 

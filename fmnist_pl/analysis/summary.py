@@ -11,13 +11,11 @@ from __future__ import annotations
 import math
 import shlex
 import statistics
-from itertools import groupby
 from pathlib import Path
 from typing import Any
 
 from fmnist_pl import store
 from fmnist_pl.analysis import stats
-from fmnist_pl.analysis.metrics import REPORT_DIGITS  # rankings tie at the reports' two decimals
 from fmnist_pl.architecture import arch_name, parameter_count
 from fmnist_pl.errors import resume_command
 from fmnist_pl.store.load import in_the_way
@@ -52,37 +50,145 @@ def mean_std(values: list[float | None]) -> dict[str, float | None]:
     }
 
 
-def ranking(values: dict[str, float | None], digits: int = REPORT_DIGITS) -> dict[str, Any]:
-    """Rank names by value, highest first; equal at ``digits`` decimals means tied.
+INTERVAL = 0.95  # every mean in the ranking carries a 95 % interval
 
-    Returns the groups (best first), the text like ``"adam = sgd > rmsprop"`` and the exact
-    values, so that the shown order never claims more precision than the reports have.
+
+def t_interval(values: list[float], confidence: float = INTERVAL) -> tuple[float, float]:
+    """Student's t interval of the mean over seeds (``scipy.stats.t``): where the mean of another set
+    of seeds would likely fall, the question a ranking of optimizers asks."""
+    from scipy import stats as sps
+
+    n, mean = len(values), statistics.fmean(values)
+    half = float(sps.t.ppf(0.5 + confidence / 2, n - 1)) * statistics.stdev(values) / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def wilson_interval(accuracy: float, images: int, confidence: float = INTERVAL) -> tuple[float, float]:
+    """Wilson score interval of one network's accuracy over ``images`` test images.
+
+    Written out here with scipy's normal quantile (statsmodels' ``proportion_confint(method="wilson")``
+    is the same formula, and statsmodels is not a dependency); unlike the normal approximation it
+    stays inside [0, 1] near 100 %. It covers the sampling of test images only, not the seed.
     """
-    finite = {k: v for k, v in values.items() if v is not None and math.isfinite(v)}
-    ordered = sorted(finite, key=lambda k: -finite[k])
-    groups = [list(g) for _, g in groupby(ordered, key=lambda k: round(finite[k], digits))]
+    from scipy import stats as sps
+
+    z = float(sps.norm.ppf(0.5 + confidence / 2))
+    shrink = 1 + z * z / images
+    centre = (accuracy + z * z / (2 * images)) / shrink
+    half = z * math.sqrt(accuracy * (1 - accuracy) / images + z * z / (4 * images * images)) / shrink
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _entry(name: str, values: list[float], images: int | None) -> dict[str, Any]:
+    """A ranked setting: its mean over seeds and the mean's 95 % interval (t over seeds with two or
+    more; Wilson over the test images with one, where ``images`` is known; else none)."""
+    mean = statistics.fmean(values)
+    low = high = None
+    if len(values) > 1:
+        low, high = t_interval(values)
+        how = f"95% t-interval of the mean over {len(values)} seeds"
+    elif images:
+        low, high = wilson_interval(mean, images)
+        how = f"95% Wilson interval over {images:,} test images"
+    else:
+        how = "no interval with one seed"
+    return {"name": name, "mean": mean, "low": low, "high": high, "seeds": len(values), "interval": how}
+
+
+def ranking(
+    values: dict[str, list[float] | None],
+    groups: list[list[str]] | None = None,
+    untested: str | None = None,
+    images: dict[str, int | None] | None = None,
+) -> dict[str, Any]:
+    """Rank settings by their mean over seeds, highest first, each with a 95 % interval.
+
+    ``values``: per setting its per-seed values (None: left out, a diverged or unfinished seed).
+    ``groups``: the significance groups of :func:`fmnist_pl.analysis.stats.compare_optimizers`
+    (best first); the text is then the tests' verdict, ``"adam ~ momentum > sgd"`` ("~": not
+    distinguishable from the group's leader, ">": significantly better). Without them (no test,
+    or ``untested`` says why none could be made) the text is the order of the means alone,
+    ``"adam, momentum, sgd"``: nothing is called equal because it rounds the same, nor better
+    because its mean is higher. ``images``: each setting's test images, for one seed's Wilson interval.
+    """
+    finite = {k: v for k, v in values.items() if v and all(x is not None and math.isfinite(x) for x in v)}
+    ordered = sorted(finite, key=lambda k: -statistics.fmean(finite[k]))
+    if groups is not None:
+        # The tests' order (the same means, from the saved predictions), restricted to what is ranked.
+        groups = [kept for g in groups if (kept := [n for n in g if n in finite])]
+        ordered = [n for g in groups for n in g] + [n for n in ordered if not any(n in g for g in groups)]
+        text = " > ".join(" ~ ".join(g) for g in groups)
+    else:
+        text = ", ".join(ordered)
+    images = images or {}
     return {
-        "groups": groups,
-        "text": " > ".join(" = ".join(g) for g in groups),
-        "values": finite,
+        "groups": groups or [],
+        "text": text,
+        "tested": groups is not None,
+        "untested": None if groups is not None else untested,
+        "entries": [_entry(n, finite[n], images.get(n)) for n in ordered],
+        "values": {n: statistics.fmean(finite[n]) for n in ordered},
         "left_out": [k for k in values if k not in finite],
     }
 
 
-def rankings(runs: list[dict[str, Any]], key: str = "setting") -> dict[str, dict[str, Any]]:
+def _test_images(group: list[dict[str, Any]]) -> int | None:
+    """The test images a setting was scored on (its classification report's support), if recorded."""
+    support = group[0]["test"]["last"].get("support")
+    return sum(support) if support else None
+
+
+def rankings(
+    runs: list[dict[str, Any]],
+    key: str = "setting",
+    tests: dict[str, Any] | None = None,
+    untested: str | None = None,
+) -> dict[str, dict[str, Any]]:
     """Rankings by test accuracy and by macro-F1 (last epoch, as the reference reported).
 
     Runs that differ only by seed are one entry, valued at their mean; a setting with a
-    diverged or unfinished seed is left out (its mean would not be comparable).
+    diverged or unfinished seed is left out (its mean would not be comparable). The verdict
+    notation is the accuracy tests' (``tests``: :func:`significance`, or ``untested``: why there
+    are none, :func:`why_untested`); macro-F1 is ranked by its means only, as no test is made on it.
     """
+    per_setting = group_runs(runs, key)
+    images = {setting: _test_images(group) for setting, group in per_setting.items()}
     out = {}
     for metric, label in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
-        values: dict[str, float | None] = {}
-        for setting, group in group_runs(runs, key).items():
+        values: dict[str, list[float] | None] = {}
+        for setting, group in per_setting.items():
             ok = all(finished(r) for r in group)
-            values[setting] = sum(r["test"]["last"][metric] for r in group) / len(group) if ok else None
-        out[label] = ranking(values)
+            values[setting] = [r["test"]["last"][metric] for r in group] if ok else None
+        if metric == "accuracy":
+            out[label] = ranking(values, tests["groups"] if tests else None, untested, images)
+        else:
+            out[label] = ranking(values, None, "no test is made on macro-F1 (the verdicts are on accuracy)")
     return out
+
+
+TUNING_NOTE = (
+    "a tuning grid: ranked by best validation accuracy, the selection criterion, with no test; its test "
+    "numbers are not for selection (choosing by them would tune on the test set)"
+)
+
+
+def validation_rankings(runs: list[dict[str, Any]], key: str = "setting") -> dict[str, dict[str, Any]]:
+    """A tuning grid's ranking: by each setting's best validation accuracy (mean over seeds), as the
+    sweep selects, never by test accuracy; no significance test (the test set plays no part)."""
+    values: dict[str, list[float] | None] = {}
+    for setting, group in group_runs(runs, key).items():
+        ok = all(finished(r) for r in group)
+        values[setting] = [max(row["val_acc"] for row in r["history"]) for r in group] if ok else None
+    ranked = ranking(values, None, TUNING_NOTE)
+    no_f1 = ranking(dict.fromkeys(values), None, TUNING_NOTE)  # the report's macro-F1 column is test data: left empty
+    return {"accuracy": ranked | {"by": "best validation accuracy"}, "macro-F1": no_f1}
+
+
+def is_tuning_grid(loaded: dict[str, Any]) -> bool:
+    """A sweep's grid folder (its config has ``lrs``, or its ``sweep`` entry says the tuning stage)."""
+    config = loaded["config"]
+    entries = (config.get("sweep") or {}).values()
+    return bool(config["config"].get("lrs")) or any(isinstance(e, dict) and e.get("stage") == "tuning" for e in entries)
 
 
 def test_outcomes(folder: Path, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -141,20 +247,115 @@ def _one_test_set(folder: Path, tested: dict[str, tuple[int, bytes]]) -> None:
     )
 
 
+def _ranked(runs: list[dict[str, Any]], key: str) -> dict[str, list[dict[str, Any]]]:
+    """The settings a ranking ranks: those whose every seed finished (as :func:`rankings` values them)."""
+    return {name: group for name, group in group_runs(runs, key).items() if all(finished(r) for r in group)}
+
+
+def why_untested(runs: list[dict[str, Any]], key: str = "setting") -> str | None:
+    """Why the ranked settings cannot be tested against each other (None: they can): fewer than two,
+    or seeds that differ between them (each test pairs seed k of one setting with seed k of the other)."""
+    ranked = _ranked(runs, key)
+    if len(ranked) < 2:
+        return "one setting: nothing to compare" if ranked else "no finished setting"
+    seeds = {name: sorted(r["seed"] for r in group) for name, group in ranked.items()}
+    if len({tuple(s) for s in seeds.values()}) > 1:
+        shown = ", ".join(f"{name} {len(s)} ({', '.join(map(str, s))})" for name, s in seeds.items())
+        return (
+            f"the settings have different seeds ({shown}), and each test pairs seed k of one setting with "
+            "seed k of another: finish the missing runs (fmnist-pl compare --resume)"
+        )
+    return None
+
+
 def significance(folder: Path, runs: list[dict[str, Any]], key: str = "setting") -> dict[str, Any] | None:
-    """Paired tests between settings (see :mod:`fmnist_pl.analysis.stats`) from the test predictions
-    saved in ``folder``."""
+    """Paired tests between the ranked settings (see :mod:`fmnist_pl.analysis.stats`) from the test
+    predictions saved in ``folder``; None where :func:`why_untested` says why there can be none."""
     import numpy as np
 
-    done = [r for r in runs if finished(r)]
-    outcomes = test_outcomes(folder, done)
+    if why_untested(runs, key) is not None:
+        return None
+    ranked = _ranked(runs, key)
+    outcomes = test_outcomes(folder, [r for group in ranked.values() for r in group])
     correct = {
         name: np.stack([outcomes[r["run"]] for r in sorted(group, key=lambda g: g["seed"])])
-        for name, group in group_runs(done, key).items()
+        for name, group in ranked.items()
     }
-    if len(correct) < 2 or len({c.shape[0] for c in correct.values()}) != 1:
-        return None  # nothing to compare, or unequal seeds (an unfinished run): no paired design
     return stats.compare_optimizers(correct)
+
+
+def interval_text(low: float | None, high: float | None, signed: bool = False) -> str:
+    """``[0.8473, 0.8727]`` (``[-0.0123, +0.0223]`` for a difference); a dash where there is none."""
+    if low is None or high is None:
+        return "–"
+    spec = "+.4f" if signed else ".4f"
+    return f"[{low:{spec}}, {high:{spec}}]"
+
+
+def ranking_note(ranked: dict[str, Any], tests: dict[str, Any] | None) -> str:
+    """One sentence on what the ranking's notation means, or why it has none: the report's and the terminal's."""
+    if ranked["tested"] and tests is not None:
+        return (
+            '"~": not distinguishable from the group leader, ">": significantly better '
+            f"({tests['test']}, alpha {tests['alpha']:g}); the unit is the {tests['unit']}"
+        )
+    reason = ranked["untested"] or "no test was made"
+    return f"not tested ({reason}): the order of the means alone, no verdict"
+
+
+def intervals_note(ranked: dict[str, Any]) -> str:
+    """Which intervals stand beside the means (a t-interval over seeds, a Wilson interval over test
+    images), and what one seed's cover."""
+    kinds = list(dict.fromkeys(e["interval"] for e in ranked["entries"]))
+    note = "; ".join(kinds) or "no interval"
+    if any("Wilson" in k for k in kinds):
+        note += " (the sampling of the test images only: another seed may land outside it)"
+    return note
+
+
+def p_text(p: float) -> str:
+    """A p-value in two significant digits; one that underflowed to 0 is shown as the bound it is."""
+    return f"{p:.2g}" if p > 0 else "< 1e-300"
+
+
+def pair_view(pair: dict[str, Any]) -> dict[str, str | None]:
+    """One pair of :func:`fmnist_pl.analysis.stats.compare_optimizers` in words: the difference, its 95 %
+    interval, the test, p and Holm's p, the verdict, and with seeds the per-seed record and, for a pair
+    not distinguishable, the seeds its observed spread would need. Shared by the report and the terminal."""
+    record = power = None
+    if "mcnemar" in pair:
+        m = pair["mcnemar"]
+        test = f"McNemar exact ({m['only_a']:,} images only {pair['a']} got right, {m['only_b']:,} only {pair['b']})"
+    else:
+        test = f"paired t over {pair['seeds']} seeds (df {pair['df']:.1f})"
+        per_seed = ", ".join(f"{d:+.4f}" for d in pair["per_seed"])
+        ties = pair["seeds"] - pair["wins"] - pair["losses"]
+        record = f"{pair['a']} better in {pair['wins']} of {pair['seeds']} seeds, worse in {pair['losses']}" + (
+            f", even in {ties}" if ties else ""
+        )
+        record += f" ({per_seed})"
+        need = pair.get("seeds_for_power")
+        if not pair["significant"] and need:
+            # The count is a normal approximation: at or below the seeds run, the t-test's few degrees
+            # of freedom are what is short, not the spread.
+            power = (
+                f"the observed spread between seeds would need about {need} seeds to tell them apart (80% power)"
+                if need > pair["seeds"]
+                else f"more seeds needed: over {pair['seeds']} seeds the t-test has {pair['df']:.1f} degrees of freedom"
+            )
+    return {
+        "pair": f"{pair['a']} vs {pair['b']}",
+        # One seed: a bootstrap over the test images describes their noise (the test is McNemar's).
+        "interval_kind": "bootstrap over the test images" if "mcnemar" in pair else "t over the seeds",
+        "diff": f"{pair['diff']:+.4f}",
+        "interval": interval_text(pair["ci_low"], pair["ci_high"], signed=True),
+        "test": test,
+        "p": p_text(pair["p_test"]),
+        "p_holm": p_text(pair["p_adjusted"]),
+        "verdict": pair["verdict"],
+        "record": record,
+        "power": power,
+    }
 
 
 def overfits(history: list[dict[str, float]]) -> bool:
@@ -283,8 +484,31 @@ def budget(group: list[dict[str, Any]], batch_size: int | None, time_budget: flo
             f" shared by {shared} runs in lockstep" if shared > 1 else ""
         )
     limit = f" (time budget {time_budget:g} s)" if time_budget is not None else ""
+    stops = [g.get("stopped_by") for g in group if g.get("spent")]
+    if stops:
+        kinds = sorted({k for k in stops if k})
+        limit = f"; stopped by its {' / '.join(kinds)} budget" if kinds else "; its epochs ended it before the budget"
+        partial = [g["history"][-1].get("fraction") for g in group if g["history"] and g["history"][-1].get("fraction")]
+        if partial:
+            limit += f" {mean(partial):.0%} into its last epoch"
     seeds = f" (mean of {len(group)} seeds)" if len(group) > 1 else ""
     return f"{first['setting']}: {how}; {spent}{limit}{seeds}."
+
+
+def budget_spread(runs: list[dict[str, Any]], budget_text: str | None) -> dict[str, Any] | None:
+    """Under a budget: what the finished runs spent in each unit and how far apart they are (the
+    largest over the smallest, minus one), so the report can show that the budget was equal where it
+    is equal by construction and by how much it was not where the machine decides."""
+    spent = [r["spent"] for r in runs if finished(r) and r.get("spent")]
+    if not spent or budget_text is None:
+        return None
+    units = {}
+    for unit in ("images", "evaluations", "seconds"):
+        values = [float(s[unit]) for s in spent]
+        low, high = min(values), max(values)
+        units[unit] = {"min": low, "max": high, "apart": (high / low - 1) if low > 0 else None}
+    clock = next((s.get("clock") for s in spent if s.get("clock")), None)
+    return {"budget": budget_text, "units": units, "clock": clock, "runs": len(spent)}
 
 
 def _settings(
@@ -311,20 +535,22 @@ def _settings(
 
 
 def _architectures(folder: Path, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rankings and significance within each architecture: does the ranking hold across them?"""
+    """The ranking (with its tests) within each architecture: does it hold across them?"""
     by_arch: dict[tuple[int, ...], list[dict[str, Any]]] = {}
     for r in runs:
         by_arch.setdefault(tuple(r["hidden"]), []).append(r)
     out = []
     for hidden, group in by_arch.items():
         sig = significance(folder, group, key="variant")
+        ranked = rankings(group, "variant", sig, why_untested(group, "variant"))["accuracy"]
         out.append(
             {
                 "name": arch_name(hidden),
                 "hidden": list(hidden),
                 "parameters": parameter_count(hidden),
-                "ranking": rankings(group, key="variant")["accuracy"]["text"],
-                "significance": sig["text"] if sig else None,
+                "ranking": ranked["text"],
+                "tested": ranked["tested"],
+                "untested": ranked["untested"],
             }
         )
     return out
@@ -336,6 +562,8 @@ def summarize(loaded: dict[str, Any]) -> dict[str, Any]:
     setup = loaded["config"]["config"]
     target = setup.get("target")
     by_setting = group_runs([r for r in runs if finished(r)])
+    tuning = is_tuning_grid(loaded)
+    sig = None if tuning else significance(folder, runs)
     multi_seed = any(len(g) > 1 for g in by_setting.values())
     observed = ([seed_observations(name, g) for name, g in by_setting.items()] if multi_seed else []) + [
         n for r in runs if not multi_seed or r["status"] == "diverged" for n in observations(r)
@@ -344,8 +572,12 @@ def summarize(loaded: dict[str, Any]) -> dict[str, Any]:
         "format": store.FORMAT_VERSION,
         "rows": [summary_row(r, target) for r in runs],
         "settings": _settings(runs, setup.get("batch_size"), setup.get("time_budget")),
-        "rankings": rankings(runs),
-        "significance": significance(folder, runs),
+        "budget": budget_spread(
+            runs,
+            setup.get("budget") or (f"seconds={setup['time_budget']:g}" if setup.get("time_budget") else None),
+        ),
+        "rankings": validation_rankings(runs) if tuning else rankings(runs, tests=sig, untested=why_untested(runs)),
+        "significance": sig,
         "architectures": _architectures(folder, runs) if len({tuple(r["hidden"]) for r in runs}) > 1 else [],
         "observations": observed,
         "run_observations": {r["run"]: observations(r) for r in runs} if multi_seed else {},

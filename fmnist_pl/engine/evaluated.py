@@ -65,6 +65,8 @@ class LitEvaluated(pl.LightningModule):
         self.val_acc = torchmetrics.classification.MulticlassAccuracy(
             NUM_CLASSES, average="micro", multidim_average="samplewise"
         )
+        self.stopped_by: str | None = None  # set by the budget callback (fmnist_pl.engine.budget) when it stops
+        self.budget_clock: str | None = None
         self.identity: str | None = None  # whose runs these are, saved in every checkpoint (store.group_identity)
         self.previous_fit_seconds = 0.0  # training time before the checkpoint this fit resumed from
         self._fit_clock: float | None = None
@@ -140,11 +142,39 @@ class LitEvaluated(pl.LightningModule):
                 t.zero_()
         self._train_seen = 0
         self._train_evaluations = 0
+        self._train_batches = 0
         self._val_seen = 0
 
     def on_train_epoch_start(self) -> None:
         self._reset_epoch_sums()
         self._epoch_started = time.perf_counter()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._train_batches += 1
+
+    def record_point(self, val_loss: list[float], val_acc: list[float], batches: int) -> None:
+        """One anytime validation point of every run still training (:mod:`fmnist_pl.engine.anytime`):
+        in its history and its TensorBoard run, at the step of its images seen. ``batches``: this
+        epoch's so far."""
+        epoch = self.current_epoch + batches / max(1, self.trainer.num_training_batches)
+        seconds = time.perf_counter() - self._epoch_started
+        for k, hist in enumerate(self.histories):
+            if hist.diverged:
+                continue
+            before = hist.epochs[-1] if hist.epochs else {}
+            point = {
+                "epoch": epoch,
+                "images": int(before.get("images", 0)) + self._train_seen,
+                "evaluations": int(before.get("evaluations", 0)) + self._train_evaluations,
+                "seconds": sum(r["seconds"] for r in hist.epochs) + seconds,
+                "val_loss": val_loss[k],
+                "val_acc": val_acc[k],
+            }
+            hist.points.append(point)
+            if self.loggers:
+                self.loggers[k].log_metrics(
+                    {"anytime/val_loss": val_loss[k], "anytime/val_acc": val_acc[k]}, step=point["images"]
+                )
 
     @staticmethod
     def member_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -196,6 +226,10 @@ class LitEvaluated(pl.LightningModule):
                 "images": images,
                 "evaluations": evaluations,
             }
+            if self.stopped_by is not None:
+                hist.stopped_by = self.stopped_by
+                if self._train_batches < self.trainer.num_training_batches:  # a budget ended it mid-epoch
+                    row["fraction"] = self._train_batches / self.trainer.num_training_batches
             outcome = hist.record(row)
             if outcome == "diverged":
                 self.active[k] = False

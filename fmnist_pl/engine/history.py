@@ -23,6 +23,10 @@ class MemberHistory:
     best_val_loss: float = math.inf
     status: str = "ok"  # "ok" or "diverged"
     diverged_epoch: int | None = None
+    # Validation between epoch ends (fmnist_pl.engine.anytime): epoch (fractional), images, evaluations,
+    # seconds, val_loss, val_acc; the epoch ends are the rows of ``epochs``.
+    points: list[dict[str, float]] = field(default_factory=list)
+    stopped_by: str | None = None  # the budget ("seconds", "images", "evaluations") that ended it, if one did
     test: dict[str, Any] = field(default_factory=dict)
 
     @property

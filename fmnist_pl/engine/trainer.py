@@ -22,8 +22,10 @@ from lightning.pytorch.plugins.io import AsyncCheckpointIO, TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from fmnist_pl import store
-from fmnist_pl.config import RunPlan
+from fmnist_pl.config import Budget, RunPlan
 from fmnist_pl.data.datamodule import FashionMNISTDataModule
+from fmnist_pl.engine.anytime import AnytimeValidation
+from fmnist_pl.engine.budget import BudgetStop
 from fmnist_pl.engine.evaluated import LitEvaluated, MemberResult
 from fmnist_pl.engine.lockstep import LitLockstep
 from fmnist_pl.runtime.stops import Stopped
@@ -111,14 +113,17 @@ def make_trainer(
     group_dir: Path,
     progress: bool = True,
     limit_train_batches: int | None = None,
-    time_budget: float | None = None,
+    budget: Budget | None = None,
     after_checkpoint: AfterCheckpoint | None = None,
+    eval_points: int = 0,
 ) -> pl.Trainer:
     """A Trainer whose ``loggers[k]`` is run k's TensorBoard run (``tensorboard/<run>``).
 
-    ``time_budget``: seconds of training after which the run stops (Lightning's ``max_time``,
-    checked after every step; the epoch it stops in is validated and recorded, partial).
+    ``budget``: what each run may spend (:class:`~fmnist_pl.engine.budget.BudgetStop`, checked after
+    every step; the epoch it stops in is validated and recorded, partial).
     ``after_checkpoint(trainer, path)``: called after every epoch checkpoint is written.
+    ``eval_points``: validations per run spread over its budget (:mod:`fmnist_pl.engine.anytime`),
+    where its epoch ends are fewer (a budget, or fewer epochs than points).
 
     The epoch checkpoint is written on a thread while the next epoch trains (Lightning's
     ``AsyncCheckpointIO``: it snapshots the tensors first, so the file holds the epoch's end): a
@@ -133,6 +138,10 @@ def make_trainer(
         for run in runs
     ]
     callbacks = _callbacks(group_dir, progress, after_checkpoint)
+    if budget is not None:
+        callbacks.insert(0, BudgetStop(budget))
+    if eval_points and (budget is not None or epochs < eval_points):
+        callbacks.insert(1 if budget is not None else 0, AnytimeValidation(eval_points, epochs, budget))
     return pl.Trainer(
         max_epochs=epochs,
         accelerator=accelerator,
@@ -147,7 +156,6 @@ def make_trainer(
         limit_train_batches=limit_train_batches,
         deterministic=False,
         default_root_dir=str(group_dir),
-        max_time=None if time_budget is None else {"seconds": time_budget},
     )
 
 
@@ -158,6 +166,7 @@ class GroupResult:
     members: list[MemberResult]
     fit_seconds: float  # the group's training wall time, summed over interruptions and resumes
     trainer: pl.Trainer  # its loggers[k] is run k's TensorBoard run, still open for the test scalars
+    spent: dict[str, Any] | None = None  # under a budget: the images, evaluations and budget seconds each run spent
 
 
 def is_search(group: Sequence[RunPlan]) -> bool:
@@ -185,9 +194,10 @@ def train_group(
     progress: bool = True,
     limit_train_batches: int | None = None,
     resume: Path | None = None,
-    time_budget: float | None = None,
+    budget: Budget | None = None,
     after_checkpoint: AfterCheckpoint | None = None,
     identity: str | None = None,
+    eval_points: int = 0,
 ) -> GroupResult:
     """Train ``group`` (runs of one architecture, seed-major, or one gradient-free run), then test every run.
 
@@ -204,8 +214,9 @@ def train_group(
         group_dir,
         progress,
         limit_train_batches,
-        time_budget,
+        budget,
         after_checkpoint,
+        eval_points,
     )
     for logger, run in zip(trainer.loggers, group):
         logger.hparams.update(run.to_dict())  # its hparams.yaml: this run's own key (written at the first save)
@@ -224,7 +235,9 @@ def train_group(
     if trainer.interrupted:
         raise Stopped(signal.SIGINT)
     trainer.test(model, datamodule=datamodule, verbose=False)
-    return GroupResult(model.results(), model.fit_seconds(), trainer)
+    stop = next((c for c in trainer.callbacks if isinstance(c, BudgetStop)), None)
+    spent = {**stop.spent(), "clock": model.budget_clock} if stop is not None else None
+    return GroupResult(model.results(), model.fit_seconds(), trainer, spent)
 
 
 def check_checkpoint(path: Path, model: LitEvaluated) -> None:

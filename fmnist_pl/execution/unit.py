@@ -74,11 +74,12 @@ def write_run(
     logger: Any | None,
     test: dict[str, dict[str, Any]],
     files: store.FileWriter,
+    spent: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Every file of one run, handed to ``files`` (written on its threads); returns its
     ``metrics.json`` content. ``logger``: its TensorBoard run; ``test``: its entry of
     :func:`test_metrics`, computed for its whole group."""
-    summary = run_metrics(member, fit_seconds, test)
+    summary = run_metrics(member, fit_seconds, test, spent)
     run_dir = store.run_dir(out_dir, member.plan.name)
     # metrics.json last: its presence marks the run finished (resume skips it).
     written = [*run_files(member, run_dir, summary), (run_dir / store.METRICS_FILE, store.json_bytes(summary))]
@@ -88,8 +89,12 @@ def write_run(
     return summary
 
 
-def run_metrics(member: MemberResult, fit_seconds: float, test: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """A run's ``metrics.json``: its settings, status, test results, timing and implementation."""
+def run_metrics(
+    member: MemberResult, fit_seconds: float, test: dict[str, dict[str, Any]], spent: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A run's ``metrics.json``: its settings, status, test results, timing and implementation; under a
+    budget, what ended the run (``stopped_by``: the budget's kind, or None for its epochs) and what
+    it spent (``spent``: images, evaluations, budget seconds and their clock)."""
     plan, hist = member.plan, member.history
     epoch_seconds = [row["seconds"] for row in hist.epochs]
     return {
@@ -111,6 +116,7 @@ def run_metrics(member: MemberResult, fit_seconds: float, test: dict[str, dict[s
         "optimizer_state_bytes": _state_bytes(member.optimizer_state),
         "optimizer_implementation": member.optimizer_implementation,
         "device": member.device,
+        **({"stopped_by": hist.stopped_by, "spent": spent} if spent is not None else {}),
     }
 
 
@@ -125,6 +131,7 @@ def run_files(member: MemberResult, run_dir: Path, metrics: dict[str, Any]) -> l
     report = classification_report_text(metrics["test"]["last"]["report"])
     return [
         *store.history_files(run_dir, hist.epochs),
+        *([(run_dir / store.POINTS_FILE, store.json_bytes(hist.points))] if hist.points else []),
         (run_dir / store.PREDICTIONS_FILE, store.json_bytes(predictions, indent=None)),
         (run_dir / "classification_report.txt", report.encode("utf-8")),
         (run_dir / "checkpoints" / "last.pt", store.torch_bytes(common | last)),
@@ -189,11 +196,12 @@ def train_and_write(
         progress,
         config.limit_train_batches,
         resume=ckpt if ckpt.exists() else None,
-        time_budget=config.time_budget,
+        budget=config.budget_spec,
+        eval_points=config.eval_points,
         after_checkpoint=after_checkpoint,
         identity=store.group_identity(config, group),
     )
     tests = test_metrics(trained.members)
     with store.FileWriter() as files:
         for k, member in enumerate(trained.members):
-            write_run(member, out, trained.fit_seconds, trained.trainer.loggers[k], tests[k], files)
+            write_run(member, out, trained.fit_seconds, trained.trainer.loggers[k], tests[k], files, trained.spent)

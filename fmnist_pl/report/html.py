@@ -8,6 +8,7 @@ from disk or an e-mail with no network, and the report is rebuilt from the resul
 from __future__ import annotations
 
 import shlex
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -15,13 +16,13 @@ import jinja2
 
 from fmnist_pl import store
 from fmnist_pl.analysis.metrics import classification_report_text
-from fmnist_pl.analysis.summary import finished, summarize
+from fmnist_pl.analysis.summary import finished, interval_text, intervals_note, pair_view, ranking_note, summarize
 from fmnist_pl.config import CompareConfig
 from fmnist_pl.data.idx import CLASS_NAMES
 from fmnist_pl.store.load import in_the_way
 
 if TYPE_CHECKING:
-    from fmnist_pl.report.figures import Drawer
+    from fmnist_pl.report.figures import Drawer, FigureJob
 
 TEMPLATE = "report.html.j2"
 DETAILED_RUNS = 24  # up to this many runs, every run gets its own figures; beyond, the best of each optimizer
@@ -90,6 +91,114 @@ def _per_class(settings: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def ranking_view(rankings: dict[str, Any], tests: dict[str, Any] | None) -> dict[str, Any]:
+    """The ranking section: the verdict text (the accuracy tests'), what its notation means, and one
+    row per setting with its mean test accuracy and macro-F1, each with its 95 % interval."""
+    acc, f1 = rankings["accuracy"], rankings["macro-F1"]
+    f1_of = {e["name"]: e for e in f1["entries"]}
+    group_of = {name: i + 1 for i, group in enumerate(acc["groups"]) for name in group}
+    rows = []
+    for e in acc["entries"]:
+        f = f1_of.get(e["name"])
+        rows.append(
+            {
+                "group": group_of.get(e["name"], "–"),
+                "name": e["name"],
+                "seeds": e["seeds"],
+                "accuracy": f"{e['mean']:.4f}",
+                "accuracy_interval": interval_text(e["low"], e["high"]),
+                "f1": f"{f['mean']:.4f}" if f else "–",
+                "f1_interval": interval_text(f["low"], f["high"]) if f else "–",
+            }
+        )
+    return {
+        "by": acc.get("by", "test accuracy"),
+        "text": acc["text"],
+        "tested": acc["tested"],
+        "note": ranking_note(acc, tests),
+        "rows": rows,
+        "intervals": f"Accuracy: {intervals_note(acc)}. Macro-F1: {intervals_note(f1)}; no test is made on it."
+        + (
+            " Each interval is one setting's own; the verdicts come from paired tests, which can tell apart"
+            " settings whose intervals overlap."
+            if acc["tested"]
+            else ""
+        ),
+        "caveat": tests["caveat"] if tests else None,
+        "left_out": acc["left_out"],
+    }
+
+
+def verdicts_view(tests: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The significance section: a heading that says what the tests can tell (optimizers with seeds,
+    two trained networks with one), the one-seed caveat, and every pair in words (:func:`pair_view`)."""
+    if tests is None:
+        return None
+    seeds = tests["seeds"]
+    heading = (
+        f"Do the optimizers differ? Training runs paired over {seeds} seeds"
+        if seeds >= 2
+        else "Do these trained networks differ? One seed: networks, not optimizers"
+    )
+    pairs = [pair_view(p) for p in tests["pairs"]]
+    return {
+        "heading": heading,
+        "test": tests["test"],
+        "alpha": tests["alpha"],
+        "caveat": tests["caveat"],
+        "text": tests["text"],
+        "interval_kind": pairs[0]["interval_kind"] if pairs else "",
+        "seeded": seeds >= 2,
+        "pairs": pairs,
+    }
+
+
+def images_per_epoch(runs: list[dict[str, Any]], setup: dict[str, Any], split: dict[str, int]) -> str:
+    """Training images each run saw per epoch: from the runs' running ``images`` totals where recorded,
+    else what ``--limit-train-batches`` x ``--batch-size`` allows of the training split."""
+    seen: Counter[int] = Counter()
+    recorded = any(r["history"] for r in runs)
+    for r in runs:
+        before = 0
+        for row in r["history"]:
+            if row.get("images") is None:
+                recorded = False
+                break
+            seen[row["images"] - before] += 1
+            before = row["images"]
+    if recorded and seen:
+        most = seen.most_common(1)[0][0]
+        spread = f" ({min(seen):,}-{max(seen):,} across all runs' epochs)" if len(seen) > 1 else ""
+        return f"{most:,}{spread}, from the runs' histories"
+    limit, batch, train = setup.get("limit_train_batches"), setup.get("batch_size"), split.get("train")
+    if limit and batch:
+        images = limit * batch if train is None else min(limit * batch, train)
+        return f"{images:,} (--limit-train-batches {limit} x --batch-size {batch})"
+    return f"{train:,} (every training image)" if train is not None else "not recorded"
+
+
+def protocol(loaded: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every option that changes what was measured, as (what, value) rows of the Setup section; a
+    folder written before an option existed shows it as not recorded."""
+    config = loaded["config"]
+    setup, split = config["config"], config["split"]
+
+    def given(key: str) -> Any:
+        return setup.get(key, "not recorded")
+
+    limit, budget = setup.get("limit_train_batches"), setup.get("time_budget")
+    return [
+        ("epochs", str(given("epochs"))),
+        ("batch size", str(given("batch_size"))),
+        ("seeds", f"{given('seeds')} (first seed {given('seed')}; seed k is seed + k)"),
+        ("validation images", f"{split['val']:,} (the first training images)" if "val" in split else "not recorded"),
+        ("images seen per epoch", images_per_epoch(loaded["runs"], setup, split)),
+        ("--limit-train-batches", f"{limit:,} batches an epoch" if limit else "none (every batch)"),
+        ("--time-budget", f"{budget:g} s of training per run" if budget is not None else "none"),
+        ("--budget", f"{setup['budget']} per run" if setup.get("budget") else "none"),
+    ]
+
+
 def detailed_runs(runs: list[dict[str, Any]]) -> set[str]:
     """The runs that get their own figures (learning curves, confusion matrix, predictions).
 
@@ -135,6 +244,65 @@ def compute_axes(runs: list[dict[str, Any]]) -> set[str]:
     return axes
 
 
+CURVES = [
+    ("val_loss", "validation loss", "epoch"),
+    ("val_acc", "validation accuracy", "epoch"),
+    ("train_loss", "training loss", "epoch"),
+    # The same race on the axes of compute: wall time, and images seen (a population scores each
+    # image P times; the budget sentences say how many forward evaluations that was).
+    ("val_acc", "validation accuracy", "seconds"),
+    ("val_acc", "validation accuracy", "images"),
+    ("val_acc", "validation accuracy", "evaluations"),
+]
+
+
+def curve_rows(run: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """A run's points for a curve of ``key``: its epoch rows, a budget's partial last epoch at its true
+    position (epoch 2.4, not 3), and for validation metrics its anytime points between epoch ends
+    (``anytime.json``), in order; each row's ``seconds`` is its own (the plots accumulate them)."""
+    rows = []
+    clock = 0.0
+    for row in run["history"]:
+        clock += row["seconds"]
+        position = row["epoch"] - 1 + row["fraction"] if row.get("fraction") else row["epoch"]
+        rows.append({**row, "epoch": position, "_clock": clock})
+    if key.startswith("val_") and run.get("points"):
+        rows += [{**point, "_clock": point["seconds"]} for point in run["points"]]
+        rows.sort(key=lambda r: r["epoch"])
+    previous = 0.0
+    for row in rows:
+        row["seconds"], previous = row["_clock"] - previous, row["_clock"]
+        del row["_clock"]
+    return rows
+
+
+def overlay_jobs(ok_runs: list[dict[str, Any]], jobs: dict[Any, FigureJob]) -> list[str]:
+    """Add the overlay figures of :data:`CURVES` to ``jobs`` (on the axes the runs recorded); their titles."""
+    from fmnist_pl.report import plots
+    from fmnist_pl.report.figures import FigureJob
+
+    titles: list[str] = []
+    if not ok_runs:
+        return titles
+    axes = compute_axes(ok_runs)
+    for key, label, axis in CURVES:
+        if axis not in axes:
+            continue
+        # What the figure reads; the family colours a big grid's settings (the optimizer, and the
+        # architecture prefix of the setting's name when the study has several).
+        runs = [
+            {
+                "setting": r["setting"],
+                "history": curve_rows(r, key),
+                "family": r["setting"][: len(r["setting"]) - len(r["variant"])] + r["optimizer"]["name"],
+            }
+            for r in ok_runs
+        ]
+        titles.append(label if axis == "epoch" else f"{label} vs {plots.X_AXES[axis]}")
+        jobs[("overlay", len(titles) - 1)] = FigureJob("overlay", (runs, key, label, axis))
+    return titles
+
+
 def start_figures(loaded: dict[str, Any], drawer: Drawer | None = None) -> Callable[[], dict[str, Any]]:
     """Start drawing every figure of the report from the results (and samples.json, and the detailed
     runs' predictions.json, read through their schemas); returns a function that waits for them and
@@ -147,39 +315,14 @@ def start_figures(loaded: dict[str, Any], drawer: Drawer | None = None) -> Calla
     from fmnist_pl.report.figures import FigureJob, draw_all
 
     folder = Path(loaded["folder"])
-    ok_runs = [r for r in loaded["runs"] if finished(r)]
-    curves = [
-        ("val_loss", "validation loss", "epoch"),
-        ("val_acc", "validation accuracy", "epoch"),
-        ("train_loss", "training loss", "epoch"),
-        # The same race on the axes of compute: wall time, and images seen (a population scores each
-        # image P times; the budget sentences say how many forward evaluations that was).
-        ("val_acc", "validation accuracy", "seconds"),
-        ("val_acc", "validation accuracy", "images"),
-        ("val_acc", "validation accuracy", "evaluations"),
-    ]
-    axes = compute_axes(ok_runs)
     jobs: dict[Any, FigureJob] = {}
-    titles = []
-    if ok_runs:
-        # What the figure reads; the family colours a big grid's settings (the optimizer, and the
-        # architecture prefix of the setting's name when the study has several).
-        overlay_runs = [
-            {
-                "setting": r["setting"],
-                "history": r["history"],
-                "family": r["setting"][: len(r["setting"]) - len(r["variant"])] + r["optimizer"]["name"],
-            }
-            for r in ok_runs
-        ]
-        for key, label, axis in curves:
-            if axis in axes:
-                titles.append(label if axis == "epoch" else f"{label} vs {plots.X_AXES[axis]}")
-                jobs[("overlay", len(titles) - 1)] = FigureJob("overlay", (overlay_runs, key, label, axis))
+    titles = overlay_jobs([r for r in loaded["runs"] if finished(r)], jobs)
     detailed = detailed_runs(loaded["runs"])
     for r in loaded["runs"]:
         if r["run"] in detailed and r["history"]:
-            jobs[("curves", r["run"])] = FigureJob("learning_curves", (r["history"],), {"title": r["run"]})
+            jobs[("curves", r["run"])] = FigureJob(
+                "learning_curves", (curve_rows(r, "train_loss"),), {"title": r["run"]}
+            )
     sweep = loaded["config"].get("sweep")
     if sweep:
         jobs[("sweep", None)] = FigureJob("lr_sweep", (sweep,))
@@ -245,10 +388,12 @@ def build_context(loaded: dict[str, Any], summary: dict[str, Any], figures: dict
         "class_names": list(CLASS_NAMES),
         "overlays": figures["overlays"],
         "rows": summary["rows"],
-        "rankings": summary["rankings"],
+        "ranking": ranking_view(summary["rankings"], summary["significance"]),
         "aggregates": summary["settings"],
+        "budget": summary.get("budget"),
         "per_class": _per_class(summary["settings"]),
-        "significance": summary["significance"],
+        "significance": verdicts_view(summary["significance"]),
+        "protocol": protocol(loaded),
         "target": summary["target"],
         "sweep": {"table": config["sweep"], "plot": figures["sweep_plot"]} if config.get("sweep") else None,
         "architectures": summary["architectures"],
@@ -264,7 +409,8 @@ def build_context(loaded: dict[str, Any], summary: dict[str, Any], figures: dict
 def saved_summary(loaded: dict[str, Any]) -> dict[str, Any]:
     """The folder's ``summary.json`` (validated: :class:`~fmnist_pl.store.schema.SummaryFile`), or,
     where there is none, the summary computed from the results. A damaged one is a one-line
-    :class:`~fmnist_pl.errors.ResultsError` whose fix rebuilds it (``fmnist-pl report DIR``)."""
+    :class:`~fmnist_pl.errors.ResultsError` whose fix rebuilds it (``fmnist-pl report DIR``); one
+    written before the rankings carried intervals is computed again (the report never shows "=" ties)."""
     from fmnist_pl.store.schema import SummaryFile
 
     folder = Path(loaded["folder"])
@@ -272,7 +418,10 @@ def saved_summary(loaded: dict[str, Any]) -> dict[str, Any]:
     if not path.exists():
         return summarize(loaded)
     fix = f"rebuild it from the runs' files: {shlex.join(['fmnist-pl', 'report', str(folder)])}"
-    return store.read_checked(path, SummaryFile, fix).model_dump()
+    saved = store.read_checked(path, SummaryFile, fix).model_dump()
+    if any("entries" not in ranked for ranked in saved["rankings"].values()):
+        return summarize(loaded)  # written before rankings carried intervals and the tests' groups
+    return saved
 
 
 def render(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import itertools
+import re
 from collections import Counter
 from typing import Any
 
@@ -21,7 +22,7 @@ matplotlib.rcParams["text.parse_math"] = False
 _PNG_METADATA = {"Software": None}
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import EngFormatter, MaxNLocator  # noqa: E402
+from matplotlib.ticker import EngFormatter, LogFormatterSciNotation, MaxNLocator  # noqa: E402
 
 
 def png_bytes(fig: Figure) -> bytes:
@@ -37,18 +38,57 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+class PlainLogFormatter(LogFormatterSciNotation):
+    """matplotlib's own log-axis labels (which ticks get one, ``10^k`` and ``2 x 10^k``) as plain text:
+    ``10⁻³``, ``2×10⁻³``.
+
+    The base class writes mathtext (``$\\mathdefault{10^{-3}}$``), which prints literally since this
+    module turns mathtext off; only the rendering of its label changes here.
+    """
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        label = super().__call__(x, pos)
+        math = re.fullmatch(r"\$\\mathdefault\{(.*)\}\$", label)
+        if math is None:
+            return label
+        text = re.sub(r"\^\{(-?\d+)\}", lambda m: m.group(1).translate(_SUPERSCRIPT), math.group(1))
+        return text.replace("\\times", "×")
+
+
+def log_x(ax: Any) -> None:
+    """A log x axis with plain-text tick labels (:class:`PlainLogFormatter`, major and minor ticks as
+    matplotlib's log scale labels them): every log axis of the report is made here."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(PlainLogFormatter())
+    ax.xaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False))
+
+
+FEW_POINTS = 10  # curves with fewer epochs than this get a marker at each one: a line alone hides them
+
+
 def learning_curves(history: list[dict[str, float]], title: str = "") -> Figure:
-    """The reference's plot: train/val loss and accuracy per epoch on one axis (0..1 range)."""
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    """The reference's plot, on two axes: train/validation loss (from 0, unbounded above: a diverging
+    loss of 1.7 stays in view) and train/validation accuracy per epoch."""
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(9, 3.6))
     epochs = [row["epoch"] for row in history]
-    for key, style in (("train_loss", "-"), ("val_loss", "--"), ("train_acc", "-"), ("val_acc", "--")):
-        ax.plot(epochs, [row[key] for row in history], style, label=key.replace("_", " "))
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylim(0, 1)
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="center right")
-    ax.set_title(title)
+    marker = "o" if len(epochs) < FEW_POINTS else None
+    for ax, keys, ylabel in (
+        (loss_ax, ("train_loss", "val_loss"), "loss"),
+        (acc_ax, ("train_acc", "val_acc"), "accuracy"),
+    ):
+        for key, style in zip(keys, ("-", "--")):
+            ax.plot(epochs, [row[key] for row in history], style, marker=marker, ms=4, label=key.replace("_", " "))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    loss_ax.set_ylim(bottom=0)
+    acc_ax.set_ylim(top=min(1.0, acc_ax.get_ylim()[1]))
+    fig.suptitle(title)
     return fig
 
 
@@ -125,8 +165,8 @@ def overlay(runs: list[dict[str, Any]], key: str, ylabel: str, axis: str = "epoc
     if axis == "epoch":
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if axis == "evaluations":
-        ax.set_xscale("log")  # a population scores each image P times: decades apart from a gradient run
-    if axis in ("images", "evaluations"):
+        log_x(ax)  # a population scores each image P times: decades apart from a gradient run
+    if axis == "images":
         ax.xaxis.set_major_formatter(EngFormatter())  # 100k, 1M (the report turns mathtext off)
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
@@ -151,7 +191,7 @@ def digit_png(image: Any) -> bytes:
 
 
 def _lr_axes(fig: Figure, ax: Any, ylabel: str, title: str) -> Figure:
-    ax.set_xscale("log")
+    log_x(ax)
     ax.set_xlabel("learning rate")
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)

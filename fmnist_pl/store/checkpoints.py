@@ -40,7 +40,7 @@ def load_checkpoint(path: Path) -> Any:
 IDENTITY_KEY = "fmnist_pl_identity"  # in every group checkpoint: whose runs these are (see group_identity)
 # The settings besides the runs' own (optimizer, hyperparameters, seed, architecture) that decide
 # what a group's training computes: a checkpoint trained under other values is another compare's.
-PROTOCOL_FIELDS = ("epochs", "batch_size", "val_size", "limit_train_batches", "time_budget")
+PROTOCOL_FIELDS = ("epochs", "batch_size", "val_size", "limit_train_batches", "time_budget", "budget")
 
 
 def group_identity(config: CompareConfig, group: Sequence[RunPlan]) -> str:

@@ -148,7 +148,8 @@ def history_files(run_dir: Path, history: list[dict[str, float]]) -> list[tuple[
     """A run's epoch history as history.json and history.csv (encoded, for :class:`FileWriter`)."""
     buf = io.StringIO()
     if history:
-        writer = csv.DictWriter(buf, fieldnames=list(history[0]))
+        # Every row's columns, in first-seen order: only a budget's last epoch has "fraction".
+        writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for row in history for k in row)))
         writer.writeheader()
         writer.writerows(history)
     return [(run_dir / HISTORY_JSON, json_bytes(history)), (run_dir / HISTORY_CSV, buf.getvalue().encode("utf-8"))]

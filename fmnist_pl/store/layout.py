@@ -31,6 +31,7 @@ METRICS_FILE = "metrics.json"
 HISTORY_JSON = "history.json"
 HISTORY_CSV = "history.csv"
 PREDICTIONS_FILE = "predictions.json"
+POINTS_FILE = "anytime.json"  # a run's validations between epoch ends (fmnist_pl.engine.anytime), when it has any
 SUMMARY_FILE = "summary.json"
 SAMPLES_FILE = "samples.json"
 RUNS_TABLE = "runs.csv"

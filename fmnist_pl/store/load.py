@@ -18,6 +18,7 @@ from fmnist_pl.store.layout import (
     FORMAT_VERSION,
     HISTORY_JSON,
     METRICS_FILE,
+    POINTS_FILE,
     PREDICTIONS_FILE,
     SAMPLES_FILE,
     run_dir,
@@ -214,5 +215,8 @@ def load_compare(folder: Path) -> dict[str, Any]:
             )
         history = schema.History.dump_python(read_checked(folder_of_run / HISTORY_JSON, schema.History, fix))
         _check_run(folder_of_run, metrics, history, config, fix)
-        runs.append(metrics | {"history": history, "dir": str(folder_of_run)})
+        points: list[dict[str, Any]] = []
+        if (folder_of_run / POINTS_FILE).exists():
+            points = schema.Points.dump_python(read_checked(folder_of_run / POINTS_FILE, schema.Points, fix))
+        runs.append(metrics | {"history": history, "points": points, "dir": str(folder_of_run)})
     return {"folder": str(folder), "config": config, "runs": runs, "missing": missing}

@@ -180,9 +180,25 @@ class HistoryRow(_Model):
     # Running totals (format 2 folders written before gradient-free methods lack them).
     images: Count | None = None
     evaluations: Count | None = None
+    # Only in the epoch a budget ended mid-way: the share of the epoch's batches it trained.
+    fraction: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
 
 
 History = TypeAdapter(list[HistoryRow])
+
+
+class AnytimePoint(_Model):
+    """One validation between epoch ends (``anytime.json``): where the run was, and what it scored."""
+
+    epoch: Annotated[float, Field(gt=0.0)]
+    images: Count
+    evaluations: Count
+    seconds: Seconds
+    val_loss: Loss
+    val_acc: EpochAccuracy
+
+
+Points = TypeAdapter(list[AnytimePoint])
 
 
 class Scores(_Model):
@@ -254,6 +270,13 @@ class Timing(_Model):
     lockstep_runs: Width = 1  # runs that shared fit_seconds (folders before lockstep: 1)
 
 
+class Spent(_Model):
+    images: Count
+    evaluations: Count
+    seconds: Seconds
+    clock: Literal["process CPU time", "wall time"] | None = None
+
+
 class MetricsFile(RunEntry):
     """A run's ``metrics.json``. Its epochs are checked against ``config.json`` and ``history.json``
     where the folder is read (:func:`fmnist_pl.store.load_compare`)."""
@@ -266,6 +289,10 @@ class MetricsFile(RunEntry):
     test: dict[Literal["last", "best"], TestMetrics]
     timing: Timing
     optimizer_state_bytes: Count | None = None
+    # Under a budget (--budget, --time-budget): the kind that ended the run (None: its epochs did)
+    # and what it spent in every unit.
+    stopped_by: Literal["seconds", "images", "evaluations"] | None = None
+    spent: Spent | None = None
 
     @field_validator("test")
     @classmethod

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from fmnist_pl import store
 from fmnist_pl.architecture import format_summary
-from fmnist_pl.config import CompareConfig, RunPlan, absolute_path
+from fmnist_pl.config import Budget, CompareConfig, RunPlan, absolute_path
 from fmnist_pl.data import idx
 from fmnist_pl.errors import ConfigError, Interrupted, ResultsError, resume_command
 from fmnist_pl.execution.backend import Backend, InProcess
@@ -182,11 +182,9 @@ def _run(job: CompareJob) -> Path:
             "float32 matrix multiplies at full precision (no TF32), on purpose: GPU and CPU results then "
             "differ only by rounding"
         )
-    if config.time_budget is not None:
-        echo(
-            f"every run trains alone for at most {config.time_budget:g} s (or {config.epochs} epochs), "
-            "so that each has the machine to itself for the same time"
-        )
+    spec = config.budget_spec
+    if spec is not None:
+        echo(f"every run stops at {_describe_budget(spec)} (or after {config.epochs} epochs)")
     if backend.here and backend.workers == 1 and len(planned) > len(by_plan):
         echo(
             f"the runs do not fit in this device's memory at once: {len(planned)} lockstep groups of "
@@ -206,6 +204,20 @@ def _run(job: CompareJob) -> Path:
         backend.train(out, config, todo, arrays, echo)
     finish(out, job.drawer)
     return out
+
+
+def _describe_budget(spec: Budget) -> str:
+    """The budget, as the terminal says it."""
+    if spec.kind == "seconds":
+        return (
+            f"{spec.amount:g} s of training, each run alone, its clock started after a warm-up step "
+            "(process CPU time on a CPU, wall time on a GPU)"
+        )
+    return (
+        f"{spec.amount:,.0f} training {spec.kind}"
+        if spec.kind == "images"
+        else f"{spec.amount:,.0f} forward evaluations"
+    )
 
 
 def _check_checkpoints(out: Path, config: CompareConfig, planned: Sequence[Sequence[RunPlan]]) -> None:

@@ -82,25 +82,42 @@ def prepare(
 
 
 def environment(device_name: str, training_processes: int = 1) -> dict[str, Any]:
-    """Versions and the device, recorded with every compare.
+    """Versions, the device and the command line, recorded with every compare.
 
     The libraries' versions come from their installed metadata: a compare whose runs train in
-    worker processes never imports Lightning in this one.
+    worker processes never imports Lightning in this one (nor EvoTorch or Ray, which may be absent).
+    ``command`` is ``sys.argv`` as the shell passed it; from the Python API that is the calling
+    program's command line, recorded all the same (it says what started the compare).
     """
-    from importlib.metadata import version
+    import shlex
+    import sys
+    from importlib.metadata import PackageNotFoundError, version
 
     import torch
 
+    from fmnist_pl import __version__
+
+    def _installed(distribution: str) -> str:
+        try:
+            return version(distribution)
+        except PackageNotFoundError:
+            return "not installed"
+
+    fmnist_pl = _installed("fmnist-pl")
     return {
+        "fmnist-pl": __version__ if fmnist_pl == "not installed" else fmnist_pl,  # run from a source tree
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "lightning": version("lightning"),
-        "torchmetrics": version("torchmetrics"),
-        "torchvision": version("torchvision"),
+        "lightning": _installed("lightning"),
+        "torchmetrics": _installed("torchmetrics"),
+        "torchvision": _installed("torchvision"),
+        "evotorch": _installed("evotorch"),
+        "ray": _installed("ray"),
         "platform": platform.platform(),
         "device": device_name,
         "cpu_threads": torch.get_num_threads(),
         "training_processes": training_processes,
+        "command": shlex.join(sys.argv),
     }
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from fmnist_pl.config import CompareConfig, RunPlan
+from fmnist_pl.config import Budget, CompareConfig, RunPlan
 from fmnist_pl.data.datamodule import FashionMNISTDataModule
 from fmnist_pl.data.idx import load_arrays
 from fmnist_pl.engine.mlp import MLP, seeded_mlp
@@ -80,13 +80,11 @@ def test_every_method_learns_a_small_problem_far_above_chance(name, fake_data, t
     assert saved["optimizer"]["name"] == name
 
 
-def _train(run: RunPlan, arrays, out, epochs: int, resume=None, time_budget=None):
+def _train(run: RunPlan, arrays, out, epochs: int, resume=None, budget=None):
     datamodule = FashionMNISTDataModule(
         arrays=arrays, batch_size=100, seeds=[run.seed], stack_seeds=False, val_size=100
     )
-    return train_group(
-        [run], datamodule, out, epochs, accelerator="cpu", progress=False, resume=resume, time_budget=time_budget
-    )
+    return train_group([run], datamodule, out, epochs, accelerator="cpu", progress=False, resume=resume, budget=budget)
 
 
 @pytest.mark.parametrize("name", METHODS)
@@ -115,7 +113,10 @@ def test_seed_fixes_the_start_and_the_sampling(fake_data, tmp_path):
 
 
 def test_a_time_budget_stops_the_run_and_records_the_partial_epoch(fake_data, tmp_path):
-    trained = _train(small_run("snes"), load_arrays(fake_data, counts=None), tmp_path, 100_000, time_budget=2.0)
+    trained = _train(
+        small_run("snes"), load_arrays(fake_data, counts=None), tmp_path, 100_000, budget=Budget("seconds", 2.0)
+    )
     epochs = trained.members[0].history.epochs
     assert 1 <= len(epochs) < 100_000 and trained.fit_seconds < 60
+    assert trained.members[0].history.stopped_by == "seconds" and trained.spent["seconds"] >= 2.0
     assert trained.members[0].history.test["last"]["predictions"]  # tested, like any finished run

@@ -92,3 +92,52 @@ def test_a_big_grid_overlay_has_one_legend_entry_per_optimizer():
     }
     few = plots.overlay(runs[:3], "val_acc", "validation accuracy").axes[0]
     assert len(few.get_legend().get_texts()) == 3  # a small compare keeps a legend entry per setting
+
+
+def test_a_runs_panel_has_losses_and_accuracies_on_separate_axes():
+    """A loss of 1.71 once ran off a shared [0, 1] axis; few epochs get a marker each."""
+    from fmnist_pl.report import plots
+
+    def history(epochs):
+        return [
+            {"epoch": e, "train_loss": 1.71 / e, "val_loss": 0.9, "train_acc": 0.6 + e / 100, "val_acc": 0.58}
+            for e in range(1, epochs + 1)
+        ]
+
+    fig = plots.learning_curves(history(3), title="adam")
+    loss, acc = fig.axes
+    assert (loss.get_ylabel(), acc.get_ylabel()) == ("loss", "accuracy")
+    assert [line.get_label() for line in loss.lines] == ["train loss", "val loss"]
+    assert [line.get_label() for line in acc.lines] == ["train acc", "val acc"]
+    assert loss.get_ylim()[0] == 0 and loss.get_ylim()[1] >= 1.71  # the whole loss curve in view
+    assert acc.get_ylim()[1] <= 1.0
+    assert all(line.get_marker() == "o" for ax in fig.axes for line in ax.lines)
+    many = plots.learning_curves(history(12))
+    assert all(line.get_marker() in (None, "None", "") for ax in many.axes for line in ax.lines)
+
+
+def test_log_axes_print_plain_tick_labels():
+    """Mathtext is off (run names are text), so matplotlib's log labels printed "$\\mathdefault{10^{-3}}$"."""
+    from fmnist_pl.report import plots
+
+    def labels(fig):
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        return [t.get_text() for t in [*ax.get_xticklabels(), *ax.get_xticklabels(minor=True)] if t.get_text()]
+
+    sweep = {
+        "sgd": {"lrs": [1e-4, 1e-3, 1e-2, 1e-1], "val_acc": [0.5, 0.7, 0.8, 0.6], "chosen": 1e-2, "diverged": []},
+        "adam": {"lrs": [1e-4, 1e-3], "val_acc": [0.8, 0.7], "chosen": 1e-4, "diverged": [1e-2]},
+    }
+    wide = labels(plots.lr_sweep(sweep))
+    assert "10⁻³" in wide and not any("mathdefault" in t or "$" in t for t in wide)
+    narrow = {"sgd": {"lrs": [2e-3, 3e-3, 5e-3], "val_acc": [0.5, 0.7, 0.8], "chosen": 5e-3, "diverged": []}}
+    within = labels(plots.lr_sweep(narrow))  # less than a decade: matplotlib labels minor ticks too
+    assert "2×10⁻³" in within and not any("mathdefault" in t for t in within)
+    finder = {"adam": {"method": "lr_find", "finder_lrs": [1e-6, 1e-4, 1e-2], "finder_losses": [2.3, 1.0, 5.0]}}
+    assert not any("mathdefault" in t for t in labels(plots.lr_sweep(finder)))
+    history = [
+        {"epoch": e, "val_acc": 0.7, "seconds": 1.0, "images": e * 1000, "evaluations": e * 10**6} for e in (1, 2)
+    ]
+    evaluations = labels(plots.overlay([{"setting": "cma", "history": history}], "val_acc", "acc", "evaluations"))
+    assert evaluations and not any("mathdefault" in t for t in evaluations)

@@ -1,0 +1,92 @@
+"""How equal is a seconds budget? The same ``--budget seconds=S`` compare, repeated and in both orders.
+
+Each repeat runs ``fmnist-pl compare --optimizers A,B --budget seconds=S`` and then the same with
+``B,A``, and prints the images each method saw. A budget equal by construction would give every
+repeat the same images, and the order of ``--optimizers`` would not change the ratio between the
+methods. ``--load`` starts a CPU-bound process on one core for the whole benchmark, as another
+program on the machine would be (the case where wall-clock budgets drift most).
+
+    python benchmarks/bench_budget.py                       # sgd,adam, 20 s, 3 repeats
+    python benchmarks/bench_budget.py --seconds 10 --repeats 2 --load
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _spin() -> None:
+    while True:
+        pass
+
+
+def images_seen(optimizers: str, seconds: float, out: Path, name: str) -> dict[str, int]:
+    """Run one budget compare; the training images each of its runs saw."""
+    subprocess.run(
+        [sys.executable, "-m", "fmnist_pl", "compare", "--optimizers", optimizers, "--budget", f"seconds={seconds:g}"]
+        + ["--epochs", "1000", "--no-progress", "--output-dir", str(out), "--name", name],
+        check=True,
+        capture_output=True,
+    )
+    runs = {}
+    for run in optimizers.split(","):
+        metrics = json.loads((out / name / "runs" / run / "metrics.json").read_text())
+        runs[run] = int(metrics["spent"]["images"])
+    return runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--optimizers", default="sgd,adam")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--load", action="store_true", help="a busy process on one core throughout")
+    args = parser.parse_args()
+    a, b = args.optimizers.split(",")
+    print(f"CPU: {cpu_model()}; budget seconds={args.seconds:g}; load: {'one busy core' if args.load else 'none'}")
+    spinner = multiprocessing.Process(target=_spin, daemon=True) if args.load else None
+    if spinner is not None:
+        spinner.start()
+    seen: dict[str, list[int]] = {a: [], b: []}
+    ratios: dict[str, list[float]] = {f"{a},{b}": [], f"{b},{a}": []}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for repeat in range(args.repeats):
+                for order in ratios:
+                    runs = images_seen(order, args.seconds, Path(tmp), f"r{repeat}-{order.replace(',', '-')}")
+                    print(f"repeat {repeat + 1}, order {order}: " + ", ".join(f"{k} {v:,}" for k, v in runs.items()))
+                    for k, v in runs.items():
+                        seen[k].append(v)
+                    ratios[order].append(runs[a] / runs[b])
+    finally:
+        if spinner is not None:
+            spinner.terminate()
+    for k, values in seen.items():
+        spread = (max(values) - min(values)) / statistics.fmean(values)
+        print(f"{k}: images {min(values):,}-{max(values):,}, spread {spread:.1%} of the mean")
+    for order, values in ratios.items():
+        print(
+            f"order {order}: {a}/{b} images ratio {statistics.fmean(values):.3f} ({', '.join(f'{r:.3f}' for r in values)})"
+        )
+
+
+if __name__ == "__main__":
+    main()
