@@ -87,8 +87,8 @@ class Drawer:
             initializer=_worker_start,
             initargs=(self._lifeline[0],),
         )
-        for _ in range(self.workers):
-            self._pool.submit(int)  # a no-op each: every worker process starts (and imports) now
+        # A no-op each: every worker process starts (and imports) now.
+        self._started = [self._pool.submit(int) for _ in range(self.workers)]
 
     def submit(self, jobs: Sequence[FigureJob]) -> Callable[[], list[str]]:
         """Start drawing ``jobs``; returns a function that waits for their data URIs, in order."""
@@ -114,7 +114,8 @@ class Drawer:
         return collect
 
     def worker_pids(self) -> list[int]:
-        """The drawing processes' ids (none once closed)."""
+        """The drawing processes' ids, once each has started (its initializer run); none once closed."""
+        cf.wait(self._started)
         return worker_pids(self._pool)
 
     def close(self) -> None:

@@ -196,6 +196,7 @@ def protocol(loaded: dict[str, Any]) -> list[tuple[str, str]]:
         ("--limit-train-batches", f"{limit:,} batches an epoch" if limit else "none (every batch)"),
         ("--time-budget", f"{budget:g} s of training per run" if budget is not None else "none"),
         ("--budget", f"{setup['budget']} per run" if setup.get("budget") else "none"),
+        ("--eval-points", f"{given('eval_points')} validations per run between epoch ends, where it has fewer epochs"),
     ]
 
 

@@ -310,4 +310,6 @@ def test_settings_missing_from_config_json_are_read_as_the_defaults_the_compare_
     _change("config.json", lambda d: d | {"config": {"epochs": 3}})(folder)
     setup = store.load_compare(folder)["config"]["config"]
     assert setup["epochs"] == 3 and setup["batch_size"] == CompareConfig().batch_size
-    assert "3 / 32 / 1" in report.render(folder).read_text()  # the setup table: epochs / batch size / seeds
+    html = report.render(folder).read_text()  # the setup table: epochs, batch size, seeds
+    assert "<td>epochs</td><td>3</td>" in html and "<td>batch size</td><td>32</td>" in html
+    assert "<td>seeds</td><td>1 (first seed 42" in html
