@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
     from fmnist_pl.store.tables import Results
 
-__version__ = "0.1.0"
+from fmnist_pl.version import __version__
+
 __all__ = ["Results", "__version__", "load"]
 
 

@@ -95,7 +95,7 @@ def environment(device_name: str, training_processes: int = 1) -> dict[str, Any]
 
     import torch
 
-    from fmnist_pl import __version__
+    from fmnist_pl.version import __version__
 
     def _installed(distribution: str) -> str:
         try:
