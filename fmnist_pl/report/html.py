@@ -304,6 +304,32 @@ def overlay_jobs(ok_runs: list[dict[str, Any]], jobs: dict[Any, FigureJob]) -> l
     return titles
 
 
+def targets_view(targets: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The time-to-target table: per setting and target, the runs that reached it and the median
+    images (and seconds) they needed."""
+    if not targets:
+        return None
+    rows = []
+    for setting in targets["settings"]:
+        cells = []
+        for cell in setting["cells"]:
+            if not cell["reached"]:
+                cells.append(f"not reached (0/{cell['runs']})")
+                continue
+            where = f"{cell['images']:,.0f} images" if cell["images"] is not None else f"epoch {cell['epoch']:g}"
+            seconds = f", {cell['seconds']:.1f} s" if cell["seconds"] is not None else ""
+            cells.append(f"{where}{seconds} ({cell['reached']}/{cell['runs']})")
+        rows.append({"setting": setting["setting"], "cells": cells})
+    return {"targets": [t["label"] for t in targets["targets"]], "rows": rows, "best": targets["best"]}
+
+
+def summary_targets(loaded: dict[str, Any]) -> dict[str, Any] | None:
+    """Time-to-target of the loaded folder (:func:`fmnist_pl.analysis.summary.time_to_targets`)."""
+    from fmnist_pl.analysis.summary import time_to_targets
+
+    return time_to_targets(loaded["runs"], loaded["config"]["config"].get("target"))
+
+
 def start_figures(loaded: dict[str, Any], drawer: Drawer | None = None) -> Callable[[], dict[str, Any]]:
     """Start drawing every figure of the report from the results (and samples.json, and the detailed
     runs' predictions.json, read through their schemas); returns a function that waits for them and
@@ -324,6 +350,9 @@ def start_figures(loaded: dict[str, Any], drawer: Drawer | None = None) -> Calla
             jobs[("curves", r["run"])] = FigureJob(
                 "learning_curves", (curve_rows(r, "train_loss"),), {"title": r["run"]}
             )
+    targets = summary_targets(loaded)
+    if targets:
+        jobs[("profile", None)] = FigureJob("target_profile", (targets["levels"], targets["profile"]))
     sweep = loaded["config"].get("sweep")
     if sweep:
         jobs[("sweep", None)] = FigureJob("lr_sweep", (sweep,))
@@ -354,6 +383,7 @@ def start_figures(loaded: dict[str, Any], drawer: Drawer | None = None) -> Calla
             "train_images": train_grid,
             "detailed": len(detailed),
             "sweep_plot": drawn.get(("sweep", None)),
+            "profile_plot": drawn.get(("profile", None)),
         }
 
     return collect
@@ -392,6 +422,7 @@ def build_context(loaded: dict[str, Any], summary: dict[str, Any], figures: dict
         "ranking": ranking_view(summary["rankings"], summary["significance"]),
         "aggregates": summary["settings"],
         "budget": summary.get("budget"),
+        "targets": targets_view(summary.get("targets")),
         "per_class": _per_class(summary["settings"]),
         "significance": verdicts_view(summary["significance"]),
         "protocol": protocol(loaded),
@@ -403,6 +434,7 @@ def build_context(loaded: dict[str, Any], summary: dict[str, Any], figures: dict
         "observations": summary["observations"],
         "run_observations": bool(run_observations),
         "train_images": figures["train_images"],
+        "profile_plot": figures.get("profile_plot"),
         "detailed": figures["detailed"] if figures["detailed"] < len(loaded["runs"]) else None,
     }
 

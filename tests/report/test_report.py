@@ -117,8 +117,10 @@ def test_report_sections_values_and_escaping(tmp_path):
     assert "adam" in html.split('id="missing"')[1].split("</section>")[0]
     # Figures: overlays (3 against epochs, 1 against seconds; these results record no images/evaluations
     # totals, so no curves on those axes) + each run's learning curves; then the 40 training images and,
-    # per run, the 40 test images of its prediction grid.
-    assert html.count('<img src="data:image/png;base64,') == 4 + 2 + 40 + 2 * 40
+    # per run, the 40 test images of its prediction grid; and the time-to-target profile.
+    assert html.count('<img src="data:image/png;base64,') == 4 + 2 + 40 + 2 * 40 + 1
+    targets = html.split('<section id="targets">')[1].split("</section>")[0]
+    assert "90% of the best" in targets and "time-to-target profile" in targets
     assert html.count('<table class="confusion"') == 2  # one per run, as HTML: counts are text
     assert '<td style="background: rgb(8,48,107)" class="dark">100</td>' in html  # every cell is the peak here
     reports = html.split('id="reports"')[1].split("</section>")[0]
