@@ -113,7 +113,7 @@ LAYERS = [
     ("fmnist_pl.cli", "fmnist_pl.__main__"),
     ("fmnist_pl.study",),
     ("fmnist_pl.report",),
-    ("fmnist_pl.analysis.summary", "fmnist_pl.analysis.stats"),
+    ("fmnist_pl.analysis.summary", "fmnist_pl.analysis.stats", "fmnist_pl.analysis.targets", "fmnist_pl.analysis.runs"),
     ("fmnist_pl.execution",),
     ("fmnist_pl.plan",),
     ("fmnist_pl.engine",),

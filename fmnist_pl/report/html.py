@@ -325,7 +325,7 @@ def targets_view(targets: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def summary_targets(loaded: dict[str, Any]) -> dict[str, Any] | None:
     """Time-to-target of the loaded folder (:func:`fmnist_pl.analysis.summary.time_to_targets`)."""
-    from fmnist_pl.analysis.summary import time_to_targets
+    from fmnist_pl.analysis.targets import time_to_targets
 
     return time_to_targets(loaded["runs"], loaded["config"]["config"].get("target"))
 

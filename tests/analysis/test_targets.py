@@ -2,7 +2,7 @@
 
 import pytest
 
-from fmnist_pl.analysis.summary import time_to_targets, validation_points
+from fmnist_pl.analysis.targets import time_to_targets, validation_points
 
 
 def _run(name, seed, accs, points=(), fraction=None):
