@@ -444,6 +444,8 @@ def resume_config(folder: Path, ctx: typer.Context | None = None, progress: bool
     given = _given(ctx) if ctx is not None else {}
     flag = {"overrides": "--set", "more_hidden": "--hidden"}
     asked = CompareConfig.from_dict(saved | given).to_dict()  # the same normal form as the saved settings
+    # Where the data is may change (a folder moved to another machine); what it trains may not.
+    relocated = {k: given.pop(k) for k in ("data_dir", "download") if k in given}
     conflicts = [
         f"{flag.get(k, '--' + k.replace('_', '-'))} {given[k]!r} (saved: {saved[k]!r})"
         for k in given
@@ -455,7 +457,7 @@ def resume_config(folder: Path, ctx: typer.Context | None = None, progress: bool
             f"{'; '.join(conflicts)} conflict: drop them, or start a new compare with another --name"
         )
     return CompareConfig.from_dict(
-        saved | {"output_dir": str(folder.parent), "name": folder.name, "progress": progress}
+        saved | relocated | {"output_dir": str(folder.parent), "name": folder.name, "progress": progress}
     )
 
 

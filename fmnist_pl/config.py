@@ -87,7 +87,7 @@ class Budget:
         return cls(kind, amount)
 
     def __str__(self) -> str:
-        return f"{self.kind}={self.amount:g}"
+        return f"{self.kind}={self.amount:.15g}"  # every digit given (images=1234567 stays 1234567)
 
 
 @dataclass(frozen=True)
@@ -211,6 +211,7 @@ def _check_time_budget(c: CompareConfig) -> None:
         raise ConfigError(f"--time-budget must be a number of seconds > 0, got {budget!r}")
     if budget > MAX_TIME_BUDGET:
         raise ConfigError(f"--time-budget {budget:g} s is more than a year ({MAX_TIME_BUDGET:,} s); use less")
+    object.__setattr__(c, "time_budget", float(budget))  # 30 and 30.0 are one protocol (and one identity)
 
 
 def _check_budget(c: CompareConfig) -> None:

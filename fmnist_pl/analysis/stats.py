@@ -173,7 +173,9 @@ def compare_optimizers(correct: dict[str, np.ndarray], alpha: float = ALPHA) -> 
     every optimizer, so seed k is paired with seed k). With two or more seeds every pair is
     tested over seeds (:func:`seed_paired_test`); with one, by McNemar's test of the two networks.
     Holm's adjustment runs over all pairs; "different" means the adjusted p-value is below
-    ``alpha`` (so the pair's interval excludes zero).
+    ``alpha``. Each pair's interval is its own, unadjusted 95 % interval: a "different" pair's
+    excludes zero, but with several pairs an interval may exclude zero while Holm's verdict is
+    still "not distinguishable".
     """
     names = sorted(correct, key=lambda n: -float(np.mean(correct[n])))
     seeds = min(np.atleast_2d(c).shape[0] for c in correct.values())

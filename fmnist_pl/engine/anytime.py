@@ -48,7 +48,14 @@ class AnytimeValidation(pl.Callback):
             self._next += 1
         if batches >= trainer.num_training_batches or trainer.should_stop:
             return  # an epoch end (or the budget's last step): Lightning validates it, and its row is the point
-        pl_module.record_point(*validate(pl_module, trainer), batches)
+        stop = next((c for c in trainer.callbacks if type(c).__name__ == "BudgetStop"), None)
+        if stop is not None:
+            stop.pause()  # validation is not training: not on the budget's clock
+        try:
+            pl_module.record_point(*validate(pl_module, trainer), batches)
+        finally:
+            if stop is not None:
+                stop.resume(pl_module)
 
     def state_dict(self) -> dict[str, Any]:
         return {"next": self._next}

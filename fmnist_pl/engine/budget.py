@@ -47,10 +47,29 @@ class BudgetStop(pl.Callback):
         return {"images": images, "evaluations": evaluations, "seconds": seconds}
 
     # ----------------------------------------------------------------- hooks
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
         self._cpu = pl_module.device.type == "cpu"
         self._clock = None
         pl_module.budget_clock = "process CPU time" if self._cpu else "wall time"
+        if self.spent()[self.budget.kind] >= self.budget.amount:
+            # Resumed from the checkpoint of the epoch that spent it (killed while testing, say):
+            # not one more step.
+            trainer.should_stop = True
+            pl_module.stopped_by = self.budget.kind
+
+    def pause(self) -> None:
+        """Stop the clock (validation is not training); :meth:`resume` starts it again."""
+        if self._clock is not None:
+            self.seconds, self._clock = self.spent()["seconds"], None
+            self._paused = True
+
+    def resume(self, pl_module: Any | None = None) -> None:
+        if getattr(self, "_paused", False):
+            if pl_module is not None and pl_module.device.type == "cuda":
+                import torch
+
+                torch.cuda.synchronize(pl_module.device)
+            self._clock, self._paused = self._now(), False
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self._clock is None:  # the warm-up step: the clock starts now
@@ -67,13 +86,11 @@ class BudgetStop(pl.Callback):
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Validation is not training: the clock pauses while it runs."""
-        if self._clock is not None and not trainer.sanity_checking:
-            self.seconds, self._clock = self.spent()["seconds"], None
-            self._paused = True
+        if not trainer.sanity_checking:
+            self.pause()
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if getattr(self, "_paused", False):
-            self._clock, self._paused = self._now(), False
+        self.resume(pl_module)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         # Before the module records the epoch and the checkpoint is written (callbacks run first,

@@ -19,10 +19,19 @@ from typing import Any, BinaryIO, Callable, Sequence
 from fmnist_pl.store.layout import HISTORY_CSV, HISTORY_JSON, TEMPORARY_SUFFIX
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# Read once, at import: setting the umask is process-wide, so reading it while FileWriter's threads
+# create folders could give them 0777 for that instant.
+_UMASK = _read_umask()
+
+
+def _umask() -> int:
+    return _UMASK
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Iterator
 
 from fmnist_pl.errors import ConfigError
-from fmnist_pl.store.layout import CONFIG_FILE, MARKER_FILE, TEMPORARY_SUFFIX
+from fmnist_pl.store.layout import CONFIG_FILE, FORMAT_VERSION, MARKER_FILE, TEMPORARY_SUFFIX
 
 LOCK_FILE = ".lock"
 KINDS = ("compare", "sweep")
@@ -53,7 +53,8 @@ def folder_kind(folder: Path) -> str | None:
         return None
     if (folder / CONFIG_FILE).is_file() and _is_results_config(folder / CONFIG_FILE):
         return "compare"
-    if any((folder / name).is_file() for name in ("sweep.json", f"sweep/{CONFIG_FILE}", f"final/{CONFIG_FILE}")):
+    # A sweep of a version before the marker: its grid's or final comparison's results.
+    if any(_is_results_config(folder / name / CONFIG_FILE) for name in ("sweep", "final")):
         return "sweep"
     return None
 
@@ -63,7 +64,11 @@ def _is_results_config(path: Path) -> bool:
         data = json.loads(path.read_text())
     except (OSError, ValueError, RecursionError):  # unreadable, not JSON, or nested absurdly deep
         return False
-    return isinstance(data, dict) and data.get("format") in (1, 2) and isinstance(data.get("config"), dict)
+    return (
+        isinstance(data, dict)
+        and data.get("format") in range(1, FORMAT_VERSION + 1)
+        and isinstance(data.get("config"), dict)
+    )
 
 
 def check_owned(folder: Path, kind: str, option: str = "--name") -> None:
@@ -155,10 +160,15 @@ def exclusive(folder: Path, kind: str = "compare") -> Iterator[Claim]:
         except BlockingIOError:
             raise _in_use(folder) from None
         marked = _mark(folder, kind, created, lock)
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        remove_temporaries(folder)
-        yield Claim(folder, created, marked)
+        claim = Claim(folder, created, marked)
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+            remove_temporaries(folder)
+        except OSError as exc:
+            remove_failed_start(claim)
+            raise _cannot_write(folder, exc) from None
+        yield claim
     finally:
         os.close(fd)  # releases the lock
 
@@ -202,7 +212,29 @@ def remove_failed_start(claim: Claim | None) -> None:
     if claim is None:
         return
     if claim.created is not None:
-        shutil.rmtree(claim.created, ignore_errors=True)
-    elif claim.marked:
+        # Its own folder whole; the parents it made only while empty: another command may have
+        # started in a new --output-dir meanwhile, and what it wrote there is not ours.
+        shutil.rmtree(claim.folder, ignore_errors=True)
+        top = claim.created.absolute()
+        for parent in claim.folder.absolute().parents:
+            if parent != top and top not in parent.parents:
+                break
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+            if parent == top:
+                break
+    elif claim.marked and _only_ours(claim.folder):
+        # A folder that was there (empty): the marker and lock go only if nothing else of the start
+        # was written; otherwise the marker stays, so that the next start completes the folder.
         for name in (MARKER_FILE, LOCK_FILE):
             (claim.folder / name).unlink(missing_ok=True)
+
+
+def _only_ours(folder: Path) -> bool:
+    """Whether ``folder`` holds nothing but the marker and the lock."""
+    try:
+        return {e.name for e in os.scandir(folder)} <= {MARKER_FILE, LOCK_FILE}
+    except OSError:
+        return False

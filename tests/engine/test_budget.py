@@ -103,3 +103,27 @@ def test_every_method_gets_an_anytime_curve_under_a_budget(tmp_path, fake_data):
         evaluations = [p["evaluations"] for p in points]
         assert evaluations == sorted(evaluations) and evaluations[-1] <= 60000
         assert all(0 <= p["val_acc"] <= 1 and p["epoch"] % 1 for p in points)  # between epoch ends
+
+
+def test_a_resume_after_the_budget_was_spent_trains_no_further_step():
+    """Killed after the stop epoch's checkpoint (while testing, say): the resumed fit stops at once."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from fmnist_pl.config import Budget
+    from fmnist_pl.engine.budget import BudgetStop
+
+    stop = BudgetStop(Budget("images", 700))
+    stop.load_state_dict({"images": 704, "evaluations": 704, "seconds": 3.0})  # from the checkpoint
+    trainer = SimpleNamespace(should_stop=False)
+    module = SimpleNamespace(device=torch.device("cpu"), stopped_by=None)
+    stop.on_train_start(trainer, module)
+    assert trainer.should_stop and module.stopped_by == "images"
+
+
+def test_budgets_keep_every_digit_and_one_form_of_seconds():
+    assert CompareConfig(budget="images=1234567").budget == "images=1234567"
+    assert CompareConfig(time_budget=30).time_budget == 30.0 and isinstance(
+        CompareConfig(time_budget=30).time_budget, float
+    )

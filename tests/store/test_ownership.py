@@ -134,3 +134,36 @@ def test_a_checkpoint_of_another_compare_is_refused_before_anything_is_printed(f
     ckpt.unlink()  # the fix it names: the group restarts
     compare(_config(tmp_path, "mine"), resume=True, arrays=arrays, echo=lambda _: None)
     assert (mine / "runs/sgd/metrics.json").is_file()
+
+
+def test_a_failed_start_removes_only_its_own_folders(tmp_path):
+    """Two commands started into a new --output-dir: the one whose start fails takes back its own
+    folder, and the parents it made only while nothing else is in them."""
+    from fmnist_pl.store.lock import remove_failed_start
+
+    exp = tmp_path / "new" / "exp"
+    with exclusive(exp / "a", "compare") as claim:
+        assert claim.created == tmp_path / "new"
+        (exp / "b").mkdir()  # another command's, started meanwhile
+        (exp / "b" / "config.json").write_text("theirs")
+        remove_failed_start(claim)
+    assert not (exp / "a").exists() and (exp / "b" / "config.json").read_text() == "theirs"
+    with exclusive(tmp_path / "alone" / "x" / "a", "compare") as claim:
+        remove_failed_start(claim)
+    assert not (tmp_path / "alone").exists()  # nothing beside it: every folder it made is gone
+
+
+def test_a_start_stopped_after_writing_into_a_users_empty_folder_keeps_the_marker(tmp_path):
+    from fmnist_pl.store.lock import remove_failed_start
+
+    (tmp_path / "empty").mkdir()
+    with exclusive(tmp_path / "empty", "compare") as claim:
+        (tmp_path / "empty" / "samples.json").write_text("{}")  # written before the stop
+        remove_failed_start(claim)
+    assert folder_kind(tmp_path / "empty") == "compare"  # the next start completes it, not refused
+
+
+def test_a_file_named_sweep_json_does_not_make_a_users_folder_a_sweeps(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "sweep.json").write_text('{"my": "notes"}')
+    assert folder_kind(tmp_path / "mine") is None
