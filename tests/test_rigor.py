@@ -36,7 +36,8 @@ def test_seeds_give_uncertainty_and_a_paired_test(real_data, tmp_path):
     h42 = json.loads((folder / "runs/adam/seed-42/history.json").read_text())
     h43 = json.loads((folder / "runs/adam/seed-43/history.json").read_text())
     assert h42[0]["val_loss"] != h43[0]["val_loss"]  # different seeds, different runs
-    assert "significance (paired bootstrap" in proc.stdout
+    # The verdict's unit is the training run: a paired t-test over the 2 seeds.
+    assert "pairs (paired t-test over 2 seeds" in proc.stdout
     html = (folder / "report.html").read_text()
     for text in (
         'id="significance"',
