@@ -332,3 +332,8 @@ def test_a_full_disk_is_one_line_and_resume_finishes_once_there_is_space(finishe
         got = json.loads((folder / f"runs/{run}/metrics.json").read_text())
         want = json.loads((finished / f"runs/{run}/metrics.json").read_text())
         assert got["test"]["last"]["accuracy"] == want["test"]["last"]["accuracy"]
+
+
+def test_a_too_long_fmnist_data_is_one_line(tmp_path):
+    proc = run_cli("compare", cwd=tmp_path, env={"FMNIST_DATA": str(tmp_path / ("d" * 300))})
+    one_line_error(proc, "(from FMNIST_DATA) cannot be used (File name too long)")

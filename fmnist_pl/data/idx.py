@@ -97,6 +97,14 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
     for source, value in (("--data-dir", data_dir), ("FMNIST_DATA", os.environ.get("FMNIST_DATA"))):
         if value:
             path = Path(value).expanduser()
+            try:
+                os.stat(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:  # a name too long, a loop of links, no permission: said in one line
+                raise DataError(
+                    f"data folder {str(path)[:80]!r}... (from {source}) cannot be used ({exc.strerror}); {HOW_TO_GET}"
+                ) from None
             if path.exists() and not path.is_dir():
                 raise DataError(
                     f"data folder {str(path)!r} (from {source}) is a file, not a folder; pass the "
