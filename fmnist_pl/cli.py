@@ -200,7 +200,7 @@ def compare(
         typer.Option(
             metavar="KIND=AMOUNT",
             help="Stop every run once it has spent this: seconds=30 (training time after a warm-up step, "
-            "CPU time on a CPU; each run trains alone), images=2e6 (training images seen) or "
+            "the training thread's CPU time on a CPU; each run trains alone), images=2e6 (training images seen) or "
             "evaluations=1e8 (forward evaluations: images x population for a search). --epochs still caps it.",
         ),
     ] = None,

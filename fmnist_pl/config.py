@@ -50,7 +50,7 @@ def absolute_path(value: str | os.PathLike, option: str) -> str:
 
 # What a budget can count, and the most of each a run may be given (a typo cannot plan a century).
 BUDGET_KINDS = {
-    "seconds": MAX_TIME_BUDGET,  # training time after a warm-up step: the process's CPU time on a CPU, wall time on a GPU
+    "seconds": MAX_TIME_BUDGET,  # training time after a warm-up step: the training thread's CPU time on a CPU, wall time on a GPU
     "images": 1e15,  # training images seen
     "evaluations": 1e18,  # forward evaluations: images x population for a search, images for a gradient method
 }
@@ -62,7 +62,9 @@ class Budget:
 
     Images and evaluations are equal by construction (each run stops at the step that reaches
     the amount); seconds depend on the machine, so their clock starts after a warm-up step and,
-    on a CPU, counts the process's CPU time, which another program on the machine does not spend.
+    on a CPU, counts the CPU time of the thread that trains (time the OS gives another program is
+    not counted); measured across repeats it still varies (benchmarks/RESULTS.md), so for equal
+    work use images or evaluations.
     """
 
     kind: str

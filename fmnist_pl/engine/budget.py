@@ -8,8 +8,11 @@ and a resumed run continues the same budget.
 
 Why seconds are not Lightning's ``max_time``: that counts wall time from the first step, so a
 run pays its warm-up (allocations, first kernels) and whatever else the machine was doing at its
-turn. Here the clock starts after a warm-up step and, on a CPU, counts the process's CPU time,
-which another program on the machine does not spend.
+turn. Here the clock starts after a warm-up step and, on a CPU, counts the CPU time of the thread
+that trains (Lightning's hooks and the step run on it; torch's other OpenMP threads work in step
+with it): time the OS gives another program is not counted. Side by side it varied less across
+repeats than the process's CPU time, whose OpenMP threads spin while they wait (figures:
+benchmarks/RESULTS.md); it is still not equal work, which the images and evaluations budgets are.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ class BudgetStop(pl.Callback):
 
     # ----------------------------------------------------------------- what was spent
     def _now(self) -> float:
-        return time.process_time() if self._cpu else time.perf_counter()
+        return time.thread_time() if self._cpu else time.perf_counter()
 
     def spent(self, pl_module: Any | None = None) -> dict[str, float]:
         """Images, evaluations and budget seconds spent so far (``pl_module``: add its current epoch)."""
@@ -50,7 +53,7 @@ class BudgetStop(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
         self._cpu = pl_module.device.type == "cpu"
         self._clock = None
-        pl_module.budget_clock = "process CPU time" if self._cpu else "wall time"
+        pl_module.budget_clock = "training thread CPU time" if self._cpu else "wall time"
         if self.spent()[self.budget.kind] >= self.budget.amount:
             # Resumed from the checkpoint of the epoch that spent it (killed while testing, say):
             # not one more step.

@@ -274,7 +274,7 @@ class Spent(_Model):
     images: Count
     evaluations: Count
     seconds: Seconds
-    clock: Literal["process CPU time", "wall time"] | None = None
+    clock: Literal["training thread CPU time", "wall time"] | None = None
 
 
 class MetricsFile(RunEntry):

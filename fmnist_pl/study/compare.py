@@ -211,7 +211,7 @@ def _describe_budget(spec: Budget) -> str:
     if spec.kind == "seconds":
         return (
             f"{spec.amount:g} s of training, each run alone, its clock started after a warm-up step "
-            "(process CPU time on a CPU, wall time on a GPU)"
+            "(the training thread's CPU time on a CPU, wall time on a GPU)"
         )
     return (
         f"{spec.amount:,.0f} training {spec.kind}"
