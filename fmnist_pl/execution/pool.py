@@ -97,8 +97,8 @@ def check_workers(workers: int, config: CompareConfig, ray: str | None = None) -
         )
     if config.trains_alone:
         raise ConfigError(
-            f"--workers {workers} trains runs at the same time, but --separate and --time-budget "
-            "time each run alone: drop --workers"
+            f"--workers {workers} trains runs at the same time, but --separate and a seconds budget "
+            "(--time-budget, --budget seconds=) time each run alone: drop --workers"
         )
 
 
