@@ -12,26 +12,24 @@ import csv
 import io
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Sequence
 
 from fmnist_pl.store.layout import HISTORY_CSV, HISTORY_JSON, TEMPORARY_SUFFIX
 
 
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# Read once, at import: setting the umask is process-wide, so reading it while FileWriter's threads
-# create folders could give them 0777 for that instant.
-_UMASK = _read_umask()
-
-
-def _umask() -> int:
-    return _UMASK
+def _temporary(path: Path) -> tuple[int, str]:
+    """A new temporary sibling of ``path``, open for writing, created as ``open()`` creates files:
+    mode 0666 less the umask, applied by the kernel at creation (reading the umask would mean
+    setting it, process-wide, while other threads create files)."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}{TEMPORARY_SUFFIX}"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), str(tmp)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -41,14 +39,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
     """``write(file)`` fills a temporary sibling of ``path``, which then replaces ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
+    # Created with what open() would give (0666 less the umask), not mkstemp's 0600, so that a report
+    # copied to a shared folder or served by a web server stays readable.
+    fd, tmp = _temporary(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
-            # mkstemp creates 0600; give the file what open() would (0666 less the umask), so a
-            # report copied to a shared folder or served by a web server stays readable.
-            os.fchmod(fh.fileno(), 0o666 & ~_umask())
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
