@@ -27,15 +27,17 @@ RELATIVE_TARGETS = (0.9, 0.95, 0.99)  # of the best validation accuracy any run 
 PROFILE_LEVELS = 51  # points of the target profile, from half the best accuracy to all of it
 
 
-def validation_points(run: dict[str, Any]) -> list[dict[str, float]]:
-    """Every validation of a run in training order, epoch ends and anytime points alike, each with
-    the images, evaluations and seconds spent by then."""
+def validation_points(run: dict[str, Any], anytime: bool = True) -> list[dict[str, float]]:
+    """Every validation of a run in training order - its epoch rows (a budget's partial last epoch at
+    its true position: 2.4, not 3) and, with ``anytime``, its points between epoch ends - each with
+    the images, evaluations and seconds spent by then (the report's curves read the same rows)."""
     rows, clock = [], 0.0
     for row in run["history"]:
         clock += row["seconds"]
         position = row["epoch"] - 1 + row["fraction"] if row.get("fraction") else row["epoch"]
         rows.append({**row, "epoch": position, "seconds": clock})
-    rows += [dict(point) for point in run.get("points") or []]
+    if anytime:
+        rows += [dict(point) for point in run.get("points") or []]
     return sorted(rows, key=lambda r: r["epoch"])
 
 

@@ -17,16 +17,17 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from fmnist_pl.config import Budget
+from fmnist_pl.engine.budget import BudgetStop
 
 DEFAULT_POINTS = 20  # per run: enough for a curve, few enough not to slow a short run
 
 
 class AnytimeValidation(pl.Callback):
-    """Validate every run at ``points`` evenly spaced points of its ``budget`` (or of its batches)."""
+    """Validate every run at ``points`` evenly spaced points of its budget (``stop``: the group's
+    budget callback, which counts what was spent) or, without one, of its batches."""
 
-    def __init__(self, points: int, epochs: int, budget: Budget | None = None) -> None:
-        self.points, self.epochs, self.budget = points, epochs, budget
+    def __init__(self, points: int, epochs: int, stop: BudgetStop | None = None) -> None:
+        self.points, self.epochs, self.stop = points, epochs, stop
         self._next = 1  # the next point's index (1..points)
 
     def _progress(self, trainer: pl.Trainer, pl_module: Any, batches: int) -> float:
@@ -34,9 +35,9 @@ class AnytimeValidation(pl.Callback):
         limit it will meet first)."""
         per_epoch = max(1, trainer.num_training_batches)
         share = (trainer.current_epoch * per_epoch + batches) / (self.epochs * per_epoch)
-        if self.budget is not None:
-            stop = next(c for c in trainer.callbacks if type(c).__name__ == "BudgetStop")
-            share = max(share, stop.spent(pl_module)[self.budget.kind] / self.budget.amount)
+        if self.stop is not None:
+            budget = self.stop.budget
+            share = max(share, self.stop.spent(pl_module)[budget.kind] / budget.amount)
         return share
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -48,14 +49,13 @@ class AnytimeValidation(pl.Callback):
             self._next += 1
         if batches >= trainer.num_training_batches or trainer.should_stop:
             return  # an epoch end (or the budget's last step): Lightning validates it, and its row is the point
-        stop = next((c for c in trainer.callbacks if type(c).__name__ == "BudgetStop"), None)
-        if stop is not None:
-            stop.pause()  # validation is not training: not on the budget's clock
+        if self.stop is not None:
+            self.stop.pause()  # validation is not training: not on the budget's clock
         try:
             pl_module.record_point(*validate(pl_module, trainer), batches)
         finally:
-            if stop is not None:
-                stop.resume(pl_module)
+            if self.stop is not None:
+                self.stop.resume(pl_module)
 
     def state_dict(self) -> dict[str, Any]:
         return {"next": self._next}

@@ -138,10 +138,15 @@ def make_trainer(
         for run in runs
     ]
     callbacks = _callbacks(group_dir, progress, after_checkpoint)
-    if budget is not None:
-        callbacks.insert(0, BudgetStop(budget))
-    if eval_points and (budget is not None or epochs < eval_points):
-        callbacks.insert(1 if budget is not None else 0, AnytimeValidation(eval_points, epochs, budget))
+    # First, in this order (before the checkpoint, which Lightning runs last): the budget sets
+    # should_stop that the anytime validation reads.
+    stop = BudgetStop(budget) if budget is not None else None
+    anytime = (
+        AnytimeValidation(eval_points, epochs, stop)
+        if eval_points and (stop is not None or epochs < eval_points)
+        else None
+    )
+    callbacks[:0] = [c for c in (stop, anytime) if c is not None]
     return pl.Trainer(
         max_epochs=epochs,
         accelerator=accelerator,

@@ -17,6 +17,7 @@ import jinja2
 from fmnist_pl import store
 from fmnist_pl.analysis.metrics import classification_report_text
 from fmnist_pl.analysis.summary import finished, interval_text, intervals_note, pair_view, ranking_note, summarize
+from fmnist_pl.analysis.targets import validation_points
 from fmnist_pl.config import CompareConfig
 from fmnist_pl.data.idx import CLASS_NAMES
 from fmnist_pl.store.load import in_the_way
@@ -260,20 +261,12 @@ CURVES = [
 def curve_rows(run: dict[str, Any], key: str) -> list[dict[str, Any]]:
     """A run's points for a curve of ``key``: its epoch rows, a budget's partial last epoch at its true
     position (epoch 2.4, not 3), and for validation metrics its anytime points between epoch ends
-    (``anytime.json``), in order; each row's ``seconds`` is its own (the plots accumulate them)."""
-    rows = []
-    clock = 0.0
-    for row in run["history"]:
-        clock += row["seconds"]
-        position = row["epoch"] - 1 + row["fraction"] if row.get("fraction") else row["epoch"]
-        rows.append({**row, "epoch": position, "_clock": clock})
-    if key.startswith("val_") and run.get("points"):
-        rows += [{**point, "_clock": point["seconds"]} for point in run["points"]]
-        rows.sort(key=lambda r: r["epoch"])
+    (``anytime.json``), in order (:func:`~fmnist_pl.analysis.targets.validation_points`); each row's
+    ``seconds`` is its own (the plots accumulate them)."""
+    rows = validation_points(run, anytime=key.startswith("val_"))
     previous = 0.0
     for row in rows:
-        row["seconds"], previous = row["_clock"] - previous, row["_clock"]
-        del row["_clock"]
+        row["seconds"], previous = row["seconds"] - previous, row["seconds"]
     return rows
 
 

@@ -225,15 +225,15 @@ def remove_failed_start(claim: Claim | None) -> None:
                 break
             if parent == top:
                 break
-    elif claim.marked and _only_ours(claim.folder):
+    elif claim.marked and only_marked(claim.folder):
         # A folder that was there (empty): the marker and lock go only if nothing else of the start
         # was written; otherwise the marker stays, so that the next start completes the folder.
         for name in (MARKER_FILE, LOCK_FILE):
             (claim.folder / name).unlink(missing_ok=True)
 
 
-def _only_ours(folder: Path) -> bool:
-    """Whether ``folder`` holds nothing but the marker and the lock."""
+def only_marked(folder: Path) -> bool:
+    """Whether ``folder`` holds nothing but the marker and the lock (a start that wrote nothing else)."""
     try:
         return {e.name for e in os.scandir(folder)} <= {MARKER_FILE, LOCK_FILE}
     except OSError:

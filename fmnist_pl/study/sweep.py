@@ -15,7 +15,6 @@ bit, and the luck that made a value win the selection would be carried into the 
 from __future__ import annotations
 
 import math
-import os
 import shlex
 import tempfile
 from collections import Counter
@@ -30,8 +29,7 @@ from fmnist_pl.errors import ConfigError, Interrupted
 from fmnist_pl.execution.backend import Backend, InProcess
 from fmnist_pl.optim import registry
 from fmnist_pl.plan import check_gradient_only
-from fmnist_pl.store.layout import MARKER_FILE
-from fmnist_pl.store.lock import LOCK_FILE, check_owned, exclusive, remove_failed_start
+from fmnist_pl.store.lock import check_owned, exclusive, only_marked, remove_failed_start
 from fmnist_pl.study.compare import compare
 from fmnist_pl.study.setup import output_folder, prepare
 
@@ -301,16 +299,8 @@ def sweep(
         except Interrupted as exc:
             raise Interrupted(exc.folder, exc.signum, how, exc.started) from None
         finally:
-            if _only_marked(top):
+            if only_marked(top):
                 remove_failed_start(claim)  # nothing of the sweep was written: the name is free again
-
-
-def _only_marked(top: Path) -> bool:
-    """Whether ``top`` holds nothing but the marker and lock (a sweep that failed to start)."""
-    try:
-        return {e.name for e in os.scandir(top)} <= {MARKER_FILE, LOCK_FILE}
-    except OSError:
-        return False
 
 
 def _choose(
