@@ -10,24 +10,13 @@ from fmnist_pl.config import MAX_SEED, CompareConfig
 from fmnist_pl.data.idx import load_arrays
 from fmnist_pl.errors import ConfigError
 from fmnist_pl.study.sweep import check_final, edge_warning, grid_edge, sweep
-from tests.conftest import make_dataset, run_cli
+from tests.conftest import make_dataset, run_cli, small_config
 
 SEARCH = ("snes.popsize=4", "snes.batch_size=100")  # a small population: 5 generations an epoch on 500 images
 
 
 def _config(tmp_path: Path, name: str, **kw) -> CompareConfig:
-    base = dict(
-        optimizers=("sgd", "adam"),
-        epochs=1,
-        hidden=(16,),
-        val_size=100,
-        output_dir=str(tmp_path),
-        name=name,
-        progress=False,
-        accelerator="cpu",
-        lrs=(0.01, 0.1),
-    )
-    return CompareConfig(**(base | kw))
+    return small_config(tmp_path, name, **({"epochs": 1, "hidden": (16,), "lrs": (0.01, 0.1), "target": 0.88} | kw))
 
 
 def _read(path: Path) -> dict:
