@@ -6,6 +6,9 @@ repeat the same images, and the order of ``--optimizers`` would not change the r
 methods. ``--load`` starts a CPU-bound process on one core for the whole benchmark, as another
 program on the machine would be (the case where wall-clock budgets drift most).
 
+Two ways of training side by side, alternating within each repeat: the runs taking turns in
+short slices (the default: :mod:`fmnist_pl.runtime.turns`) and one after another (``--workers 1``).
+
     python benchmarks/bench_budget.py                       # sgd,adam, 20 s, 3 repeats
     python benchmarks/bench_budget.py --seconds 10 --repeats 2 --load
 """
@@ -38,11 +41,14 @@ def _spin() -> None:
         pass
 
 
-def images_seen(optimizers: str, seconds: float, out: Path, name: str) -> dict[str, int]:
+MODES = {"turns": [], "one after another": ["--workers", "1"]}
+
+
+def images_seen(optimizers: str, seconds: float, out: Path, name: str, mode: str) -> dict[str, int]:
     """Run one budget compare; the training images each of its runs saw."""
     subprocess.run(
         [sys.executable, "-m", "fmnist_pl", "compare", "--optimizers", optimizers, "--budget", f"seconds={seconds:g}"]
-        + ["--epochs", "1000", "--no-progress", "--output-dir", str(out), "--name", name],
+        + ["--epochs", "1000", "--no-progress", "--output-dir", str(out), "--name", name, *MODES[mode]],
         check=True,
         capture_output=True,
     )
@@ -65,27 +71,33 @@ def main() -> None:
     spinner = multiprocessing.Process(target=_spin, daemon=True) if args.load else None
     if spinner is not None:
         spinner.start()
-    seen: dict[str, list[int]] = {a: [], b: []}
-    ratios: dict[str, list[float]] = {f"{a},{b}": [], f"{b},{a}": []}
+    orders = [f"{a},{b}", f"{b},{a}"]
+    seen = {mode: {a: [], b: []} for mode in MODES}
+    ratios = {mode: {order: [] for order in orders} for mode in MODES}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for repeat in range(args.repeats):
-                for order in ratios:
-                    runs = images_seen(order, args.seconds, Path(tmp), f"r{repeat}-{order.replace(',', '-')}")
-                    print(f"repeat {repeat + 1}, order {order}: " + ", ".join(f"{k} {v:,}" for k, v in runs.items()))
-                    for k, v in runs.items():
-                        seen[k].append(v)
-                    ratios[order].append(runs[a] / runs[b])
+                for order in orders:
+                    for m, mode in enumerate(MODES):
+                        name = f"r{repeat}-{order.replace(',', '-')}-{m}"
+                        runs = images_seen(order, args.seconds, Path(tmp), name, mode)
+                        print(
+                            f"repeat {repeat + 1}, order {order}, {mode}: "
+                            + ", ".join(f"{k} {v:,}" for k, v in runs.items())
+                        )
+                        for k, v in runs.items():
+                            seen[mode][k].append(v)
+                        ratios[mode][order].append(runs[a] / runs[b])
     finally:
         if spinner is not None:
             spinner.terminate()
-    for k, values in seen.items():
-        spread = (max(values) - min(values)) / statistics.fmean(values)
-        print(f"{k}: images {min(values):,}-{max(values):,}, spread {spread:.1%} of the mean")
-    for order, values in ratios.items():
-        print(
-            f"order {order}: {a}/{b} images ratio {statistics.fmean(values):.3f} ({', '.join(f'{r:.3f}' for r in values)})"
-        )
+    for mode in MODES:
+        for k, values in seen[mode].items():
+            spread = (max(values) - min(values)) / statistics.fmean(values)
+            print(f"{mode}: {k} images {min(values):,}-{max(values):,}, spread {spread:.1%} of the mean")
+        for order, values in ratios[mode].items():
+            listed = ", ".join(f"{r:.3f}" for r in values)
+            print(f"{mode}: order {order}: {a}/{b} images ratio {statistics.fmean(values):.3f} ({listed})")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Callable, List, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Callable, List, Optional
 
 import typer
 
@@ -373,6 +373,147 @@ def sweep(
     )
 
 
+@app.command()
+def tune(
+    ctx: typer.Context,
+    trials: Annotated[
+        int, typer.Option(metavar="K", help="Configurations per method, sampled from its search space.")
+    ] = 16,
+    sampler: Annotated[
+        str,
+        typer.Option(
+            metavar="qmc|random|tpe",
+            help="Optuna's sampler: qmc (quasi-random, as AlgoPerf), random, or tpe (adaptive; use with --batch).",
+        ),
+    ] = "qmc",
+    space: Annotated[
+        List[str],
+        typer.Option(
+            metavar="OPT.PARAM=LOW:HIGH[:log|:int]",
+            help="Change a search range, e.g. adam.lr=1e-5:1e-1:log, or fix one: sgd.lr=0.01 (repeatable). "
+            "`fmnist-pl list-optimizers --spaces` shows the ranges.",
+        ),
+    ] = [],
+    batch: Annotated[
+        Optional[int],
+        typer.Option(
+            metavar="N", help="Trials per method asked and trained together in one round.", show_default="all"
+        ),
+    ] = None,
+    storage: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="URL",
+            help="Optuna storage of the studies (e.g. postgresql://...).",
+            show_default="sqlite in the folder",
+        ),
+    ] = None,
+    epochs: Annotated[int, typer.Option(metavar="N", help="Epochs per trial (and of the final runs).")] = 10,
+    final_epochs: Annotated[
+        Optional[int], typer.Option(metavar="N", help="Epochs per final run.", show_default="--epochs")
+    ] = None,
+    final_seeds: Annotated[
+        int,
+        typer.Option(metavar="N", help="Fresh seeds of the final comparison of the chosen configurations."),
+    ] = 2,
+    batch_size: BatchSize = 32,
+    optimizers: Optimizers = DEFAULT_OPTIMIZERS,
+    set_: Set = [],
+    seed: Seed = 42,
+    seeds: Annotated[int, typer.Option(metavar="N", help="Tuning seeds: a trial's value is their mean.")] = 1,
+    hidden: Hidden = ["300,100"],
+    budget: Annotated[
+        Optional[str],
+        typer.Option(metavar="KIND=AMOUNT", help="Stop every trial at images=… or evaluations=… (see compare)."),
+    ] = None,
+    target: Target = 0.88,
+    accelerator: Accelerator = "auto",
+    data_dir: DataDir = None,
+    download: Download = False,
+    output_dir: OutputDir = Path("outputs"),
+    name: Name = None,
+    limit_train_batches: LimitTrainBatches = None,
+    progress: Progress = True,
+    resume: Annotated[
+        Optional[Path], typer.Option(metavar="DIR", help="Continue the tune in DIR as it was started.")
+    ] = None,
+    ray: Ray = None,
+    workers: Workers = None,
+) -> None:
+    """Tune every method with the same number of trials on the VALIDATION set, then compare the tuned ones on fresh seeds.
+
+    The report shows the expected best validation accuracy against the number of trials, and the
+    ranking at 1, 4 and all trials. Optuna's studies are in study.db (optuna-dashboard reads it).
+    """
+    from fmnist_pl.study.tune import TuneConfig
+    from fmnist_pl.study.tune import tune as run_tune
+
+    try:
+        if resume is not None:
+            config = _saved_tune(resume, ctx, progress)
+        else:
+            base = _config(
+                optimizers=optimizers,
+                set_=set_,
+                hidden=hidden,
+                data_dir=data_dir,
+                output_dir=output_dir,
+                epochs=epochs,
+                batch_size=batch_size,
+                seed=seed,
+                seeds=seeds,
+                target=target,
+                accelerator=accelerator,
+                download=download,
+                name=name,
+                limit_train_batches=limit_train_batches,
+                progress=progress,
+                budget=budget,
+            )
+            config = TuneConfig(
+                base,
+                trials=trials,
+                sampler=sampler,
+                space=tuple(space),
+                storage=storage,
+                batch=batch,
+                final_seeds=final_seeds,
+                final_epochs=final_epochs,
+            )
+        if ray is not None:
+            parse_address(ray)
+        processes = _workers(workers, config.base, ray)
+        check_output_folder(config.base, "tune")
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    run_and_report(
+        lambda drawer, backend: run_tune(config, echo=typer.echo, backend=backend, drawer=drawer), processes, ray
+    )
+
+
+def _saved_tune(folder: Path, ctx: typer.Context, progress: bool) -> Any:
+    """``tune --resume DIR``: the settings DIR's tune started with; options that would change them are refused."""
+    from dataclasses import replace
+
+    from fmnist_pl import store
+    from fmnist_pl.study.tune import TUNE_FILE, TuneConfig
+
+    folder = Path(absolute_path(folder, "--resume"))
+    given = [f"--{k.replace('_', '-')}" for k in _given(ctx) if k not in ("data_dir", "download")]
+    if given:
+        raise ConfigError(f"--resume continues the tune in {folder} as it was started; drop {', '.join(given)}")
+    try:
+        saved = TuneConfig.from_dict(store.read_json(folder / TUNE_FILE))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{folder} holds no tune ({TUNE_FILE} is missing); give the folder `fmnist-pl tune` printed"
+        ) from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{folder / TUNE_FILE} is not a tune's settings ({exc})") from None
+    base = replace(saved.base, output_dir=str(folder.parent), name=folder.name, progress=progress)
+    return replace(saved, base=base)
+
+
 def _workers(asked: int | None, config: CompareConfig, ray: str | None) -> int:
     """The training processes to start: ``--workers`` (checked against the rest), else the default."""
     from fmnist_pl.execution.pool import check_workers, default_workers
@@ -533,14 +674,23 @@ def report(folder: Path = typer.Argument(..., metavar="FOLDER", help="A compare 
 
 
 @app.command("list-optimizers")
-def list_optimizers() -> None:
+def list_optimizers(
+    spaces: Annotated[bool, typer.Option("--spaces", help="Also show each one's search space (tune).")] = False,
+) -> None:
     """Print the optimizer registry, gradient and gradient-free, with each one's hyperparameters."""
+    from fmnist_pl.optim import spaces as search
+
     for kind in ("gradient", "gradient-free"):
         typer.echo(f"{kind} optimizers:")
         for info in (i for i in REGISTRY.values() if i.kind == kind):
             params = ", ".join(f"{k}={v}" for k, v in info.defaults.items())
             typer.echo(f"  {info.name:14} {info.class_name:16} {params}")
             typer.echo(f"  {'':14} {info.description}")
+            if spaces and info.name in search.SPACES:
+                space = search.SPACES[info.name]
+                for line in search.describe(space).splitlines():
+                    typer.echo(f"  {'':14} search: {line}")
+                typer.echo(f"  {'':14} ranges: {space.source}")
 
 
 def main() -> None:

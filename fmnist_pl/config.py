@@ -119,6 +119,9 @@ class CompareConfig:
     time_budget: float | None = None  # seconds of training per run (the reference asked for time as a criterion)
     eval_points: int = 20  # validations per run, evenly spread over its budget (anytime curves); 0: epoch ends only
     budget: str | None = None  # "KIND=AMOUNT": seconds, images or evaluations per run (time_budget is seconds=)
+    trials: tuple[
+        tuple[str, ...], ...
+    ] = ()  # (optimizer, label, "key=value", ...): settings to train instead of one per optimizer (used by tune)
 
     def __post_init__(self) -> None:
         # Paths are made absolute once, here: every writer (Lightning's loggers and checkpoints too)
@@ -150,9 +153,17 @@ class CompareConfig:
         return self.separate or (spec is not None and spec.kind == "seconds")
 
     @property
+    def takes_turns(self) -> bool:
+        """Under a budget of seconds, runs on a CPU take turns in short slices (one trains at a time:
+        :mod:`fmnist_pl.runtime.turns`), so that a slow minute of the machine hits every run alike."""
+        spec = self.budget_spec
+        return spec is not None and spec.kind == "seconds"
+
+    @property
     def run_count(self) -> int:
-        """Runs this compare plans: architectures x seeds x optimizers x learning rates (one without a grid)."""
-        return len(self.architecture_list) * self.seeds * len(self.optimizers) * max(1, len(self.lrs))
+        """Runs this compare plans: architectures x seeds x settings (optimizers x learning rates, or trials)."""
+        settings = len(self.trials) if self.trials else len(self.optimizers) * max(1, len(self.lrs))
+        return len(self.architecture_list) * self.seeds * settings
 
     @property
     def seed_list(self) -> list[int]:

@@ -29,40 +29,58 @@ def plan(config: CompareConfig) -> list[RunPlan]:
     Names: ``adam``; with a learning-rate grid ``adam/lr-0.001``; with several seeds
     ``.../seed-43``; with several architectures ``h512-256-128/adam``.
     """
-    specs = registry.resolve(config.optimizers, config.lr, registry.parse_overrides(config.overrides))
-    registry.check_buildable(specs)
-    if config.lrs:
-        check_gradient_only(config.optimizers, "a learning-rate grid (--lrs)")
     count = config.run_count  # one spec per listed optimizer: resolve refuses a name listed twice
     if count > MAX_RUNS:
         raise ConfigError(
             f"this compare plans {count:,} runs (architectures x seeds x optimizers x learning rates); "
             f"at most {MAX_RUNS:,}: split the study into several compares"
         )
+    variants = trial_variants(config) if config.trials else grid_variants(config)
+    registry.check_buildable([spec for _, spec in variants])
     several_archs = len(config.architecture_list) > 1
     runs = []
     for hidden in config.architecture_list:
         for seed in config.seed_list:
-            for spec in specs:
-                for lr in config.lrs or (None,):
-                    run_spec = (
-                        spec if lr is None else registry.OptimizerSpec(spec.name, dict(spec.hparams) | {"lr": lr})
+            for variant, spec in variants:
+                setting = f"{arch_name(hidden)}/{variant}" if several_archs else variant
+                name = f"{setting}/seed-{seed}" if config.seeds > 1 else setting
+                runs.append(
+                    RunPlan(
+                        name=name, setting=setting, variant=variant, optimizer=spec, seed=seed, hidden=tuple(hidden)
                     )
-                    variant = spec.name if lr is None else f"{spec.name}/{lr_label(lr)}"
-                    setting = f"{arch_name(hidden)}/{variant}" if several_archs else variant
-                    name = f"{setting}/seed-{seed}" if config.seeds > 1 else setting
-                    runs.append(
-                        RunPlan(
-                            name=name,
-                            setting=setting,
-                            variant=variant,
-                            optimizer=run_spec,
-                            seed=seed,
-                            hidden=tuple(hidden),
-                        )
-                    )
+                )
     check_unique(runs)
     return runs
+
+
+def grid_variants(config: CompareConfig) -> list[tuple[str, registry.OptimizerSpec]]:
+    """Every optimizer (``adam``), or with a learning-rate grid every optimizer at every rate (``adam/lr-0.001``)."""
+    specs = registry.resolve(config.optimizers, config.lr, registry.parse_overrides(config.overrides))
+    if config.lrs:
+        check_gradient_only(config.optimizers, "a learning-rate grid (--lrs)")
+    out = []
+    for spec in specs:
+        for lr in config.lrs or (None,):
+            if lr is None:
+                out.append((spec.name, spec))
+            else:
+                out.append(
+                    (f"{spec.name}/{lr_label(lr)}", registry.OptimizerSpec(spec.name, dict(spec.hparams) | {"lr": lr}))
+                )
+    return out
+
+
+def trial_variants(config: CompareConfig) -> list[tuple[str, registry.OptimizerSpec]]:
+    """A tuning study's settings (``config.trials``: optimizer, label, ``key=value`` items), each
+    resolved and checked by the registry like ``--set`` items: ``adam/trial-3``."""
+    out = []
+    for optimizer, label, *items in config.trials:
+        # --set items first (fixed for every trial), then the trial's own
+        fixed = [o for o in config.overrides if o.partition(".")[0].lower() == optimizer.lower()]
+        overrides = registry.parse_overrides([*fixed, *(f"{optimizer}.{item}" for item in items)])
+        (spec,) = registry.resolve([optimizer], None, overrides)
+        out.append((f"{spec.name}/{label}", spec))
+    return out
 
 
 def check_gradient_only(names: Sequence[str], what: str) -> None:

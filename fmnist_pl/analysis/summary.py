@@ -174,10 +174,13 @@ def validation_rankings(runs: list[dict[str, Any]], key: str = "setting") -> dic
 
 
 def is_tuning_grid(loaded: dict[str, Any]) -> bool:
-    """A sweep's grid folder (its config has ``lrs``, or its ``sweep`` entry says the tuning stage)."""
+    """A sweep's grid folder (its config has ``lrs``, or its ``sweep`` entry says the tuning stage), or a
+    tune's round of trials (its config has ``trials``)."""
     config = loaded["config"]
     entries = (config.get("sweep") or {}).values()
-    return bool(config["config"].get("lrs")) or any(isinstance(e, dict) and e.get("stage") == "tuning" for e in entries)
+    if config["config"].get("lrs") or config["config"].get("trials"):
+        return True
+    return any(isinstance(e, dict) and e.get("stage") == "tuning" for e in entries)
 
 
 def test_outcomes(folder: Path, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -487,7 +490,8 @@ def budget_spread(runs: list[dict[str, Any]], budget_text: str | None) -> dict[s
         low, high = min(values), max(values)
         units[unit] = {"min": low, "max": high, "apart": (high / low - 1) if low > 0 else None}
     clock = next((s.get("clock") for s in spent if s.get("clock")), None)
-    return {"budget": budget_text, "units": units, "clock": clock, "runs": len(spent)}
+    turns = any(s.get("waited") is not None for s in spent)
+    return {"budget": budget_text, "units": units, "clock": clock, "runs": len(spent), "turns": turns}
 
 
 def _settings(

@@ -12,7 +12,8 @@ turn. Here the clock starts after a warm-up step and, on a CPU, counts the CPU t
 that trains (Lightning's hooks and the step run on it; torch's other OpenMP threads work in step
 with it): time the OS gives another program is not counted. Side by side it varied less across
 repeats than the process's CPU time, whose OpenMP threads spin while they wait (figures:
-benchmarks/RESULTS.md); it is still not equal work, which the images and evaluations budgets are.
+benchmarks/RESULTS.md). Runs of one compare take turns on the machine (:class:`TakeTurns`), so a
+slow minute hits them alike; it is still not equal work, which the images and evaluations budgets are.
 """
 
 from __future__ import annotations
@@ -113,3 +114,20 @@ class BudgetStop(pl.Callback):
         self.images = int(state_dict.get("images", 0))
         self.evaluations = int(state_dict.get("evaluations", 0))
         self.seconds = float(state_dict.get("seconds", 0.0))
+
+
+class TakeTurns(pl.Callback):
+    """Between training steps, hand the machine to the next run of a seconds-budget compare once this
+    run's slice is used up (:class:`fmnist_pl.runtime.turns.Turns`).
+
+    The wait is added to the module's ``waited``, which its wall clocks (seconds per epoch, the
+    anytime points' seconds) leave out: a run's seconds stay its own. The budget clock needs no
+    correction: a thread that waits spends no CPU time.
+    """
+
+    def __init__(self, turns: Any, key: int) -> None:
+        self.turns = turns
+        self.key = key
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        pl_module.waited += self.turns.pass_on(self.key)

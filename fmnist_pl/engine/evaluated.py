@@ -69,6 +69,7 @@ class LitEvaluated(pl.LightningModule):
         self.budget_clock: str | None = None
         self.identity: str | None = None  # whose runs these are, saved in every checkpoint (store.group_identity)
         self.previous_fit_seconds = 0.0  # training time before the checkpoint this fit resumed from
+        self.waited = 0.0  # seconds this fit waited for other runs' turns (TakeTurns)
         self._fit_clock: float | None = None
         self._test: dict[str, dict[str, Any]] = {}
         self._test_targets: list[int] = []
@@ -120,13 +121,18 @@ class LitEvaluated(pl.LightningModule):
         if batch_idx == 0:
             self._clock.step()
 
+    def wall(self) -> float:
+        """Wall time less the time spent waiting for a turn (:class:`~fmnist_pl.engine.budget.TakeTurns`):
+        the seconds this run trained, whatever else trained between its steps."""
+        return time.perf_counter() - self.waited
+
     def fit_seconds(self) -> float:
         """Wall seconds of training so far, across interruptions (each resume adds its own)."""
-        now = time.perf_counter() - self._fit_clock if self._fit_clock is not None else 0.0
+        now = self.wall() - self._fit_clock if self._fit_clock is not None else 0.0
         return self.previous_fit_seconds + now
 
     def on_fit_start(self) -> None:
-        self._fit_clock = time.perf_counter()
+        self._fit_clock = self.wall()
 
     # ----------------------------------------------------------------- training sums
     def _reset_epoch_sums(self) -> None:
@@ -147,7 +153,7 @@ class LitEvaluated(pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._reset_epoch_sums()
-        self._epoch_started = time.perf_counter()
+        self._epoch_started = self.wall()
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._train_batches += 1
@@ -157,7 +163,7 @@ class LitEvaluated(pl.LightningModule):
         in its history and its TensorBoard run, at the step of its images seen. ``batches``: this
         epoch's so far."""
         epoch = self.current_epoch + batches / max(1, self.trainer.num_training_batches)
-        seconds = time.perf_counter() - self._epoch_started
+        seconds = self.wall() - self._epoch_started
         for k, hist in enumerate(self.histories):
             if hist.diverged:
                 continue
@@ -202,7 +208,7 @@ class LitEvaluated(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        seconds = time.perf_counter() - self._epoch_started
+        seconds = self.wall() - self._epoch_started
         epoch = self.current_epoch + 1
         n = len(self.members)
         train_loss = (self._train_loss_sum / max(self._train_seen, 1)).tolist()

@@ -25,7 +25,7 @@ from fmnist_pl import store
 from fmnist_pl.config import Budget, RunPlan
 from fmnist_pl.data.datamodule import FashionMNISTDataModule
 from fmnist_pl.engine.anytime import AnytimeValidation
-from fmnist_pl.engine.budget import BudgetStop
+from fmnist_pl.engine.budget import BudgetStop, TakeTurns
 from fmnist_pl.engine.evaluated import LitEvaluated, MemberResult
 from fmnist_pl.engine.lockstep import LitLockstep
 from fmnist_pl.runtime.stops import Stopped
@@ -116,6 +116,7 @@ def make_trainer(
     budget: Budget | None = None,
     after_checkpoint: AfterCheckpoint | None = None,
     eval_points: int = 0,
+    extra_callbacks: Sequence[pl.Callback] = (),
 ) -> pl.Trainer:
     """A Trainer whose ``loggers[k]`` is run k's TensorBoard run (``tensorboard/<run>``).
 
@@ -124,6 +125,7 @@ def make_trainer(
     ``after_checkpoint(trainer, path)``: called after every epoch checkpoint is written.
     ``eval_points``: validations per run spread over its budget (:mod:`fmnist_pl.engine.anytime`),
     where its epoch ends are fewer (a budget, or fewer epochs than points).
+    ``extra_callbacks``: run after those (a seconds budget's turn-taking hands the machine on after them).
 
     The epoch checkpoint is written on a thread while the next epoch trains (Lightning's
     ``AsyncCheckpointIO``: it snapshots the tensors first, so the file holds the epoch's end): a
@@ -146,7 +148,7 @@ def make_trainer(
         if eval_points and (stop is not None or epochs < eval_points)
         else None
     )
-    callbacks[:0] = [c for c in (stop, anytime) if c is not None]
+    callbacks[:0] = [c for c in (stop, anytime, *extra_callbacks) if c is not None]
     return pl.Trainer(
         max_epochs=epochs,
         accelerator=accelerator,
@@ -203,6 +205,7 @@ def train_group(
     after_checkpoint: AfterCheckpoint | None = None,
     identity: str | None = None,
     eval_points: int = 0,
+    extra_callbacks: Sequence[pl.Callback] = (),
 ) -> GroupResult:
     """Train ``group`` (runs of one architecture, seed-major, or one gradient-free run), then test every run.
 
@@ -222,6 +225,7 @@ def train_group(
         budget,
         after_checkpoint,
         eval_points,
+        extra_callbacks,
     )
     for logger, run in zip(trainer.loggers, group):
         logger.hparams.update(run.to_dict())  # its hparams.yaml: this run's own key (written at the first save)
@@ -242,6 +246,8 @@ def train_group(
     trainer.test(model, datamodule=datamodule, verbose=False)
     stop = next((c for c in trainer.callbacks if isinstance(c, BudgetStop)), None)
     spent = {**stop.spent(), "clock": model.budget_clock} if stop is not None else None
+    if spent is not None and any(isinstance(c, TakeTurns) for c in trainer.callbacks):
+        spent["waited"] = model.waited  # seconds other runs trained between this one's steps
     return GroupResult(model.results(), model.fit_seconds(), trainer, spent)
 
 

@@ -74,6 +74,7 @@ def train_unit(
     accelerator: str,
     progress: bool,
     after_checkpoint: Any = None,
+    callbacks: Sequence[Any] = (),
 ) -> None:
     """Train one unit into ``out`` and write its runs' files: what every backend runs for a unit.
 
@@ -85,7 +86,7 @@ def train_unit(
     import_engine()
     from fmnist_pl.execution.unit import train_and_write
 
-    train_and_write(out, config, unit, arrays, accelerator, progress, after_checkpoint)
+    train_and_write(out, config, unit, arrays, accelerator, progress, after_checkpoint, callbacks)
 
 
 class Backend(abc.ABC):

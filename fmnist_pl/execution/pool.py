@@ -45,10 +45,13 @@ from fmnist_pl.execution.driver import Driver, UnitProgress, drive
 from fmnist_pl.runtime.executors import kill_workers, worker_pids
 from fmnist_pl.runtime.forkserver import fork_server_pid, stop_fork_server
 from fmnist_pl.runtime.stops import as_child_of, lifeline
+from fmnist_pl.runtime.turns import Turns
 
 PRELOAD = "fmnist_pl.runtime.preload"  # what a worker runs, imported before any work arrives
 POLL_S = 0.5  # how often the driver reads the workers' epoch messages
 CPU_ACCELERATORS = ("auto", "cpu")  # a pool trains on this machine's CPU cores; a GPU trains in this process
+TURN_TAKERS = 8  # runs of a seconds budget that take turns at once (a process each; more wait for a place)
+TURN_KEYS = 4096  # units one training call may hand turns among (a byte of shared memory each)
 
 
 def usable_cores() -> int:
@@ -68,13 +71,16 @@ def nvidia_gpu_present() -> bool:
 def default_workers(config: CompareConfig) -> int:
     """One training process per core, at most one per run (a unit holds at least one run).
 
-    1 - every run in this process - where runs must not share the machine: ``--separate`` and
-    ``--time-budget`` time each run alone; and on a GPU (``--accelerator gpu``, or ``auto`` where
-    the driver shows one), which one process keeps busy.
+    1 - every run in this process - on a GPU (``--accelerator gpu``, or ``auto`` where the driver
+    shows one), which one process keeps busy, and for ``--separate``, which times each run alone.
+    Under a seconds budget, a process for each run (at most :data:`TURN_TAKERS`): they take turns
+    (:mod:`fmnist_pl.runtime.turns`), one training at a time on every core.
     """
-    if config.trains_alone or config.accelerator not in CPU_ACCELERATORS:
+    if config.accelerator not in CPU_ACCELERATORS or (config.accelerator == "auto" and nvidia_gpu_present()):
         return 1
-    if config.accelerator == "auto" and nvidia_gpu_present():
+    if config.takes_turns:
+        return max(1, min(TURN_TAKERS, config.run_count))
+    if config.trains_alone:
         return 1
     return max(1, min(usable_cores(), config.run_count))
 
@@ -95,23 +101,23 @@ def check_workers(workers: int, config: CompareConfig, ray: str | None = None) -
             f"--workers {workers} trains on CPU cores; with --accelerator {config.accelerator} every "
             "run trains in this process: drop --workers or use --accelerator cpu"
         )
-    if config.trains_alone:
+    if config.trains_alone and not config.takes_turns:
         raise ConfigError(
-            f"--workers {workers} trains runs at the same time, but --separate and a seconds budget "
-            "(--time-budget, --budget seconds=) time each run alone: drop --workers"
+            f"--workers {workers} trains runs at the same time, but --separate times each run alone: drop --workers"
         )
 
 
 # ---------------------------------------------------------------------------- the worker side
 _epochs: Any = None  # this worker's end of the driver's epoch queue (set by _worker_start)
+_turns: Turns | None = None  # the pool's turns, for runs that take turns (set by _worker_start)
 
 
-def _worker_start(owner: Any, epochs: Any) -> None:
+def _worker_start(owner: Any, epochs: Any, turns: Turns) -> None:
     """Ignore Ctrl-C and leave with the pool's owner (:func:`~fmnist_pl.runtime.stops.as_child_of`); have the
     engine imported (:mod:`fmnist_pl.runtime.preload`; the fork server did it, where there is one)."""
-    global _epochs
+    global _epochs, _turns
     as_child_of(owner)
-    _epochs = epochs
+    _epochs, _turns = epochs, turns
     importlib.import_module(PRELOAD)
 
 
@@ -124,10 +130,12 @@ class UnitDone:
 
 
 def train_in_worker(
-    out: Path, key: int, unit: list[RunPlan], config: CompareConfig, threads: int, arrays: Any
+    out: Path, key: int, unit: list[RunPlan], config: CompareConfig, threads: int, arrays: Any, take_turns: bool = False
 ) -> UnitDone:
     """Train one unit in this worker with ``threads`` torch threads, from its checkpoint if it has
-    one, and write its runs' files into ``out`` (:func:`fmnist_pl.execution.backend.train_unit`)."""
+    one, and write its runs' files into ``out`` (:func:`fmnist_pl.execution.backend.train_unit`).
+    ``take_turns``: train only in this unit's turns (:mod:`fmnist_pl.runtime.turns`), from its
+    start to its last file."""
     import torch
 
     began = time.perf_counter()
@@ -139,8 +147,17 @@ def train_in_worker(
         if _epochs is not None:
             _epochs.put((key, trainer.current_epoch + 1))
 
-    train_unit(out, config, unit, arrays, "cpu", progress=False, after_checkpoint=tell)
-    return UnitDone(os.getpid(), time.perf_counter() - began)
+    if not take_turns or _turns is None:
+        train_unit(out, config, unit, arrays, "cpu", progress=False, after_checkpoint=tell)
+        return UnitDone(os.getpid(), time.perf_counter() - began)
+    from fmnist_pl.engine.budget import TakeTurns
+
+    waited = _turns.join(key)
+    try:
+        train_unit(out, config, unit, arrays, "cpu", False, tell, [TakeTurns(_turns, key)])
+    finally:
+        _turns.leave(key)
+    return UnitDone(os.getpid(), time.perf_counter() - began - waited)
 
 
 # ---------------------------------------------------------------------------- the driver side
@@ -176,8 +193,12 @@ class TrainingPool(Backend):
         self._used = False
         self._epochs = context.Queue()
         self._lifeline = lifeline()  # the workers leave when this process is gone
+        self._turns = Turns(context, TURN_KEYS)
         self._pool: cf.ProcessPoolExecutor | None = cf.ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_worker_start, initargs=(self._lifeline[0], self._epochs)
+            workers,
+            mp_context=context,
+            initializer=_worker_start,
+            initargs=(self._lifeline[0], self._epochs, self._turns),
         )
         # From a thread: starting a worker waits for the fork server's imports, which this process
         # need not wait for until it has work to send.
@@ -197,8 +218,11 @@ class TrainingPool(Backend):
 
     def for_config(self, config: CompareConfig) -> Backend:
         """This pool on a CPU; this process where one GPU is kept busy by one process, or where runs
-        timed alone must not share the machine."""
-        if device(config.accelerator)[0] != "cpu" or config.trains_alone:
+        timed alone must not share the machine (``--separate``; a seconds budget, unless its runs
+        take turns in this pool's workers)."""
+        if device(config.accelerator)[0] != "cpu":
+            return InProcess()
+        if config.trains_alone and not (config.takes_turns and self.workers > 1):
             return InProcess()
         return self
 
@@ -213,13 +237,21 @@ class TrainingPool(Backend):
         self._used = True
         self._starting.join()
         at_once = min(self.workers, len(todo))
-        threads = max(1, usable_cores() // at_once)
+        turns = config.takes_turns
+        if turns and len(todo) > TURN_KEYS:
+            raise ConfigError(
+                f"{len(todo)} runs under a seconds budget: at most {TURN_KEYS} take turns; split the compare"
+            )
+        threads = usable_cores() if turns else max(1, usable_cores() // at_once)
+        how = (
+            f"taking turns of {self._turns.slice_s:g} s, one training at a time" if turns and at_once > 1 else "at once"
+        )
         echo(
             f"training {len(todo)} group{'s' if len(todo) != 1 else ''} in {at_once} process"
-            f"{'es' if at_once != 1 else ''} at once, {threads} thread{'s' if threads != 1 else ''} each"
+            f"{'es' if at_once != 1 else ''} {how}, {threads} thread{'s' if threads != 1 else ''} each"
         )
         futures = {
-            self._pool.submit(train_in_worker, out, key, list(unit), config, threads, arrays): key
+            self._pool.submit(train_in_worker, out, key, list(unit), config, threads, arrays, turns): key
             for key, unit in enumerate(todo)
         }
         progress = UnitProgress(len(todo), config.epochs, echo, config.progress)

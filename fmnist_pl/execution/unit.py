@@ -181,9 +181,11 @@ def train_and_write(
     accelerator: str,
     progress: bool,
     after_checkpoint: Any = None,
+    callbacks: Sequence[Any] = (),
 ) -> None:
     """Train ``group`` into the folder ``out`` - from its checkpoint there, if it has one - and write
-    its runs' files. ``after_checkpoint``: see :func:`fmnist_pl.engine.trainer.make_trainer`."""
+    its runs' files. ``after_checkpoint``, ``callbacks`` (Lightning's, added to the Trainer's): see
+    :func:`fmnist_pl.engine.trainer.make_trainer`."""
     from fmnist_pl.engine.trainer import train_group
 
     ckpt = store.group_checkpoint(out, group)
@@ -200,6 +202,7 @@ def train_and_write(
         eval_points=config.eval_points,
         after_checkpoint=after_checkpoint,
         identity=store.group_identity(config, group),
+        extra_callbacks=callbacks,
     )
     tests = test_metrics(trained.members)
     with store.FileWriter() as files:

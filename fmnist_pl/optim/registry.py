@@ -137,8 +137,8 @@ def build_shared(
 
 @dataclass(frozen=True)
 class Limit:
-    """The values one hyperparameter may take: a numeric range (``low_open``: excluding ``low``),
-    whole numbers only (``integer``), ``even`` ones, or one of ``choices`` (a string)."""
+    """The values one hyperparameter may take: a numeric range (``low_open``/``high_open``: excluding
+    that end), whole numbers only (``integer``), ``even`` ones, or one of ``choices`` (a string)."""
 
     low: float | None = None
     high: float | None = None
@@ -146,6 +146,7 @@ class Limit:
     integer: bool = False
     even: bool = False
     choices: tuple[Any, ...] = ()
+    high_open: bool = False  # last, so that positional Limit(low, high) keeps its meaning
 
     def allows(self, value: Any) -> bool:
         if self.choices:
@@ -156,14 +157,14 @@ class Limit:
             return False
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             return False
-        return self.high is None or value <= self.high
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
 
     def __str__(self) -> str:
         if self.choices:
             return f"one of {', '.join(map(str, self.choices))}"
         kind = "an even whole number" if self.even else "a whole number" if self.integer else "a number"
         bounds = [f"{'>' if self.low_open else '>='} {self.low:g}"] if self.low is not None else []
-        bounds += [f"<= {self.high:g}"] if self.high is not None else []
+        bounds += [f"{'<' if self.high_open else '<='} {self.high:g}"] if self.high is not None else []
         return f"{kind} {' and '.join(bounds)}".strip()
 
 

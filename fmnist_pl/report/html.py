@@ -349,6 +349,9 @@ def start_figures(loaded: dict[str, Any], drawer: Drawer | None = None) -> Calla
     sweep = loaded["config"].get("sweep")
     if sweep:
         jobs[("sweep", None)] = FigureJob("lr_sweep", (sweep,))
+    tuning = loaded["config"].get("tuning")
+    if tuning:
+        jobs[("tuning", None)] = FigureJob("tuning_curves", (tuning,))
     pending = draw_all(list(jobs.values()), drawer)
     samples = store.read_samples(folder)
     # The first 40 test images are the same for every run: each is encoded once.
@@ -376,6 +379,7 @@ def start_figures(loaded: dict[str, Any], drawer: Drawer | None = None) -> Calla
             "train_images": train_grid,
             "detailed": len(detailed),
             "sweep_plot": drawn.get(("sweep", None)),
+            "tuning_plot": drawn.get(("tuning", None)),
             "profile_plot": drawn.get(("profile", None)),
         }
 
@@ -421,6 +425,7 @@ def build_context(loaded: dict[str, Any], summary: dict[str, Any], figures: dict
         "protocol": protocol(loaded),
         "target": summary["target"],
         "sweep": {"table": config["sweep"], "plot": figures["sweep_plot"]} if config.get("sweep") else None,
+        "tuning": tuning_view(config["tuning"], figures.get("tuning_plot")) if config.get("tuning") else None,
         "architectures": summary["architectures"],
         "runs": runs,
         "missing": summary["missing"],
@@ -468,3 +473,38 @@ def render(
     except IsADirectoryError:
         raise store.ResultsError(in_the_way(path, path.parent)) from None
     return path
+
+
+def tuning_view(tuning: dict[str, Any], plot: str | None) -> dict[str, Any]:
+    """A tune's section: the curves, the rankings by budget and their sentence, and per method its
+    choice, tunability and importance (``tuning.json``, as computed)."""
+    from fmnist_pl.analysis.tuning import flip_sentence
+
+    ks = [r["k"] for r in tuning["rankings"]]
+    methods = []
+    for name, m in tuning["methods"].items():
+        chosen = m.get("chosen") or {}
+        imp = m["importance"]
+        methods.append(
+            {
+                "name": name,
+                "at_k": [m["curve"][k - 1] for k in ks],
+                "defaults": m.get("defaults"),
+                "chosen": chosen,
+                "params": ", ".join(f"{k}={v:.3g}" for k, v in (chosen.get("params") or {}).items()),
+                "tunability": m["tunability"],
+                "importance": ", ".join(f"{k} {v:.2f}" for k, v in imp["importances"].items()) or imp.get("reason"),
+                "space": m["space"].splitlines(),
+                "source": m["source"],
+                "diverged": m["diverged"],
+                "trials": len(m["values"]),
+            }
+        )
+    return {
+        "setup": tuning["setup"],
+        "ks": ks,
+        "methods": methods,
+        "rankings": tuning["rankings"],
+        "sentence": flip_sentence(tuning["flips"]),
+        "plot": plot,
+    }

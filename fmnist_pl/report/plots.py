@@ -227,6 +227,27 @@ def lr_sweep(sweep: dict[str, dict[str, Any]]) -> Figure:
     return _lr_axes(fig, ax, "best validation accuracy", "learning-rate sweep (circled: chosen; x: diverged)")
 
 
+def tuning_curves(tuning: dict[str, Any]) -> Figure:
+    """Expected best validation accuracy against the number of trials k, per method, with its bootstrap
+    band; a star at k = 1 for the method's registry defaults; a second axis in model-epochs."""
+    fig, ax = plt.subplots(figsize=(7, 4.4))
+    for name, m in tuning["methods"].items():
+        (line,) = ax.plot(m["ks"], m["curve"], "-", marker="o" if len(m["ks"]) <= 20 else None, ms=3, label=name)
+        band = m["band"]
+        ax.fill_between(band["ks"], band["lower"], band["upper"], color=line.get_color(), alpha=0.15, lw=0)
+        if m.get("defaults") is not None:
+            ax.plot([1], [m["defaults"]], "*", ms=12, color=line.get_color(), mec="black", mew=0.5)
+    cost = float(tuning["trial_cost"])
+    top = ax.secondary_xaxis("top", functions=(lambda k: k * cost, lambda e: e / cost))
+    top.set_xlabel("model-epochs (trials x epochs x tuning seeds)")
+    ax.set_xlabel("trials k")
+    ax.set_ylabel("expected best validation accuracy")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    ax.set_title("tuning budget: expected best of k trials (band: bootstrap 95 %; star: defaults)", fontsize=10)
+    return fig
+
+
 def target_profile(levels: list[float], profile: dict[str, list[float]]) -> Figure:
     """The share of each optimizer's runs that reached each level of the best validation accuracy
     (a performance profile): a method whose line stays high to the right reaches near-best accuracy

@@ -1,7 +1,7 @@
 """Which folders fmnist-pl may write into, and one writer per folder.
 
 fmnist-pl writes only into a folder it made, or one marked as an fmnist-pl folder of the same
-kind: every folder it makes holds a marker file (``.fmnist-pl``: its kind, "compare" or "sweep").
+kind: every folder it makes holds a marker file (``.fmnist-pl``: its kind, "compare", "sweep" or "tune").
 A non-empty folder without the marker - a user's folder that happens to have the name - is
 refused before anything is written, as is a folder of the other kind (a compare into a sweep's
 folder). Folders of earlier versions, which had no marker, are recognised by their results.
@@ -28,7 +28,7 @@ from fmnist_pl.errors import ConfigError
 from fmnist_pl.store.layout import CONFIG_FILE, FORMAT_VERSION, MARKER_FILE, TEMPORARY_SUFFIX
 
 LOCK_FILE = ".lock"
-KINDS = ("compare", "sweep")
+KINDS = ("compare", "sweep", "tune")
 
 
 @dataclass(frozen=True)

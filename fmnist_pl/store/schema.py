@@ -275,6 +275,7 @@ class Spent(_Model):
     evaluations: Count
     seconds: Seconds
     clock: Literal["training thread CPU time", "wall time"] | None = None
+    waited: Seconds | None = None  # runs that took turns: wall seconds others trained between its steps
 
 
 class MetricsFile(RunEntry):

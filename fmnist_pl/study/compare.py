@@ -210,8 +210,8 @@ def _describe_budget(spec: Budget) -> str:
     """The budget, as the terminal says it."""
     if spec.kind == "seconds":
         return (
-            f"{spec.amount:g} s of training, each run alone, its clock started after a warm-up step "
-            "(the training thread's CPU time on a CPU, wall time on a GPU)"
+            f"{spec.amount:g} s of training, its clock started after a warm-up step (on a CPU the "
+            "training thread's CPU time, runs taking turns on the machine; on a GPU wall time, one run after another)"
         )
     return (
         f"{spec.amount:,.0f} training {spec.kind}"

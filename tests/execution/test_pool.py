@@ -38,7 +38,9 @@ def _history(folder, run):
         (1, {}, 1),
         (8, {"optimizers": ("adam",)}, 1),
         (2, {"separate": True}, 1),
-        (2, {"time_budget": 5.0}, 1),
+        (2, {"time_budget": 5.0}, 4),  # a seconds budget: a process for each run, taking turns
+        (2, {"time_budget": 5.0, "seeds": 3}, 8),  # at most TURN_TAKERS
+        (2, {"budget": "images=1000"}, 2),
         (2, {"accelerator": "gpu"}, 1),
     ],
 )
@@ -61,7 +63,7 @@ def test_auto_on_a_machine_with_a_gpu_trains_in_one_process(monkeypatch):
         (0, {}, None, "at least 1"),
         (2, {}, "local", "with --ray the cluster's CPUs decide"),
         (2, {"accelerator": "gpu"}, None, "every run trains in this process"),
-        (2, {"separate": True}, None, "time each run alone"),
+        (2, {"separate": True}, None, "times each run alone"),
     ],
 )
 def test_workers_that_cannot_be_used_are_refused(workers, kw, ray, message):
@@ -180,3 +182,24 @@ def test_workers_start_with_the_engine_frozen_and_the_collector_on():
         frozen = pool.run_in_worker(gc.get_freeze_count).result(timeout=120)
     assert enabled
     assert frozen > 100_000  # torch and Lightning's objects (~650,000 on CPython 3.11)
+
+
+def test_runs_of_a_seconds_budget_take_turns_and_their_seconds_leave_the_waits_out(fake_data, tmp_path):
+    arrays = load_arrays(fake_data, counts=None)
+    config = _config(tmp_path, "turns", optimizers=("sgd", "adam"), epochs=1000, budget="seconds=1.5", eval_points=4)
+    lines: list[str] = []
+    began = time.perf_counter()
+    with TrainingPool(2) as pool:
+        folder = compare(config, arrays=arrays, echo=lines.append, backend=pool)
+    elapsed = time.perf_counter() - began
+    assert any("in 2 processes taking turns of 0.5 s, one training at a time" in line for line in lines)
+    for run in ("sgd", "adam"):
+        metrics = json.loads((folder / "runs" / run / "metrics.json").read_text())
+        spent = metrics["spent"]
+        assert metrics["stopped_by"] == "seconds" and spent["seconds"] >= 1.5
+        # Each waited while the other trained (3 s of budgets in 0.5 s turns), and its own wall
+        # time leaves that out: the two together fit in the compare's time.
+        assert spent["waited"] > 0.4
+        assert metrics["timing"]["fit_seconds"] + spent["waited"] <= elapsed
+    html = (folder / "report.html").read_text()
+    assert "the runs took turns in short slices" in html

@@ -1,0 +1,174 @@
+"""What tuning costs: ``fmnist-pl tune`` against the same configurations in one compare, and against
+the usual Optuna + Lightning way, side by side on this machine.
+
+1. Overhead: ``tune`` of ``--methods`` x ``--trials`` trials (sampling, the SQLite study, selection,
+   the final runs on fresh seeds and the reports included) against one ``compare`` of the very
+   configurations the tune trained (read back from its tuning.json). Goal: <= 1.3x.
+2. Against the usual way: a learning-rate study of sgd and adam (``--rates`` rates each, full
+   epochs), then one final run of each at the chosen rate. The usual way is an Optuna study whose
+   objective trains one lean Lightning model per trial (the data as in-memory tensors, no logger,
+   no progress bar, no checkpoints), one trial after another; fmnist-pl is ``tune`` with the other
+   hyperparameters fixed at the registry's values. Goal: >= 4x on a CPU.
+
+    python benchmarks/bench_tune.py                     # both, at the issue's sizes
+    python benchmarks/bench_tune.py --only usual --epochs 1 --rates 4
+
+Each command runs in a fresh interpreter, one after another, with nothing else on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+USUAL = r"""
+import sys, time
+import lightning.pytorch as pl, optuna, torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+sys.path.insert(0, {root!r})
+from fmnist_pl.data.idx import load_arrays, locate
+
+epochs, rates = {epochs}, {rates}
+arrays = load_arrays(locate(None), counts=None)
+x = torch.as_tensor(arrays.train_images).float().div(255).flatten(1)
+y = torch.as_tensor(arrays.train_labels).long()
+val_x, val_y, train_x, train_y = x[:5000], y[:5000], x[5000:], y[5000:]
+
+class Lean(pl.LightningModule):
+    def __init__(self, opt, lr):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(), nn.Linear(100, 10))
+        self.opt, self.lr, self.correct, self.seen = opt, lr, 0, 0
+    def training_step(self, batch, i):
+        xb, yb = batch
+        return F.cross_entropy(self.net(xb), yb)
+    def validation_step(self, batch, i):
+        xb, yb = batch
+        self.correct += int((self.net(xb).argmax(1) == yb).sum()); self.seen += len(yb)
+    def on_validation_epoch_start(self):
+        self.correct = self.seen = 0
+    def on_validation_epoch_end(self):
+        self.acc = max(getattr(self, "acc", 0.0), self.correct / max(1, self.seen))
+    def configure_optimizers(self):
+        if self.opt == "sgd":
+            return torch.optim.SGD(self.parameters(), lr=self.lr)
+        return torch.optim.Adam(self.parameters(), lr=self.lr, eps=1e-7)
+
+def train(opt, lr, seed):
+    pl.seed_everything(seed, verbose=False)
+    model = Lean(opt, lr)
+    trainer = pl.Trainer(max_epochs=epochs, logger=False, enable_progress_bar=False, enable_checkpointing=False,
+                         enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu")
+    trainer.fit(model, DataLoader(TensorDataset(train_x, train_y), batch_size=32, shuffle=True),
+                DataLoader(TensorDataset(val_x, val_y), batch_size=1000))
+    return model.acc
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+ranges = {{"sgd": (1e-4, 1.0), "adam": (1e-5, 1e-1)}}
+began = time.perf_counter()
+for opt in ("sgd", "adam"):
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.QMCSampler(scramble=True, seed=0))
+    study.optimize(lambda t: train(opt, t.suggest_float("lr", *ranges[opt], log=True), 42), n_trials=rates)
+    train(opt, study.best_params["lr"], 43)
+print(f"USUAL {{time.perf_counter() - began:.1f}}")
+"""
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def timed(argv: list[str]) -> float:
+    began = time.perf_counter()
+    subprocess.run(argv, check=True, capture_output=True, cwd=ROOT)
+    return time.perf_counter() - began
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "fmnist_pl", *args]
+
+
+def overhead(args: argparse.Namespace, tmp: Path) -> str:
+    """tune vs one compare of the same configurations (including the tune's final runs' share)."""
+    common = ["--epochs", str(args.epochs), "--no-progress", "--output-dir", str(tmp)]
+    if args.limit:
+        common += ["--limit-train-batches", str(args.limit)]
+    tune_s = timed(cli("tune", "--optimizers", args.methods, "--trials", str(args.trials), "--name", "tune", *common))
+    summary = json.loads((tmp / "tune" / "tuning.json").read_text())
+    setup = json.loads((tmp / "tune" / "round-1" / "config.json").read_text())["config"]
+    trials = [t for t in setup["trials"] if t[1] != "defaults"]  # the same configurations, without the one-shots
+    script = (
+        "import sys; sys.path.insert(0, {root!r})\n"
+        "from fmnist_pl.config import CompareConfig\nfrom fmnist_pl.study.compare import compare\n"
+        "from fmnist_pl.execution.pool import TrainingPool, default_workers\n"
+        "if __name__ == '__main__':\n"
+        "    c = CompareConfig.from_dict({setup!r})\n"
+        "    with TrainingPool(default_workers(c)) as pool:\n"
+        "        compare(c, echo=lambda _: None, backend=pool)\n"
+    ).format(root=str(ROOT), setup=setup | {"trials": trials, "name": "compare", "progress": False})
+    compare_s = timed([sys.executable, "-c", script])
+    k = len(next(iter(summary["methods"].values()))["values"])
+    return (
+        f"overhead: tune of {args.methods} x {k} trials x {args.epochs} epochs"
+        f"{f' ({args.limit} batches each)' if args.limit else ''}: {tune_s:.1f} s; one compare of the same "
+        f"{len(trials)} configurations: {compare_s:.1f} s; ratio {tune_s / compare_s:.2f}x (goal <= 1.3x)"
+    )
+
+
+def against_usual(args: argparse.Namespace, tmp: Path) -> str:
+    """A learning-rate study of sgd and adam, the usual way and with tune."""
+    out = subprocess.run(
+        [sys.executable, "-c", USUAL.format(root=str(ROOT), epochs=args.epochs, rates=args.rates)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    usual = float(next(line for line in out.stdout.splitlines() if line.startswith("USUAL")).split()[1])
+    fixed = ["adam.beta1=0.9", "adam.one_minus_beta2=0.001", "adam.eps=1e-7"]
+    ours = timed(
+        cli("tune", "--optimizers", "sgd,adam", "--trials", str(args.rates), "--epochs", str(args.epochs))
+        + [x for item in fixed for x in ("--space", item)]
+        + ["--final-seeds", "1", "--no-progress", "--output-dir", str(tmp), "--name", "usual"]
+    )
+    return (
+        f"against the usual way: lr study of sgd and adam, {args.rates} rates each, {args.epochs} full epochs, then "
+        f"one final run each: Optuna + lean Lightning {usual:.1f} s; fmnist-pl tune {ours:.1f} s; "
+        f"{usual / ours:.2f}x faster (goal >= 4x on a CPU)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=("overhead", "usual"))
+    parser.add_argument("--methods", default="sgd,momentum,rmsprop,adam")
+    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--limit", type=int, default=None, help="batches per epoch in the overhead study")
+    parser.add_argument("--rates", type=int, default=8)
+    args = parser.parse_args()
+    print(f"CPU: {cpu_model()}; python {platform.python_version()}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.only in (None, "overhead"):
+            print(overhead(args, Path(tmp)), flush=True)
+        if args.only in (None, "usual"):
+            print(against_usual(args, Path(tmp)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""The tune API on generated data: trials asked from Optuna and trained as one compare, told back,
+the expected-max curves and rankings in tuning.json, trials.csv and the final report, the final
+runs on fresh seeds, and a tune stopped mid-round that continues to the same trials and numbers."""
+
+import csv
+import io
+import json
+import signal
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+import pytest
+
+from fmnist_pl.data.idx import load_arrays
+from fmnist_pl.errors import ConfigError, Interrupted, OptimizerError
+from fmnist_pl.execution.backend import InProcess, train_unit
+from fmnist_pl.runtime.stops import Stopped
+from fmnist_pl.study.tune import STUDY_FILE, TuneConfig, storage_url, tune
+from tests.conftest import make_dataset, run_cli, small_config
+
+SEARCH = ("snes.batch_size=100",)  # fitness batches of 100 of the 500 generated images
+
+
+def _config(root: Path, name: str, **kw) -> TuneConfig:
+    base = small_config(root, name, optimizers=("sgd", "adam", "snes"), epochs=1, hidden=(16,), overrides=SEARCH)
+    # snes' popsize searched over a small range: the generated data trains in seconds
+    return TuneConfig(base, **({"trials": 4, "final_seeds": 2, "space": ("snes.popsize=4:8",)} | kw))
+
+
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def arrays(tmp_path_factory):
+    return load_arrays(make_dataset(tmp_path_factory.mktemp("data")), counts=None)
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory, arrays) -> tuple[Path, list[str]]:
+    root = tmp_path_factory.mktemp("tune")
+    lines: list[str] = []
+    final = tune(_config(root, "T"), echo=lines.append, arrays=arrays)
+    assert final == root / "T" / "final"
+    return root / "T", lines
+
+
+def test_every_method_gets_its_trials_and_the_study_holds_what_was_trained(tuned):
+    top, lines = tuned
+    summary = _read(top / "tuning.json")
+    assert list(summary["methods"]) == ["sgd", "adam", "snes"]
+    round_runs = {r["setting"] for r in _read(top / "round-1" / "config.json")["runs"]}
+    for name, m in summary["methods"].items():
+        assert [t["number"] for t in m["trials"]] == [0, 1, 2, 3]
+        assert {f"{name}/trial-00{n}" for n in range(4)} | {f"{name}/defaults"} <= round_runs
+        study = optuna.load_study(study_name=f"T/{name}", storage=storage_url(_config(top.parent, "T"), top))
+        told = {t.number: t.value for t in study.trials}
+        assert told == {t["number"]: t["value"] for t in m["trials"]}
+        # A trial's value is its run's best validation accuracy (one tuning seed)
+        run = top / "round-1" / "runs" / name / "trial-001" / "history.json"
+        assert m["trials"][1]["value"] == pytest.approx(max(r["val_acc"] for r in _read(run)))
+        # Sampled values reach the optimizer: the round's run has them
+        planned = next(r for r in _read(top / "round-1" / "config.json")["runs"] if r["setting"] == f"{name}/trial-002")
+        assert planned["optimizer"]["hparams"] == m["trials"][2]["hparams"]
+    assert (top / STUDY_FILE).is_file()
+    adam_lrs = {t["hparams"]["lr"] for t in summary["methods"]["adam"]["trials"]}
+    assert len(adam_lrs) == 4  # four different configurations, not the defaults four times
+
+
+def test_curves_rankings_and_the_choice_follow_from_the_trials(tuned):
+    top, lines = tuned
+    summary = _read(top / "tuning.json")
+    for m in summary["methods"].values():
+        values = [v for v in m["values"]]
+        assert m["curve"][0] == pytest.approx(sum(values) / len(values))  # k = 1: the mean trial
+        assert m["curve"] == sorted(m["curve"])  # more trials never hurt
+        assert m["chosen"]["value"] == max(values)
+        assert m["model_epochs"] == [k * 1 for k in m["ks"]]  # 1 epoch x 1 tuning seed per trial
+    assert [r["k"] for r in summary["rankings"]] == [1, 4]
+    at_k4 = [o["method"] for o in summary["rankings"][-1]["order"]]
+    assert at_k4 == sorted(summary["methods"], key=lambda n: -summary["methods"][n]["curve"][3])
+    assert any(line.startswith("ranking at k=4: ") for line in lines)
+    assert any(line.startswith("The ranking ") for line in lines)
+
+
+def test_trials_csv_has_a_row_per_trial(tuned):
+    top, _ = tuned
+    rows = list(csv.DictReader(io.StringIO((top / "trials.csv").read_text())))
+    assert len(rows) == 12
+    assert {r["method"] for r in rows} == {"sgd", "adam", "snes"}
+    assert all(r["status"] == "complete" and 0 <= float(r["val_acc"]) <= 1 for r in rows)
+    assert rows[0]["lr"] != "" and rows[0]["popsize"] == ""  # sgd has an lr, no popsize
+
+
+def test_the_final_runs_use_the_choice_on_fresh_seeds_and_show_the_tuning(tuned):
+    top, _ = tuned
+    summary = _read(top / "tuning.json")
+    final = _read(top / "final" / "config.json")
+    assert final["config"]["seed"] == 43 and final["config"]["seeds"] == 2  # tuned on seed 42
+    for run in final["runs"]:
+        chosen = summary["methods"][run["optimizer"]["name"]]["chosen"]["hparams"]
+        hparams = run["optimizer"]["hparams"]
+        assert {k: hparams[k] for k in chosen} == chosen
+    html = (top / "final" / "report.html").read_text()
+    assert "Tuning: every method with the same number of trials" in html
+    assert "expected best validation accuracy vs number of trials" in html
+    assert "this round of a tune" not in html
+    round_html = (top / "round-1" / "report.html").read_text()
+    assert "round of a tune's trials" in round_html
+
+
+class _StopAfterFirstUnit(InProcess):
+    """Train the first unit of the first round, then stop as Ctrl-C would."""
+
+    def train(self, out, config, todo, arrays, echo):
+        train_unit(out, config, todo[0], arrays, config.accelerator, config.progress)
+        raise Stopped(signal.SIGINT)
+
+
+def test_a_tune_stopped_mid_round_continues_to_the_same_trials_and_numbers(tmp_path, tuned, arrays):
+    top, _ = tuned
+    config = _config(tmp_path, "T")  # the same name: the same study names, so the same sampler seeds
+    with pytest.raises(Interrupted, match="tune --resume"):
+        tune(config, echo=lambda _: None, backend=_StopAfterFirstUnit(), arrays=arrays)
+    stopped = tmp_path / "T"
+    for name in ("sgd", "adam", "snes"):
+        study = optuna.load_study(study_name=f"T/{name}", storage=storage_url(config, stopped))
+        assert len(study.trials) == 4  # asked, not yet told
+    tune(config, echo=lambda _: None, arrays=arrays)
+    for name in ("sgd", "adam", "snes"):
+        study = optuna.load_study(study_name=f"T/{name}", storage=storage_url(config, stopped))
+        assert len(study.trials) == 4  # nothing asked twice
+    again, first = _read(stopped / "tuning.json"), _read(top / "tuning.json")
+    for name in first["methods"]:
+        a, b = again["methods"][name], first["methods"][name]
+        assert [t["params"] for t in a["trials"]] == [t["params"] for t in b["trials"]]
+        assert a["values"] == b["values"]
+
+
+def test_a_folder_continues_only_with_the_settings_it_started_with(tuned, arrays):
+    top, _ = tuned
+    with pytest.raises(ConfigError, match="started with other settings \\(trials\\)"):
+        tune(_config(top.parent, "T", trials=5), echo=lambda _: None, arrays=arrays)
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"sampler": "bogus"}, "--sampler 'bogus': choose from qmc, random, tpe, grid"),
+        ({"sampler": "grid"}, "a grid searches one hyperparameter; adam searches 4 (lr, beta1, one_minus_beta2, eps)"),
+        ({"trials": 0}, "--trials must be a whole number from 1 to 1000"),
+        ({"space": ("adam.lr=1:0.1",)}, "adam.lr"),
+        ({"final_seeds": 0}, "--final-seeds"),
+    ],
+)
+def test_bad_settings_are_one_line_before_anything_is_written(tmp_path, kw, message):
+    with pytest.raises((ConfigError, OptimizerError), match=message.replace("(", "\\(").replace(")", "\\)")):
+        _config(tmp_path, "bad", **kw)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_the_command_line_refuses_bad_input_with_one_line_and_exit_2(tmp_path):
+    out = run_cli("tune", "--optimizers", "sgd", "--space", "sgd.momentum=0:1", "--output-dir", str(tmp_path))
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "momentum" in out.stderr
+    out = run_cli("tune", "--resume", str(tmp_path / "nothing"))
+    assert out.returncode == 2 and "holds no tune" in out.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resume_refuses_options_that_would_change_the_tune(tmp_path):
+    out = run_cli("tune", "--resume", str(tmp_path), "--trials", "8")
+    assert out.returncode == 2 and "drop --trials" in out.stderr
+
+
+def test_tune_config_round_trips_through_its_file(tmp_path):
+    config = _config(tmp_path, "R", sampler="tpe", batch=2, storage="sqlite:////tmp/x.db")
+    assert TuneConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert replace(config, trials=3) != config
