@@ -44,6 +44,27 @@ def _spin() -> None:
 MODES = {"turns": [], "one after another": ["--workers", "1"]}
 
 
+def machine_speed(seconds: float = 2.0) -> float:
+    """Steps per second of a fixed batch-32 forward and backward of the 784-300-100-10 MLP, on this
+    process's threads, just before a compare: how fast the machine is at that moment (a shared host's
+    speed drifts), to tell the budget's own spread from the machine's."""
+    import time
+
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(784, 300), torch.nn.ReLU(), torch.nn.Linear(300, 100), torch.nn.ReLU(), torch.nn.Linear(100, 10)
+    )
+    x, y = torch.rand(32, 784), torch.randint(0, 10, (32,))
+    steps, began = 0, time.perf_counter()
+    while time.perf_counter() - began < seconds:
+        net.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        steps += 1
+    return steps / (time.perf_counter() - began)
+
+
 def images_seen(optimizers: str, seconds: float, out: Path, name: str, mode: str) -> dict[str, int]:
     """Run one budget compare; the training images each of its runs saw."""
     subprocess.run(
@@ -73,6 +94,7 @@ def main() -> None:
         spinner.start()
     orders = [f"{a},{b}", f"{b},{a}"]
     seen = {mode: {a: [], b: []} for mode in MODES}
+    speeds: dict[str, list[float]] = {mode: [] for mode in MODES}
     ratios = {mode: {order: [] for order in orders} for mode in MODES}
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -80,10 +102,13 @@ def main() -> None:
                 for order in orders:
                     for m, mode in enumerate(MODES):
                         name = f"r{repeat}-{order.replace(',', '-')}-{m}"
+                        speed = machine_speed()
                         runs = images_seen(order, args.seconds, Path(tmp), name, mode)
+                        speeds[mode].append(speed)
                         print(
                             f"repeat {repeat + 1}, order {order}, {mode}: "
                             + ", ".join(f"{k} {v:,}" for k, v in runs.items())
+                            + f"; machine before it: {speed:,.0f} reference steps/s"
                         )
                         for k, v in runs.items():
                             seen[mode][k].append(v)
@@ -91,13 +116,25 @@ def main() -> None:
     finally:
         if spinner is not None:
             spinner.terminate()
+
+    def spread(values: list[float]) -> float:
+        return (max(values) - min(values)) / statistics.fmean(values)
+
     for mode in MODES:
+        mean_speed = statistics.fmean(speeds[mode])
+        print(f"{mode}: the machine's reference speed before each compare spread {spread(speeds[mode]):.1%}")
         for k, values in seen[mode].items():
-            spread = (max(values) - min(values)) / statistics.fmean(values)
-            print(f"{mode}: {k} images {min(values):,}-{max(values):,}, spread {spread:.1%} of the mean")
+            # images per reference second: what the spread would be on a machine whose speed held still
+            steady = [v * mean_speed / s for v, s in zip(values, speeds[mode])]
+            print(
+                f"{mode}: {k} images {min(values):,}-{max(values):,}, spread {spread(values):.1%} of the mean; "
+                f"scaled by the machine's speed: spread {spread(steady):.1%}"
+            )
+        every = [r for order in orders for r in ratios[mode][order]]
         for order, values in ratios[mode].items():
             listed = ", ".join(f"{r:.3f}" for r in values)
             print(f"{mode}: order {order}: {a}/{b} images ratio {statistics.fmean(values):.3f} ({listed})")
+        print(f"{mode}: the {a}/{b} ratio over every repeat and order spread {spread(every):.1%}")
 
 
 if __name__ == "__main__":

@@ -68,6 +68,13 @@ Hidden = Annotated[
         "512,256,128.",
     ),
 ]
+Schedule = Annotated[
+    str,
+    typer.Option(
+        metavar="constant|cosine|warmup-cosine",
+        help="Every gradient optimizer's learning-rate schedule over --epochs (one optimizer's: --set adam.schedule=cosine).",
+    ),
+]
 Target = Annotated[
     float, typer.Option(metavar="ACCURACY", help="Report epochs and seconds to reach this validation accuracy.")
 ]
@@ -180,6 +187,7 @@ def compare(
     seeds: Seeds = 1,
     hidden: Hidden = ["300,100"],
     target: Target = 0.88,
+    schedule: Schedule = "constant",
     accelerator: Accelerator = "auto",
     data_dir: DataDir = None,
     download: Download = False,
@@ -237,6 +245,7 @@ def compare(
                 seed=seed,
                 seeds=seeds,
                 target=target,
+                schedule=schedule,
                 accelerator=accelerator,
                 download=download,
                 name=name,
@@ -312,6 +321,7 @@ def sweep(
     ] = 1,
     hidden: Hidden = ["300,100"],
     target: Target = 0.88,
+    schedule: Schedule = "constant",
     accelerator: Accelerator = "auto",
     data_dir: DataDir = None,
     download: Download = False,
@@ -343,6 +353,7 @@ def sweep(
             seed=seed,
             seeds=seeds,
             target=target,
+            schedule=schedule,
             accelerator=accelerator,
             download=download,
             name=name,
@@ -408,6 +419,29 @@ def tune(
             show_default="sqlite in the folder",
         ),
     ] = None,
+    protocol: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="deepobs|crowded-valley|algoperf",
+            help="A published tuning protocol: it sets --trials, --sampler, --final-seeds, the studies and the "
+            "budgets the ranking is read at (the report names its source).",
+        ),
+    ] = None,
+    scale: Annotated[
+        float,
+        typer.Option(metavar="F", help="Scale a --protocol's trials, studies and final seeds by F (0 < F <= 1)."),
+    ] = 1.0,
+    studies: Annotated[
+        int, typer.Option(metavar="N", help="Independent studies per method (AlgoPerf's score: median over them).")
+    ] = 1,
+    prune: Annotated[
+        str,
+        typer.Option(
+            metavar="none|halving",
+            help="halving: successive halving on epoch rungs, keeping each method's best 1/--eta at every rung.",
+        ),
+    ] = "none",
+    eta: Annotated[int, typer.Option(metavar="N", help="Successive halving's reduction factor.")] = 3,
     epochs: Annotated[int, typer.Option(metavar="N", help="Epochs per trial (and of the final runs).")] = 10,
     final_epochs: Annotated[
         Optional[int], typer.Option(metavar="N", help="Epochs per final run.", show_default="--epochs")
@@ -427,6 +461,7 @@ def tune(
         typer.Option(metavar="KIND=AMOUNT", help="Stop every trial at images=… or evaluations=… (see compare)."),
     ] = None,
     target: Target = 0.88,
+    schedule: Schedule = "constant",
     accelerator: Accelerator = "auto",
     data_dir: DataDir = None,
     download: Download = False,
@@ -463,6 +498,7 @@ def tune(
                 seed=seed,
                 seeds=seeds,
                 target=target,
+                schedule=schedule,
                 accelerator=accelerator,
                 download=download,
                 name=name,
@@ -470,16 +506,28 @@ def tune(
                 progress=progress,
                 budget=budget,
             )
-            config = TuneConfig(
-                base,
-                trials=trials,
-                sampler=sampler,
-                space=tuple(space),
-                storage=storage,
-                batch=batch,
-                final_seeds=final_seeds,
-                final_epochs=final_epochs,
-            )
+            rest = {
+                "space": tuple(space),
+                "storage": storage,
+                "batch": batch,
+                "final_epochs": final_epochs,
+                "prune": prune,
+                "eta": eta,
+            }
+            if protocol is not None:
+                fixed = ("trials", "sampler", "final_seeds", "studies")
+                sets = [f"--{k.replace('_', '-')}" for k in _given(ctx) if k in fixed]
+                if sets:
+                    raise ConfigError(
+                        f"--protocol {protocol} sets {', '.join(sets)}: drop them (--scale scales it down)"
+                    )
+                config = TuneConfig.for_protocol(base, protocol, scale, **rest)
+            else:
+                if scale != 1.0:
+                    raise ConfigError("--scale scales a --protocol: give one, or set --trials and --final-seeds")
+                config = TuneConfig(
+                    base, trials=trials, sampler=sampler, final_seeds=final_seeds, studies=studies, **rest
+                )
         if ray is not None:
             parse_address(ray)
         processes = _workers(workers, config.base, ray)

@@ -119,9 +119,9 @@ class CompareConfig:
     time_budget: float | None = None  # seconds of training per run (the reference asked for time as a criterion)
     eval_points: int = 20  # validations per run, evenly spread over its budget (anytime curves); 0: epoch ends only
     budget: str | None = None  # "KIND=AMOUNT": seconds, images or evaluations per run (time_budget is seconds=)
-    trials: tuple[
-        tuple[str, ...], ...
-    ] = ()  # (optimizer, label, "key=value", ...): settings to train instead of one per optimizer (used by tune)
+    schedule: str = "constant"  # every gradient run's learning-rate schedule (--set NAME.schedule=... for one)
+    # tune's settings, each (optimizer, label, "key=value", ...), trained instead of one per optimizer
+    trials: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
         # Paths are made absolute once, here: every writer (Lightning's loggers and checkpoints too)
@@ -208,6 +208,13 @@ def _check_rates(c: CompareConfig) -> None:
         raise ConfigError(f"--target must be a validation accuracy in (0, 1], got {c.target!r}")
 
 
+def _check_schedule(c: CompareConfig) -> None:
+    from fmnist_pl.optim.schedules import SCHEDULES
+
+    if c.schedule not in SCHEDULES:
+        raise ConfigError(f"--schedule {c.schedule!r}: choose from {', '.join(SCHEDULES)}")
+
+
 def _check_model(c: CompareConfig) -> None:
     for hidden in (c.hidden, *c.more_hidden):
         if not hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
@@ -256,7 +263,16 @@ def _check_seed(c: CompareConfig) -> None:
 
 
 # Each check raises the one-line ConfigError naming its option; run in this order on construction.
-CHECKS = (_check_counts, _check_rates, _check_model, _check_time_budget, _check_budget, _check_name, _check_seed)
+CHECKS = (
+    _check_counts,
+    _check_rates,
+    _check_model,
+    _check_time_budget,
+    _check_budget,
+    _check_name,
+    _check_seed,
+    _check_schedule,
+)
 
 
 @dataclass(frozen=True)

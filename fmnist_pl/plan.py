@@ -36,6 +36,7 @@ def plan(config: CompareConfig) -> list[RunPlan]:
             f"at most {MAX_RUNS:,}: split the study into several compares"
         )
     variants = trial_variants(config) if config.trials else grid_variants(config)
+    variants = [(variant, with_schedule(spec, config.schedule)) for variant, spec in variants]
     registry.check_buildable([spec for _, spec in variants])
     several_archs = len(config.architecture_list) > 1
     runs = []
@@ -51,6 +52,14 @@ def plan(config: CompareConfig) -> list[RunPlan]:
                 )
     check_unique(runs)
     return runs
+
+
+def with_schedule(spec: registry.OptimizerSpec, schedule: str) -> registry.OptimizerSpec:
+    """``--schedule`` for a gradient run that has none of its own (``--set NAME.schedule=...`` wins);
+    a gradient-free run has no learning rate to schedule."""
+    if schedule == "constant" or "schedule" in spec.hparams or spec.info.gradient_free:
+        return spec
+    return registry.OptimizerSpec(spec.name, dict(spec.hparams) | {"schedule": schedule})
 
 
 def grid_variants(config: CompareConfig) -> list[tuple[str, registry.OptimizerSpec]]:

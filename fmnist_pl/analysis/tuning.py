@@ -253,25 +253,28 @@ class MethodTrials:
     defaults: float | None = None
 
 
-def summarize(methods: Mapping[str, MethodTrials], trial_cost: float, setup: Mapping[str, Any]) -> dict[str, Any]:
+def summarize(
+    methods: Mapping[str, MethodTrials], trial_cost: float, setup: Mapping[str, Any], ks: Sequence[int] = ()
+) -> dict[str, Any]:
     """What the report and ``tuning.json`` show: per method the expected-max curve over k = 1..K with its
     band, the compute axis (``trial_cost`` model-epochs per trial), the chosen trial and whether it lies at
-    a bound of its space, tunability and importance; then the ranking at small, medium and full budget."""
+    a bound of its space, tunability and importance; then the ranking at ``ks`` trials (default: 1, 4
+    and all). Methods with several independent studies also get AlgoPerf's score (:func:`study_score`)."""
     from fmnist_pl.optim import spaces
 
     out: dict[str, Any] = {}
     for name, m in methods.items():
         values = [math.nan if t["value"] is None else float(t["value"]) for t in m.trials]
-        ks = list(range(1, len(values) + 1))
+        trial_ks = list(range(1, len(values) + 1))
         complete = [t for t in m.trials if t["value"] is not None]
         best = max(complete, key=lambda t: (t["value"], -t["number"])) if complete else None
         out[name] = {
             "trials": m.trials,
             "values": values,
-            "ks": ks,
+            "ks": trial_ks,
             "curve": expected_max_curve(values),
-            "band": expected_max_band(values, ks).to_dict(),
-            "model_epochs": compute_axis(ks, [trial_cost]),
+            "band": expected_max_band(values, trial_ks).to_dict(),
+            "model_epochs": compute_axis(trial_ks, [trial_cost]),
             "defaults": m.defaults,
             "chosen": None
             if best is None
@@ -288,19 +291,49 @@ def summarize(methods: Mapping[str, MethodTrials], trial_cost: float, setup: Map
             "tunability": {f"{tol:g}": share for tol, share in tunability(values, NEAR_BEST).items()},
             "importance": importance(m.trials, lambda t: t["params"], lambda t: t["value"], m.distributions).to_dict(),
             "diverged": sum(t["status"] != "complete" for t in m.trials),
+            "studies": study_score(m.trials),
         }
     curves = {name: row["curve"] for name, row in out.items()}
     K = min(len(c) for c in curves.values())
-    ks = sorted({min(k, K) for k in BUDGET_KS} | {K})
-    rankings = [{"k": k, "order": [r._asdict() for r in rank_at(curves, k)]} for k in ks]
+    shown = sorted({min(k, K) for k in (ks or BUDGET_KS)} | {K})
+    rankings = [{"k": k, "order": [r._asdict() for r in rank_at(curves, k)]} for k in shown]
+    scored = {name: row["studies"]["score"] for name, row in out.items() if row["studies"] is not None}
     return {
         "setup": dict(setup),
         "methods": out,
         "rankings": rankings,
-        "flips": ranking_flips(curves, ks),
+        "flips": ranking_flips(curves, shown),
+        "score_ranking": sorted(scored, key=lambda n: (scored[n] is None, scored[n] or 0.0, n)) if scored else None,
         "trial_cost": trial_cost,
         "replacement": True,
     }
+
+
+def study_score(trials: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """AlgoPerf's external-tuning score of one method with several independent studies (``study`` of each
+    trial): in each study the trial with the best validation accuracy, its images to the validation
+    target; the score is their median over the studies (None - not reached - when at least half of the
+    studies' best trials never reached it). None for a method with one study."""
+    by_study: dict[int, list[Mapping[str, Any]]] = {}
+    for t in trials:
+        by_study.setdefault(int(t.get("study", 0)), []).append(t)
+    if len(by_study) < 2:
+        return None
+    rows = []
+    for index, group in sorted(by_study.items()):
+        done = [t for t in group if t["value"] is not None]
+        best = max(done, key=lambda t: (t["value"], -t["number"])) if done else None
+        rows.append(
+            {
+                "study": index,
+                "best": best["run"] if best else None,
+                "value": best["value"] if best else None,
+                "images_to_target": best.get("images_to_target") if best else None,
+            }
+        )
+    times = sorted(math.inf if r["images_to_target"] is None else float(r["images_to_target"]) for r in rows)
+    median = float(np.median(times))
+    return {"per_study": rows, "score": None if math.isinf(median) else median}
 
 
 def flip_sentence(flips: Mapping[str, Any]) -> str:
@@ -338,6 +371,12 @@ def summary_lines(summary: Mapping[str, Any]) -> list[str]:
     for r in summary["rankings"]:
         lines.append(f"ranking at k={r['k']}: " + " > ".join(f"{o['method']} {o['value']:.4f}" for o in r["order"]))
     lines.append(flip_sentence(summary["flips"]))
+    if summary.get("score_ranking"):
+        scores = {n: summary["methods"][n]["studies"]["score"] for n in summary["score_ranking"]}
+        lines.append(
+            "AlgoPerf score (median over studies of the best trial's images to the validation target): "
+            + ", ".join(f"{n} {'not reached' if v is None else f'{v:,.0f}'}" for n, v in scores.items())
+        )
     return lines
 
 
@@ -349,11 +388,13 @@ def trials_csv(summary: Mapping[str, Any]) -> str:
     params = sorted({p for m in summary["methods"].values() for t in m["trials"] for p in t["params"]})
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["method", "trial", "run", "status", "val_acc", *params])
+    writer.writerow(["method", "study", "trial", "run", "status", "val_acc", "images_to_target", *params])
     for name, m in summary["methods"].items():
         for t in m["trials"]:
             value = "" if t["value"] is None else f"{t['value']:.6f}"
+            reached = "" if t.get("images_to_target") is None else t["images_to_target"]
             writer.writerow(
-                [name, t["number"], t["run"], t["status"], value, *(t["params"].get(p, "") for p in params)]
+                [name, t.get("study", 0), t["number"], t["run"], t["status"], value, reached]
+                + [t["params"].get(p, "") for p in params]
             )
     return buffer.getvalue()

@@ -23,6 +23,7 @@ from fmnist_pl.config import RunPlan
 from fmnist_pl.engine.cuda_graph import CapturedStep
 from fmnist_pl.engine.evaluated import LitEvaluated, MemberResult
 from fmnist_pl.engine.mlp import StackedMLP, seeded_mlp
+from fmnist_pl.optim import schedules
 from fmnist_pl.optim.registry import build_shared, implementation
 
 SETTINGS_PER_OPTIMIZER = 12
@@ -191,10 +192,13 @@ class LitLockstep(LitEvaluated):
         # the arithmetic at batch 32); the clock (the last one) steps through Lightning once an epoch.
         super().on_train_start()
         self._raw_optimizers = list(self.trainer.optimizers[:-1])
+        self._scheduled = [g for opt in self._raw_optimizers for g in opt.param_groups if "schedule" in g]
         self._active_list = self.active.tolist()
         self._captured = None
         datamodule = getattr(self.trainer, "datamodule", None)
-        if self.device.type == "cuda" and self.use_cuda_graphs and datamodule is not None:
+        # A captured graph replays the rate it was captured with: scheduled rates step without one.
+        graphs = self.use_cuda_graphs and not self._scheduled
+        if self.device.type == "cuda" and graphs and datamodule is not None:
             shape = torch.Size([len(self.group_seeds), datamodule.batch_size, IN_FEATURES])
             self._captured = CapturedStep(self._step, self._clear_grads, shape, self.device)
         several = len(self._raw_optimizers) > 1
@@ -256,8 +260,21 @@ class LitLockstep(LitEvaluated):
         for p in self.net.parameters_in_order():
             p.grad = None
 
+    def _schedule(self, batch_idx: int) -> None:
+        """Set every scheduled setting's rate for this step (:mod:`fmnist_pl.optim.schedules`).
+
+        From the step's place in the fit (epoch x batches + batch), not a ``LambdaLR``'s own counter:
+        a resumed group then needs no scheduler state, and these optimizers step raw, outside
+        Lightning's scheduler loop. The schedule spans ``--epochs`` (a budget may stop it early)."""
+        batches = max(1, int(self.trainer.num_training_batches))
+        step, total = self.current_epoch * batches + batch_idx, max(1, int(self.trainer.max_epochs)) * batches
+        for group in self._scheduled:
+            group["lr"] = group["base_lr"] * schedules.factor(group["schedule"], step, total)
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
+        if self._scheduled:
+            self._schedule(batch_idx)
         if self._captured is not None and self._captured.fits(x):
             self._captured(x, y)
         else:

@@ -75,8 +75,14 @@ class OptimizerSpec:
     def info(self) -> OptimizerInfo:
         return get_info(self.name)
 
+    @property
+    def schedule(self) -> str:
+        """Its learning-rate schedule (:mod:`fmnist_pl.optim.schedules`); ``constant`` unless one was set."""
+        return str(self.hparams.get("schedule", "constant"))
+
     def kwargs(self) -> dict[str, Any]:
-        out = dict(self.hparams)
+        """The optimizer class's keyword arguments (its hyperparameters, less the schedule)."""
+        out = {k: v for k, v in self.hparams.items() if k != "schedule"}
         if "betas" in out:  # JSON round-trips tuples as lists
             out["betas"] = tuple(out["betas"])
         return out
@@ -120,7 +126,10 @@ def build_shared(
     # torch steps a group with one fused/foreach call, and state stays per parameter.
     by_setting: dict[str, dict[str, Any]] = {}
     for spec, p in zip(specs, params):
-        by_setting.setdefault(spec.setting(), {**spec.kwargs(), "params": []})["params"].extend(p)
+        # A scheduled setting's group also carries its schedule and base rate (torch keeps extra keys
+        # of a param group, in its state dict too); the engine sets its lr every step.
+        scheduled = {"schedule": spec.schedule, "base_lr": spec.hparams["lr"]} if spec.schedule != "constant" else {}
+        by_setting.setdefault(spec.setting(), {**spec.kwargs(), **scheduled, "params": []})["params"].extend(p)
     groups = list(by_setting.values())
     # Fastest implementation the class has: fused (one pass over memory per tensor instead of
     # one per op), else foreach (multi-tensor). The algorithm is the same; results differ only
@@ -398,6 +407,9 @@ def resolve(
         if lr is not None and not info.gradient_free:  # checked once, by the config (config.check_lr)
             hparams["lr"] = float(lr)
         for key, raw in overrides.get(name, {}).items():
+            if key == "schedule":
+                hparams[key] = check_schedule(info, raw)
+                continue
             if key not in hparams:
                 raise OptimizerError(f"unknown hyperparameter {name}.{key}; {name} has: {', '.join(hparams)}")
             where = f"{name}.{key}"
@@ -408,6 +420,17 @@ def resolve(
             raise OptimizerError(f"{name}: {problem}")
         specs.append(OptimizerSpec(name, hparams))
     return specs
+
+
+def check_schedule(info: OptimizerInfo, schedule: str) -> str:
+    """A learning-rate schedule for ``info``: a known one, for an optimizer with a learning rate."""
+    from fmnist_pl.optim.schedules import SCHEDULES
+
+    if schedule not in SCHEDULES:
+        raise OptimizerError(f"bad value {schedule!r} for {info.name}.schedule: must be one of {', '.join(SCHEDULES)}")
+    if info.gradient_free or "lr" not in info.defaults:
+        raise OptimizerError(f"{info.name} has no learning rate to schedule; drop its schedule")
+    return schedule
 
 
 def check_buildable(specs: Iterable[OptimizerSpec]) -> None:

@@ -500,8 +500,17 @@ def tuning_view(tuning: dict[str, Any], plot: str | None) -> dict[str, Any]:
                 "trials": len(m["values"]),
             }
         )
+    scores = [
+        {
+            "name": name,
+            "score": tuning["methods"][name]["studies"]["score"],
+            "per_study": tuning["methods"][name]["studies"]["per_study"],
+        }
+        for name in tuning.get("score_ranking") or []
+    ]
     return {
         "setup": tuning["setup"],
+        "scores": scores,
         "ks": ks,
         "methods": methods,
         "rankings": tuning["rankings"],

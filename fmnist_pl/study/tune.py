@@ -23,7 +23,7 @@ import shlex
 import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from fmnist_pl import store
 from fmnist_pl.analysis import tuning as stats
@@ -114,6 +114,7 @@ class Protocol:
     ks: tuple[int, ...]  # the tuning budgets its rankings are read at
     step_only: bool = False  # search only each method's step size, the rest at the registry's values
     step_range: tuple[float, float] | None = None  # the step-size range of gradient methods
+    studies: int = 1  # independent studies per method, each of `trials` trials
 
 
 PROTOCOLS: dict[str, Protocol] = {
@@ -143,8 +144,29 @@ PROTOCOLS: dict[str, Protocol] = {
         trials=5,
         final_seeds=5,
         ks=(1, 5),
+        studies=5,
     ),
 }
+
+
+def step_only_space(optimizers: Sequence[str], step_range: tuple[float, float] | None) -> tuple[str, ...]:
+    """``--space`` items that leave only each method's step size searched (a gradient method's ``lr``, over
+    ``step_range`` when given; a gradient-free one's ``stdev_init``) and fix the rest at the registry's values."""
+    from fmnist_pl.study.sweep import step_param
+
+    items = []
+    for name in (n.lower() for n in optimizers):
+        step = step_param(name)
+        defaults = registry.get_info(name).defaults
+        for d in spaces.get_space(name).dimensions:
+            if d.target == step:
+                if step_range is not None and not registry.get_info(name).gradient_free:
+                    items.append(f"{name}.{d.name}={step_range[0]!r}:{step_range[1]!r}:log")
+                continue
+            value = defaults[d.target] if d.index is None else defaults[d.target][d.index]
+            value = 1 - value if d.transform == "one_minus" else value
+            items.append(f"{name}.{d.name}={value!r}")
+    return tuple(items)
 
 
 @dataclass(frozen=True)
@@ -161,15 +183,33 @@ class TuneConfig:
     final_seeds: int = FINAL_SEEDS
     final_epochs: int | None = None
     defaults: bool = True  # also train each method at its registry defaults once (the one-shot marker)
+    studies: int = 1  # independent studies per method (AlgoPerf: 5), each of `trials` trials
+    ks: tuple[int, ...] = ()  # numbers of trials the ranking is shown at; default 1, 4 and all
+    protocol: str | None = None  # the published protocol these settings reproduce (--protocol)
+    scale: float = 1.0  # its trials and final seeds scaled down by this (one machine)
+    prune: str = "none"  # "halving": successive halving on epoch rungs within each method's trials
+    eta: int = 3  # keep the best 1/eta at each rung (Li et al. 2017's default)
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"--sampler {self.sampler!r}: choose from {', '.join(SAMPLERS)}")
-        for key, value, low, high in (("trials", self.trials, 1, MAX_TRIALS), ("batch", self.batch, 1, MAX_TRIALS)):
+        for key, value, low, high in (
+            ("trials", self.trials, 1, MAX_TRIALS),
+            ("batch", self.batch, 1, MAX_TRIALS),
+            ("studies", self.studies, 1, 100),
+        ):
             if value is None and key == "batch":
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ConfigError(f"--{key} must be a whole number from {low} to {high}, got {value!r}")
+        if self.prune not in PRUNERS:
+            raise ConfigError(f"--prune {self.prune!r}: choose from {', '.join(PRUNERS)}")
+        if isinstance(self.eta, bool) or not isinstance(self.eta, int) or self.eta < 2:
+            raise ConfigError(f"--eta must be a whole number >= 2, got {self.eta!r}")
+        if self.prune == "halving" and (self.base.budget_spec is not None or self.base.epochs < self.eta):
+            raise ConfigError(
+                f"--prune halving cuts trials at epoch rungs: it needs --epochs >= --eta ({self.eta}) and no --budget"
+            )
         if self.base.lrs or self.base.trials or self.base.lr is not None:
             raise ConfigError("tune samples every hyperparameter from its space: drop --lr/--lrs and use --space")
         check_final(self.base, self.final_epochs, self.final_seeds)
@@ -182,26 +222,72 @@ class TuneConfig:
     def round_size(self) -> int:
         return self.batch or self.trials
 
+    @classmethod
+    def for_protocol(cls, base: CompareConfig, protocol: str, scale: float = 1.0, **rest: Any) -> TuneConfig:
+        """The settings of a published protocol (:data:`PROTOCOLS`), its trials, studies and final seeds
+        scaled by ``scale`` (at least 2 trials and 2 seeds), on ``base``'s methods and epochs."""
+        if protocol not in PROTOCOLS:
+            raise ConfigError(f"--protocol {protocol!r}: choose from {', '.join(PROTOCOLS)}")
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 1:
+            raise ConfigError(f"--scale must be a number in (0, 1], got {scale!r}")
+        p = PROTOCOLS[protocol]
+        trials = max(2, round(p.trials * scale))
+        space = tuple(rest.pop("space", ()))
+        if p.step_only:
+            space = step_only_space(base.optimizers, p.step_range) + space  # the user's --space items win
+        return cls(
+            base,
+            trials=trials,
+            sampler=p.sampler,
+            space=space,
+            final_seeds=max(2, round(p.final_seeds * scale)),
+            studies=max(1, round(p.studies * scale)) if p.studies > 1 else 1,
+            ks=tuple(sorted({min(trials, max(1, round(k * scale))) for k in p.ks})),
+            protocol=protocol,
+            scale=float(scale),
+            **rest,
+        )
+
+    def describe_protocol(self) -> str | None:
+        """The protocol and how far it was scaled down, for the terminal and the report."""
+        if self.protocol is None:
+            return None
+        p = PROTOCOLS[self.protocol]
+        text = f"--protocol {self.protocol}: {p.source}"
+        if self.scale < 1:
+            parts = [f"{self.trials} of {p.trials} trials", f"{self.final_seeds} of {p.final_seeds} final seeds"]
+            if p.studies > 1:
+                parts.append(f"{self.studies} of {p.studies} studies")
+            text += f". Scaled down by --scale {self.scale:g}: {', '.join(parts)}"
+        return text
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"base": self.base.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TuneConfig:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "base"}
-        if "space" in known:
-            known["space"] = tuple(known["space"])
+        for key in ("space", "ks"):
+            if key in known:
+                known[key] = tuple(known[key])
         return cls(base=CompareConfig.from_dict(data["base"]), **known)
 
 
 @dataclass
 class MethodStudy:
-    """One method's Optuna study and its space."""
+    """One Optuna study of one method (``index``: which of its independent studies), and its space."""
 
-    name: str
+    name: str  # the registry name
+    index: int  # 0 when a method has one study
     study: Study
     space: spaces.Space
+    seed: int  # its sampler's seed: --seed, plus the study's index
     distributions: dict[str, Any] = field(default_factory=dict)
     grid: dict[str, list[float]] = field(default_factory=dict)  # the grid sampler's points
+
+    def label(self, number: int) -> str:
+        """The run label of trial ``number``: ``trial-003``, or ``s2-trial-003`` in study 2."""
+        return trial_label(number) if self.index == 0 else f"s{self.index}-{trial_label(number)}"
 
 
 def tune(
@@ -232,6 +318,8 @@ def tune(
             store.write_json(top / TUNE_FILE, config.to_dict())
             with _quiet_optuna():
                 studies = _studies(config, top)
+                if config.protocol is not None:
+                    echo(str(config.describe_protocol()))
                 while _round(config, top, studies, echo, backend, drawer, arrays):
                     pass
                 summary = _summarize(config, top, studies)
@@ -318,38 +406,42 @@ def storage_url(config: TuneConfig, top: Path) -> str:
     return config.storage or f"sqlite:///{top / STUDY_FILE}"
 
 
-def _studies(config: TuneConfig, top: Path) -> dict[str, MethodStudy]:
+def _studies(config: TuneConfig, top: Path) -> list[MethodStudy]:
+    """Every method's studies (``<name>/<method>``, or ``<name>/<method>/study-<i>`` for several), created
+    or, on a resume, loaded from the storage."""
     import optuna
 
     chosen = spaces.parse_space_overrides(config.space, config.base.optimizers)
-    out = {}
+    out = []
     for name in (n.lower() for n in config.base.optimizers):
-        study = optuna.create_study(
-            study_name=f"{top.name}/{name}",
-            storage=storage_url(config, top),
-            direction="maximize",
-            load_if_exists=True,
-        )
         grid = grid_points(chosen[name], config.trials) if config.sampler == "grid" else {}
-        out[name] = MethodStudy(name, study, chosen[name], spaces.to_distributions(chosen[name]), grid)
+        for index in range(1, config.studies + 1) if config.studies > 1 else (0,):
+            study = optuna.create_study(
+                study_name=f"{top.name}/{name}" + (f"/study-{index}" if index else ""),
+                storage=storage_url(config, top),
+                direction="maximize",
+                load_if_exists=True,
+            )
+            dists = spaces.to_distributions(chosen[name])
+            out.append(MethodStudy(name, index, study, chosen[name], config.base.seed + index, dists, grid))
     return out
 
 
 def _round(
     config: TuneConfig,
     top: Path,
-    studies: dict[str, MethodStudy],
+    studies: list[MethodStudy],
     echo: Callable[[str], None],
     backend: Backend,
     drawer: Drawer | None,
     arrays: idx.FashionMNISTArrays | None,
 ) -> bool:
     """Train the next round (the trials asked and not told, else newly asked ones) and tell the
-    results; False once every method has its trials."""
+    results; False once every study has its trials."""
     from optuna.trial import TrialState
 
-    batch: dict[str, list[Any]] = {}
-    for name, m in studies.items():
+    batch: list[tuple[MethodStudy, list[tuple[int, dict[str, Any]]]]] = []
+    for m in studies:
         for _ in m.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             _ask(config, m)  # enqueued before a stop, not yet asked
         trials = m.study.get_trials(deepcopy=False)
@@ -357,32 +449,97 @@ def _round(
         room = min(config.round_size, config.trials - len(trials))
         for _ in range(0 if pending else max(0, room)):  # a round left unfinished is finished first
             pending.append(_ask(config, m, enqueue=True))
-        batch[name] = [(t.number, dict(t.params)) for t in pending]
-    if not any(batch.values()):
+        batch.append((m, [(t.number, dict(t.params)) for t in pending]))
+    if not any(rows for _, rows in batch):
         return False
-    first = min(number for rows in batch.values() for number, _ in rows)
+    first = min(number for _, rows in batch for number, _ in rows)
     index = first // config.round_size + 1
     entries = []
-    for name, rows in batch.items():
-        if config.defaults and first == 0:
-            entries.append((name, "defaults"))
+    for m, rows in batch:
+        if config.defaults and first == 0 and m.index <= 1:
+            entries.append((m.name, "defaults"))
         for number, params in rows:
-            hparams = spaces.apply(studies[name].space, params)
-            entries.append((name, trial_label(number), *_items(name, hparams)))
-    round_config = replace(config.base, output_dir=str(top), name=f"round-{index}", trials=tuple(entries))
-    count = sum(map(len, batch.values()))
-    echo(f"round {index}: {count} trials of {', '.join(batch)} ({config.sampler} sampler), {config.base.epochs} epochs")
-    resume = (top / f"round-{index}" / store.CONFIG_FILE).exists()
-    folder = compare(round_config, resume=resume, echo=echo, backend=backend, drawer=drawer, arrays=arrays)
-    values = trial_values(folder)
-    for name, rows in batch.items():
+            entries.append((m.name, m.label(number), *_items(m.name, spaces.apply(m.space, params))))
+    count = sum(len(rows) for _, rows in batch)
+    names = ", ".join(dict.fromkeys(m.name for m, _ in batch))
+    echo(f"round {index}: {count} trials of {names} ({config.sampler} sampler), {config.base.epochs} epochs")
+
+    def train(kept: Sequence[tuple[str, ...]], epochs: int, rung: int | None) -> dict[str, dict[str, Any]]:
+        name = f"round-{index}" if rung is None else f"round-{index}{RUNG_MARK}{rung}"
+        round_config = replace(config.base, output_dir=str(top), name=name, epochs=epochs, trials=tuple(kept))
+        resume = (top / name / store.CONFIG_FILE).exists()
+        folder = compare(round_config, resume=resume, echo=echo, backend=backend, drawer=drawer, arrays=arrays)
+        return trial_results(folder, config.base.target)
+
+    trial_entries = [e for e in entries if e[1] != "defaults"]
+    pruned: dict[str, tuple[int, float | None]] = {}  # run -> (the rung's epochs, its value there)
+    if config.prune == "halving":
+        plan = rungs(config.base.epochs, config.eta)
+        for rung, epochs in enumerate(plan[:-1], start=1):
+            results = train(trial_entries, epochs, rung)
+            keep = halving_survivors(trial_entries, results, config.eta)
+            for e in trial_entries:
+                run = f"{e[0]}/{e[1]}"
+                if e[1] not in keep.get(e[0], ()):
+                    pruned[run] = (epochs, results[run]["value"])
+            trial_entries = [e for e in trial_entries if e[1] in keep.get(e[0], ())]
+            echo(f"round {index}, rung {rung} ({epochs} epochs): {len(trial_entries)} trials go on")
+    defaults = [e for e in entries if e[1] == "defaults"]
+    results = train(defaults + trial_entries, config.base.epochs, None)
+    from optuna.trial import Trial
+
+    for m, rows in batch:
+        # Telling runs the sampler's after_trial: a GridSampler would stop the study (allowed only
+        # inside study.optimize) once its grid is spent. Sampling is over for these trials anyway.
+        m.study.sampler = _random(m.seed, 0, m.grid)
         for number, _ in rows:
-            value, _status = values[f"{name}/{trial_label(number)}"]
+            run = f"{m.name}/{m.label(number)}"
+            if run in pruned:
+                epochs, value = pruned[run]
+                if value is not None:
+                    trial = next(t for t in m.study.get_trials(deepcopy=False) if t.number == number)
+                    Trial(m.study, trial._trial_id).report(value, epochs)  # Optuna keeps it as the pruned value
+                m.study.tell(number, state=TrialState.PRUNED)
+                continue
+            value = results[run]["value"]
             if value is None:
-                studies[name].study.tell(number, state=TrialState.FAIL)
+                m.study.tell(number, state=TrialState.FAIL)
             else:
-                studies[name].study.tell(number, value)
+                m.study.tell(number, value)
     return True
+
+
+RUNG_MARK = ".rung-"  # round-3.rung-1: the first rung of round 3 (the round's own folder holds its last)
+PRUNERS = ("none", "halving")
+
+
+def rungs(epochs: int, eta: int) -> list[int]:
+    """Successive halving's epoch rungs up to ``epochs``: epochs / eta^i, whole and at least 1, ascending
+    (9 epochs, eta 3: 1, 3, 9)."""
+    out = {epochs}
+    value = float(epochs)
+    while value / eta >= 1:
+        value /= eta
+        out.add(max(1, round(value)))
+    return sorted(out)
+
+
+def halving_survivors(
+    entries: Sequence[tuple[str, ...]], results: dict[str, dict[str, Any]], eta: int
+) -> dict[str, set[str]]:
+    """Per method, the labels of the best ceil(n / eta) of each of its studies' trials by validation
+    accuracy at this rung (a diverged trial never goes on; ties keep the earlier trial): successive
+    halving's cut (Jamieson & Talwalkar 2016), within each study, so that every method keeps the same share."""
+    by_study: dict[tuple[str, str], list[tuple[str, float | None]]] = {}
+    for name, label, *_ in entries:
+        study = label.rpartition("trial-")[0]  # "s2-" in a method's second study, "" with one study
+        by_study.setdefault((name, study), []).append((label, results[f"{name}/{label}"]["value"]))
+    out: dict[str, set[str]] = {}
+    for (name, _), rows in by_study.items():
+        keep = math.ceil(len(rows) / eta)
+        ranked = sorted((r for r in rows if r[1] is not None), key=lambda r: -r[1])  # stable: ties keep their order
+        out.setdefault(name, set()).update(label for label, _ in ranked[:keep])
+    return out
 
 
 def _ask(config: TuneConfig, m: MethodStudy, enqueue: bool = False) -> Any:
@@ -391,12 +548,12 @@ def _ask(config: TuneConfig, m: MethodStudy, enqueue: bool = False) -> Any:
     number = len(m.study.get_trials(deepcopy=False))
     if config.sampler == "qmc":
         if enqueue:
-            m.study.enqueue_trial(qmc_point(m.distributions, config.base.seed, number))
-        m.study.sampler = _random(config.base.seed, number, m.grid)  # every parameter is enqueued
+            m.study.enqueue_trial(qmc_point(m.distributions, m.seed, number))
+        m.study.sampler = _random(m.seed, number, m.grid)  # every parameter is enqueued
     else:
-        m.study.sampler = SAMPLERS[config.sampler](config.base.seed, number, m.grid)
+        m.study.sampler = SAMPLERS[config.sampler](m.seed, number, m.grid)
     trial = m.study.ask(m.distributions)
-    trial.set_user_attr("run", f"{m.name}/{trial_label(trial.number)}")
+    trial.set_user_attr("run", f"{m.name}/{m.label(trial.number)}")
     return trial
 
 
@@ -453,7 +610,14 @@ def _items(name: str, hparams: dict[str, Any]) -> list[str]:
     for key, value in hparams.items():
         if key in defaults and _same(defaults[key], value):
             continue
-        out.append(f"{key}={','.join(map(repr, value)) if isinstance(value, (tuple, list)) else repr(value)}")
+        text = (
+            ",".join(map(repr, value))
+            if isinstance(value, (tuple, list))
+            else value
+            if isinstance(value, str)
+            else repr(value)
+        )
+        out.append(f"{key}={text}")
     return out
 
 
@@ -463,65 +627,109 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def trial_values(folder: Path) -> dict[str, tuple[float | None, str]]:
-    """Per setting of a round: the validation accuracy a trial is judged by (the best epoch's, the mean
-    over the tuning seeds, as a sweep selects) and its status; a diverged or failed run scores None."""
+def trial_results(folder: Path, target: float | None) -> dict[str, dict[str, Any]]:
+    """Per setting of a round: ``value``, the validation accuracy a trial is judged by (the best epoch's,
+    the mean over the tuning seeds, as a sweep selects; None for a diverged or failed run), its
+    ``status``, the ``hparams`` it trained with, and the ``images`` and ``epochs`` until its validation
+    accuracy first reached ``target`` (the slowest seed's; None where a seed never did): AlgoPerf's
+    time to result."""
     loaded = store.load_compare(folder)
     by_setting: dict[str, list[dict[str, Any]]] = {}
     for run in loaded["runs"]:
         by_setting.setdefault(run["setting"], []).append(run)
-    out: dict[str, tuple[float | None, str]] = {}
+    hparams = {r["setting"]: r["optimizer"]["hparams"] for r in loaded["config"]["runs"]}
+    out: dict[str, dict[str, Any]] = {}
     for setting, runs in by_setting.items():
-        if any(r.get("status") != "ok" for r in runs):
-            out[setting] = (None, next(r.get("status", "failed") for r in runs if r.get("status") != "ok"))
+        row: dict[str, Any] = {"hparams": hparams.get(setting), "images": None, "epochs": None}
+        bad = [r.get("status", "failed") for r in runs if r.get("status") != "ok"]
+        if bad:
+            out[setting] = row | {"value": None, "status": bad[0]}
             continue
-        best = [max(row["val_acc"] for row in r["history"] if not math.isnan(row["val_acc"])) for r in runs]
-        out[setting] = (sum(best) / len(best), "complete")
+        best = [max(p["val_acc"] for p in r["history"] if not math.isnan(p["val_acc"])) for r in runs]
+        reached = [_to_target(r, target) for r in runs]
+        if target is not None and all(x is not None for x in reached):
+            row["images"] = max(x[0] for x in reached)  # type: ignore[index]
+            row["epochs"] = max(x[1] for x in reached)  # type: ignore[index]
+        out[setting] = row | {"value": sum(best) / len(best), "status": "complete"}
     return out
 
 
-def _summarize(config: TuneConfig, top: Path, studies: dict[str, MethodStudy]) -> dict[str, Any]:
-    """Every trial as plain data, per method, and the statistics of the tuning (:func:`fmnist_pl.analysis.tuning.summarize`)."""
-    values: dict[str, tuple[float | None, str]] = {}
-    planned: dict[str, dict[str, Any]] = {}  # the hyperparameters each trial trained with (--set items included)
-    for folder in sorted(top.glob("round-*")):
-        values |= trial_values(folder)
-        for run in store.read_json(folder / store.CONFIG_FILE)["runs"]:
-            planned[run["setting"]] = run["optimizer"]["hparams"]
-    methods = {}
-    for name, m in studies.items():
-        rows = []
+def _to_target(run: dict[str, Any], target: float | None) -> tuple[int, float] | None:
+    """(images, epochs) at the first validation of ``run`` at or above ``target`` (anytime points included)."""
+    from fmnist_pl.analysis.targets import validation_points
+
+    if target is None:
+        return None
+    for p in validation_points(run):
+        if p["val_acc"] >= target:
+            return int(p["images"]), float(p["epoch"])
+    return None
+
+
+def _summarize(config: TuneConfig, top: Path, studies: list[MethodStudy]) -> dict[str, Any]:
+    """Every trial as plain data, per method (its studies pooled), and the statistics of the tuning
+    (:func:`fmnist_pl.analysis.tuning.summarize`)."""
+    results: dict[str, dict[str, Any]] = {}
+    # A pruned trial's result is its last rung's; a trial that went on to the end has the round's own.
+    folders = [f for f in top.glob("round-*") if (f / store.CONFIG_FILE).exists()]
+    rung_folders = sorted((f for f in folders if RUNG_MARK in f.name), key=lambda f: int(f.name.rsplit("-", 1)[1]))
+    for folder in rung_folders:
+        results |= {
+            run: row | {"status": "pruned"} if row["status"] == "complete" else row
+            for run, row in trial_results(folder, config.base.target).items()
+        }
+    for folder in (f for f in folders if RUNG_MARK not in f.name):
+        results |= trial_results(folder, config.base.target)
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for m in studies:
         for t in sorted(m.study.get_trials(deepcopy=False), key=lambda t: t.number)[: config.trials]:
-            value, status = values.get(f"{name}/{trial_label(t.number)}", (None, "missing"))
-            rows.append(
+            run = f"{m.name}/{m.label(t.number)}"
+            got = results.get(
+                run, {"value": None, "status": "missing", "hparams": None, "images": None, "epochs": None}
+            )
+            rows.setdefault(m.name, []).append(
                 {
                     "number": t.number,
-                    "run": f"{name}/{trial_label(t.number)}",
+                    "study": m.index,
+                    "run": run,
                     "params": dict(t.params),
-                    "hparams": planned.get(f"{name}/{trial_label(t.number)}") or spaces.apply(m.space, t.params),
-                    "value": value,
-                    "status": status,
+                    "hparams": got["hparams"] or spaces.apply(m.space, t.params),
+                    "value": got["value"],
+                    "status": got["status"],
+                    "images_to_target": got["images"],
+                    "epochs_to_target": got["epochs"],
                 }
             )
-        default = values.get(f"{name}/defaults")
-        methods[name] = stats.MethodTrials(
+    first = {m.name: m for m in studies}
+    methods = {
+        name: stats.MethodTrials(
             name=name,
-            trials=rows,
-            space=m.space,
-            distributions=m.distributions,
-            defaults=default[0] if default else None,
+            trials=trials,
+            space=first[name].space,
+            distributions=first[name].distributions,
+            defaults=(results.get(f"{name}/defaults") or {}).get("value"),
         )
+        for name, trials in rows.items()
+    }
     base = config.base
     return stats.summarize(
         methods,
         trial_cost=base.epochs * base.seeds,
+        ks=config.ks,
         setup={
             "sampler": config.sampler,
             "trials": config.trials,
+            "studies": config.studies,
             "round_size": config.round_size,
             "epochs": base.epochs,
+            "target": base.target,
             "tuning_seeds": seed_range(base.seed_list),
             "final_seeds": seed_range(_final_config(config, top).seed_list),
             "storage": storage_url(config, top) if config.storage is None else "--storage (given)",
+            "protocol": config.describe_protocol(),
+            "prune": None
+            if config.prune == "none"
+            else f"successive halving, eta {config.eta}, epoch rungs "
+            + ", ".join(map(str, rungs(base.epochs, config.eta))),
         },
     )

@@ -5,6 +5,7 @@ runs on fresh seeds, and a tune stopped mid-round that continues to the same tri
 import csv
 import io
 import json
+import math
 import signal
 from dataclasses import replace
 from pathlib import Path
@@ -178,3 +179,147 @@ def test_tune_config_round_trips_through_its_file(tmp_path):
     config = _config(tmp_path, "R", sampler="tpe", batch=2, storage="sqlite:////tmp/x.db")
     assert TuneConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     assert replace(config, trials=3) != config
+
+
+def test_protocols_set_the_published_settings_scaled_down(tmp_path):
+    from fmnist_pl.study.tune import TuneConfig
+
+    base = small_config(tmp_path, "P", optimizers=("sgd", "adam", "snes"))
+    deepobs = TuneConfig.for_protocol(base, "deepobs", scale=0.25)
+    assert (deepobs.sampler, deepobs.trials, deepobs.final_seeds, deepobs.ks) == ("grid", 9, 2, (1, 9))
+    assert "adam.lr=1e-05:100.0:log" in deepobs.space and "adam.beta1=0.9" in deepobs.space
+    assert "sgd.lr=1e-05:100.0:log" in deepobs.space
+    assert not any(item.startswith("snes.stdev_init") for item in deepobs.space)  # its step size: searched
+    assert "snes.popsize=100" in deepobs.space
+    assert "Scaled down by --scale 0.25: 9 of 36 trials, 2 of 10 final seeds" in deepobs.describe_protocol()
+    valley = TuneConfig.for_protocol(base, "crowded-valley", scale=0.2)
+    assert (valley.sampler, valley.trials, valley.ks, valley.space) == ("random", 10, (1, 5, 10), ())
+    algoperf = TuneConfig.for_protocol(base, "algoperf", scale=0.4)
+    assert (algoperf.sampler, algoperf.trials, algoperf.studies, algoperf.final_seeds) == ("qmc", 2, 2, 2)
+    full = TuneConfig.for_protocol(base, "algoperf")
+    assert (full.trials, full.studies, full.final_seeds, full.ks) == (5, 5, 5, (1, 5))
+    with pytest.raises(ConfigError, match="--protocol 'valley': choose from deepobs, crowded-valley, algoperf"):
+        TuneConfig.for_protocol(base, "valley")
+    with pytest.raises(ConfigError, match="--scale must be a number in \\(0, 1\\]"):
+        TuneConfig.for_protocol(base, "deepobs", scale=2)
+
+
+def test_a_grid_walks_its_points_and_studies_give_algoperfs_score(tmp_path, arrays):
+    base = small_config(tmp_path, "G", optimizers=("sgd",), epochs=1, hidden=(16,), target=0.3)
+    grid = TuneConfig(base, trials=3, sampler="grid", space=("sgd.lr=0.001:0.1:log",), final_seeds=2)
+    tune(grid, echo=lambda _: None, arrays=arrays)
+    lrs = [t["hparams"]["lr"] for t in _read(tmp_path / "G" / "tuning.json")["methods"]["sgd"]["trials"]]
+    assert lrs == pytest.approx([0.001, 0.01, 0.1])
+    studies = TuneConfig(replace(base, name="A"), trials=2, studies=2, final_seeds=2)
+    lines: list[str] = []
+    tune(studies, echo=lines.append, arrays=arrays)
+    summary = _read(tmp_path / "A" / "tuning.json")
+    sgd = summary["methods"]["sgd"]
+    assert [t["run"] for t in sgd["trials"]] == [
+        "sgd/s1-trial-000",
+        "sgd/s1-trial-001",
+        "sgd/s2-trial-000",
+        "sgd/s2-trial-001",
+    ]
+    assert sgd["trials"][0]["params"] != sgd["trials"][2]["params"]  # independent studies, other points
+    per_study = sgd["studies"]["per_study"]
+    assert [s["study"] for s in per_study] == [1, 2]
+    for s in per_study:
+        mine = [t for t in sgd["trials"] if t["study"] == s["study"]]
+        assert s["value"] == max(t["value"] for t in mine)
+    reached = sorted(s["images_to_target"] for s in per_study if s["images_to_target"] is not None)
+    if len(reached) == 2:
+        assert sgd["studies"]["score"] == pytest.approx(sum(reached) / 2)  # the median of two
+    assert summary["score_ranking"] == ["sgd"]
+    assert any(line.startswith("AlgoPerf score") for line in lines)
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "A" / "trials.csv").read_text())))
+    assert [r["study"] for r in rows] == ["1", "1", "2", "2"]
+
+
+def test_the_command_line_refuses_a_protocol_with_the_options_it_sets(tmp_path):
+    out = run_cli("tune", "--protocol", "deepobs", "--trials", "4", "--output-dir", str(tmp_path))
+    assert out.returncode == 2 and "--protocol deepobs sets --trials: drop them" in out.stderr
+    out = run_cli("tune", "--scale", "0.5", "--output-dir", str(tmp_path))
+    assert out.returncode == 2 and "--scale scales a --protocol" in out.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_rungs_and_the_halving_cut():
+    from fmnist_pl.study.tune import halving_survivors, rungs
+
+    assert (
+        rungs(9, 3) == [1, 3, 9] and rungs(10, 3) == [1, 3, 10] and rungs(4, 2) == [1, 2, 4] and rungs(3, 3) == [1, 3]
+    )
+    entries = [("sgd", f"trial-00{i}") for i in range(5)] + [("adam", "trial-000"), ("adam", "trial-001")]
+    values = {"sgd": [0.5, None, 0.7, 0.7, 0.2], "adam": [0.1, 0.9]}
+    results = {f"{n}/{label}": {"value": values[n][int(label[-1])]} for n, label in entries}
+    assert halving_survivors(entries, results, 2) == {
+        "sgd": {"trial-002", "trial-003", "trial-000"},
+        "adam": {"trial-001"},
+    }
+    assert halving_survivors(entries, results, 3) == {"sgd": {"trial-002", "trial-003"}, "adam": {"trial-001"}}
+    # several studies of one method: each keeps its own share
+    studies = [("sgd", "s1-trial-000"), ("sgd", "s1-trial-001"), ("sgd", "s2-trial-000"), ("sgd", "s2-trial-001")]
+    scores = dict(zip(studies, [0.9, 0.8, 0.1, 0.2]))
+    got = halving_survivors(studies, {f"{n}/{label}": {"value": scores[(n, label)]} for n, label in studies}, 2)
+    assert got == {"sgd": {"s1-trial-000", "s2-trial-001"}}
+
+
+@pytest.mark.parametrize("eta", [2, 3, 4])
+def test_halving_never_drops_the_trial_that_finishes_best_when_the_order_holds_at_every_rung(eta):
+    """A constructed case where the answer is knowable: each trial's accuracy at e epochs is its
+    quality times a learning curve common to all, so the order at every rung is the final order."""
+    import random
+
+    from fmnist_pl.study.tune import halving_survivors, rungs
+
+    rng = random.Random(eta)
+    quality = {f"trial-{i:03d}": rng.uniform(0.5, 1.0) for i in range(27)}
+    entries = [("adam", label) for label in quality]
+    plan = rungs(9, eta)
+    for epochs in plan[:-1]:
+        curve = 1 - 0.5**epochs
+        results = {f"adam/{label}": {"value": quality[label] * curve} for _, label in entries}
+        keep = halving_survivors(entries, results, eta)["adam"]
+        entries = [e for e in entries if e[1] in keep]
+    assert max(quality, key=quality.get) in {label for _, label in entries}
+    assert len(entries) == math.ceil(27 / eta ** (len(plan) - 1))  # each cut kept its share
+
+
+def test_a_pruned_tune_trains_rungs_and_keeps_the_pruned_trials_partial_runs(tmp_path, arrays):
+    base = small_config(tmp_path, "H", optimizers=("sgd", "adam"), epochs=2, hidden=(16,))
+    config = TuneConfig(base, trials=4, prune="halving", eta=2, final_seeds=2)
+    lines: list[str] = []
+    tune(config, echo=lines.append, arrays=arrays)
+    top = tmp_path / "H"
+    rung = _read(top / "round-1.rung-1" / "config.json")
+    final = _read(top / "round-1" / "config.json")
+    assert rung["config"]["epochs"] == 1 and final["config"]["epochs"] == 2
+    assert len(rung["runs"]) == 8  # 4 trials of each method
+    assert len([r for r in final["runs"] if not r["setting"].endswith("defaults")]) == 4  # the best 2 of each
+    summary = _read(top / "tuning.json")
+    for name in ("sgd", "adam"):
+        trials = summary["methods"][name]["trials"]
+        assert sorted(t["status"] for t in trials) == ["complete", "complete", "pruned", "pruned"]
+        study = optuna.load_study(study_name=f"H/{name}", storage=storage_url(config, top))
+        states = {t.number: t.state.name for t in study.trials}
+        for t in trials:
+            assert states[t["number"]] == ("PRUNED" if t["status"] == "pruned" else "COMPLETE")
+            history = _read(top / "round-1.rung-1" / "runs" / t["run"] / "history.json")
+            assert len([r for r in history if "fraction" not in r]) == 1  # every trial's first rung is kept
+            if t["status"] == "complete":
+                # the survivor trained again from the start repeats its first epoch exactly
+                again = _read(top / "round-1" / "runs" / t["run"] / "history.json")
+                assert again[0]["val_acc"] == history[0]["val_acc"]
+                assert t["value"] == max(r["val_acc"] for r in again)
+            else:
+                assert t["value"] == max(r["val_acc"] for r in history)
+        pruned_best = max(t["value"] for t in trials if t["status"] == "pruned")
+        rung_values = {
+            t["run"]: max(r["val_acc"] for r in _read(top / "round-1.rung-1" / "runs" / t["run"] / "history.json"))
+            for t in trials
+        }
+        kept = [rung_values[t["run"]] for t in trials if t["status"] == "complete"]
+        assert min(kept) >= pruned_best  # the cut kept the best at the rung
+    assert any("rung 1 (1 epochs): 4 trials go on" in line for line in lines)
+    assert "successive halving, eta 2, epoch rungs 1, 2" in _read(top / "tuning.json")["setup"]["prune"]
