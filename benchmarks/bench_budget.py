@@ -121,15 +121,9 @@ def main() -> None:
         return (max(values) - min(values)) / statistics.fmean(values)
 
     for mode in MODES:
-        mean_speed = statistics.fmean(speeds[mode])
         print(f"{mode}: the machine's reference speed before each compare spread {spread(speeds[mode]):.1%}")
         for k, values in seen[mode].items():
-            # images per reference second: what the spread would be on a machine whose speed held still
-            steady = [v * mean_speed / s for v, s in zip(values, speeds[mode])]
-            print(
-                f"{mode}: {k} images {min(values):,}-{max(values):,}, spread {spread(values):.1%} of the mean; "
-                f"scaled by the machine's speed: spread {spread(steady):.1%}"
-            )
+            print(f"{mode}: {k} images {min(values):,}-{max(values):,}, spread {spread(values):.1%} of the mean")
         every = [r for order in orders for r in ratios[mode][order]]
         for order, values in ratios[mode].items():
             listed = ", ".join(f"{r:.3f}" for r in values)

@@ -393,8 +393,9 @@ def tune(
     sampler: Annotated[
         str,
         typer.Option(
-            metavar="qmc|random|tpe",
-            help="Optuna's sampler: qmc (quasi-random, as AlgoPerf), random, or tpe (adaptive; use with --batch).",
+            metavar="qmc|random|tpe|grid",
+            help="How trials are drawn: qmc (quasi-random, as AlgoPerf), random, tpe (adaptive; use with --batch), "
+            "or grid (one searched hyperparameter).",
         ),
     ] = "qmc",
     space: Annotated[

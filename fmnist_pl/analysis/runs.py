@@ -10,6 +10,11 @@ def finished(run: dict[str, Any]) -> bool:
     return run["status"] == "ok" and bool(run["history"])
 
 
+def best_val_acc(run: dict[str, Any]) -> float:
+    """The best validation accuracy of a run's epochs: what a sweep and a tune select by (early stopping's epoch)."""
+    return max(row["val_acc"] for row in run["history"])
+
+
 def group_runs(runs: list[dict[str, Any]], key: str = "setting") -> dict[str, list[dict[str, Any]]]:
     """Runs per value of their structured ``key`` (``setting`` or ``variant``), in plan order."""
     groups: dict[str, list[dict[str, Any]]] = {}

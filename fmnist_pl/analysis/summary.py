@@ -16,7 +16,7 @@ from typing import Any
 
 from fmnist_pl import store
 from fmnist_pl.analysis import stats
-from fmnist_pl.analysis.runs import finished, group_runs
+from fmnist_pl.analysis.runs import best_val_acc, finished, group_runs
 from fmnist_pl.analysis.targets import time_to_target, time_to_targets
 from fmnist_pl.architecture import arch_name, parameter_count
 from fmnist_pl.errors import resume_command
@@ -167,7 +167,7 @@ def validation_rankings(runs: list[dict[str, Any]], key: str = "setting") -> dic
     values: dict[str, list[float] | None] = {}
     for setting, group in group_runs(runs, key).items():
         ok = all(finished(r) for r in group)
-        values[setting] = [max(row["val_acc"] for row in r["history"]) for r in group] if ok else None
+        values[setting] = [best_val_acc(r) for r in group] if ok else None
     ranked = ranking(values, None, TUNING_NOTE)
     no_f1 = ranking(dict.fromkeys(values), None, TUNING_NOTE)  # the report's macro-F1 column is test data: left empty
     return {"accuracy": ranked | {"by": "best validation accuracy"}, "macro-F1": no_f1}

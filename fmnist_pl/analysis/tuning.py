@@ -253,20 +253,20 @@ class MethodTrials:
     defaults: float | None = None
 
 
-def summarize(
-    methods: Mapping[str, MethodTrials], trial_cost: float, setup: Mapping[str, Any], ks: Sequence[int] = ()
-) -> dict[str, Any]:
+def summarize(methods: Mapping[str, MethodTrials], setup: Mapping[str, Any], ks: Sequence[int] = ()) -> dict[str, Any]:
     """What the report and ``tuning.json`` show: per method the expected-max curve over k = 1..K with its
-    band, the compute axis (``trial_cost`` model-epochs per trial), the chosen trial and whether it lies at
-    a bound of its space, tunability and importance; then the ranking at ``ks`` trials (default: 1, 4
-    and all). Methods with several independent studies also get AlgoPerf's score (:func:`study_score`)."""
+    band, the compute axis (the trials' mean ``model_epochs``), the chosen trial (the best *complete*
+    one: a pruned trial never trained to the end) and whether it lies at a bound of its space,
+    tunability and importance; then the ranking at ``ks`` trials (default: 1, 4 and all). A pruned
+    trial enters the curve at its last rung's value. Methods with several independent studies also get
+    AlgoPerf's score (:func:`study_score`)."""
     from fmnist_pl.optim import spaces
 
     out: dict[str, Any] = {}
     for name, m in methods.items():
         values = [math.nan if t["value"] is None else float(t["value"]) for t in m.trials]
         trial_ks = list(range(1, len(values) + 1))
-        complete = [t for t in m.trials if t["value"] is not None]
+        complete = [t for t in m.trials if t["value"] is not None and t["status"] == "complete"]
         best = max(complete, key=lambda t: (t["value"], -t["number"])) if complete else None
         out[name] = {
             "trials": m.trials,
@@ -274,7 +274,7 @@ def summarize(
             "ks": trial_ks,
             "curve": expected_max_curve(values),
             "band": expected_max_band(values, trial_ks).to_dict(),
-            "model_epochs": compute_axis(trial_ks, [trial_cost]),
+            "model_epochs": compute_axis(trial_ks, [t.get("model_epochs", math.nan) for t in m.trials]),
             "defaults": m.defaults,
             "chosen": None
             if best is None
@@ -290,7 +290,8 @@ def summarize(
             "source": m.space.source,
             "tunability": {f"{tol:g}": share for tol, share in tunability(values, NEAR_BEST).items()},
             "importance": importance(m.trials, lambda t: t["params"], lambda t: t["value"], m.distributions).to_dict(),
-            "diverged": sum(t["status"] != "complete" for t in m.trials),
+            "diverged": sum(t["status"] not in ("complete", "pruned") for t in m.trials),
+            "pruned": sum(t["status"] == "pruned" for t in m.trials),
             "studies": study_score(m.trials),
         }
     curves = {name: row["curve"] for name, row in out.items()}
@@ -304,16 +305,17 @@ def summarize(
         "rankings": rankings,
         "flips": ranking_flips(curves, shown),
         "score_ranking": sorted(scored, key=lambda n: (scored[n] is None, scored[n] or 0.0, n)) if scored else None,
-        "trial_cost": trial_cost,
+        # the mean model-epochs of one trial, over every method: the report's second axis
+        "trial_cost": float(np.mean([row["model_epochs"][0] for row in out.values()])),
         "replacement": True,
     }
 
 
 def study_score(trials: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     """AlgoPerf's external-tuning score of one method with several independent studies (``study`` of each
-    trial): in each study the trial with the best validation accuracy, its images to the validation
-    target; the score is their median over the studies (None - not reached - when at least half of the
-    studies' best trials never reached it). None for a method with one study."""
+    trial): in each study, the fastest of its complete trials to reach the validation target (its
+    training images); the score is the median over the studies (None - not reached - when at least
+    half of the studies had no trial reach it). None for a method with one study."""
     by_study: dict[int, list[Mapping[str, Any]]] = {}
     for t in trials:
         by_study.setdefault(int(t.get("study", 0)), []).append(t)
@@ -321,14 +323,13 @@ def study_score(trials: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
         return None
     rows = []
     for index, group in sorted(by_study.items()):
-        done = [t for t in group if t["value"] is not None]
-        best = max(done, key=lambda t: (t["value"], -t["number"])) if done else None
+        reached = [t for t in group if t["status"] == "complete" and t.get("images_to_target") is not None]
+        fastest = min(reached, key=lambda t: (t["images_to_target"], t["number"])) if reached else None
         rows.append(
             {
                 "study": index,
-                "best": best["run"] if best else None,
-                "value": best["value"] if best else None,
-                "images_to_target": best.get("images_to_target") if best else None,
+                "fastest": fastest["run"] if fastest else None,
+                "images_to_target": fastest["images_to_target"] if fastest else None,
             }
         )
     times = sorted(math.inf if r["images_to_target"] is None else float(r["images_to_target"]) for r in rows)
@@ -374,7 +375,7 @@ def summary_lines(summary: Mapping[str, Any]) -> list[str]:
     if summary.get("score_ranking"):
         scores = {n: summary["methods"][n]["studies"]["score"] for n in summary["score_ranking"]}
         lines.append(
-            "AlgoPerf score (median over studies of the best trial's images to the validation target): "
+            "AlgoPerf score (median over studies of the fastest trial's images to the validation target): "
             + ", ".join(f"{n} {'not reached' if v is None else f'{v:,.0f}'}" for n, v in scores.items())
         )
     return lines

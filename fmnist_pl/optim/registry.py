@@ -89,7 +89,8 @@ class OptimizerSpec:
 
     def setting(self) -> str:
         """Its hyperparameters as one key: specs with equal settings share a param group (``build_shared``)."""
-        return repr(sorted(self.kwargs().items()))
+        scheduled = {"schedule": self.schedule} if self.schedule != "constant" else {}  # a group has one schedule
+        return repr(sorted((self.kwargs() | scheduled).items()))
 
     def build(self, params: Iterable[Any]) -> Optimizer:
         """Instantiate the optimizer on ``params``."""

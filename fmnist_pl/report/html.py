@@ -497,6 +497,7 @@ def tuning_view(tuning: dict[str, Any], plot: str | None) -> dict[str, Any]:
                 "space": m["space"].splitlines(),
                 "source": m["source"],
                 "diverged": m["diverged"],
+                "pruned": m.get("pruned", 0),
                 "trials": len(m["values"]),
             }
         )

@@ -7,25 +7,40 @@ what runs, on what; ``samples.json`` the images the report's grids show.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import platform
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from fmnist_pl import store
 from fmnist_pl.architecture import model_summary, parameter_count
 from fmnist_pl.config import CompareConfig, RunPlan
 from fmnist_pl.data import idx
-from fmnist_pl.errors import ConfigError
+from fmnist_pl.errors import ConfigError, Interrupted
 from fmnist_pl.plan import plan
-from fmnist_pl.store.lock import check_free, check_owned
+from fmnist_pl.store.lock import Claim, check_free, check_owned, exclusive, only_marked, remove_failed_start
 
 
 def output_folder(config: CompareConfig) -> Path:
     """``--output-dir/--name`` (a timestamp when no name is given)."""
     name = config.name or _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path(config.output_dir) / name
+
+
+@contextlib.contextmanager
+def holding(top: Path, kind: str, how: str) -> Iterator[Claim]:
+    """Hold a study's top folder (a sweep's, a tune's: its compares inside) for the whole study: a stop
+    says to continue with ``how``, and a start that wrote nothing but the marker leaves nothing."""
+    with exclusive(top, kind) as claim:
+        try:
+            yield claim
+        except Interrupted as exc:
+            raise Interrupted(exc.folder, exc.signum, how, exc.started) from None
+        finally:
+            if only_marked(top):
+                remove_failed_start(claim)  # nothing of the study was written: the name is free again
 
 
 def nearest_existing(folder: Path) -> Path:

@@ -23,15 +23,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from fmnist_pl import store
+from fmnist_pl.analysis.runs import best_val_acc
 from fmnist_pl.config import MAX_SEED, CompareConfig
 from fmnist_pl.data import idx
-from fmnist_pl.errors import ConfigError, Interrupted
+from fmnist_pl.errors import ConfigError
 from fmnist_pl.execution.backend import Backend, InProcess
 from fmnist_pl.optim import registry
 from fmnist_pl.plan import check_gradient_only
-from fmnist_pl.store.lock import check_owned, exclusive, only_marked, remove_failed_start
+from fmnist_pl.store.lock import check_owned, exclusive
 from fmnist_pl.study.compare import compare
-from fmnist_pl.study.setup import output_folder, prepare
+from fmnist_pl.study.setup import holding, output_folder, prepare
 
 if TYPE_CHECKING:
     from fmnist_pl.report.figures import Drawer
@@ -136,7 +137,7 @@ def grid_selection(folders: Sequence[Path]) -> dict[str, Any]:
             if run.get("status") == "diverged":
                 diverged.setdefault(name, set()).add(value)
                 continue
-            table.setdefault(name, {}).setdefault(value, []).append(max(r["val_acc"] for r in run["history"]))
+            table.setdefault(name, {}).setdefault(value, []).append(best_val_acc(run))
     out = {}
     for name, values in grid.items():
         bad = diverged.get(name, set())
@@ -283,24 +284,18 @@ def sweep(
     top = output_folder(config)
     check_owned(top, "sweep")
     # Names, data and output, first: the final compare's, then the grid's (nothing is written yet).
-    final_config = _final_config(config, top, final_epochs, final_seeds)
-    _check_same_final(top, final_config)
-    _, _, runs = prepare(final_config, arrays)
+    final = final_config(config, top, final_epochs, final_seeds)
+    _check_same_final(top, final)
+    _, _, runs = prepare(final, arrays)
     backend.check(runs, config)
     for grid_config in [] if lr_find else grid_configs(config, top):
         backend.check(prepare(grid_config, arrays)[2], grid_config)
     how = "the same `fmnist-pl sweep` command with " + shlex.join(
         ["--output-dir", str(top.parent), "--name", top.name, *backend.resume_options()]
     )
-    with exclusive(top, "sweep") as claim:
-        try:
-            chosen = _choose(config, top, lr_find, echo, backend, drawer, final_seed_list(config, final_seeds), arrays)
-            return _final(config, top, chosen, final_epochs, final_seeds, echo, backend, drawer, arrays)
-        except Interrupted as exc:
-            raise Interrupted(exc.folder, exc.signum, how, exc.started) from None
-        finally:
-            if only_marked(top):
-                remove_failed_start(claim)  # nothing of the sweep was written: the name is free again
+    with holding(top, "sweep", how):
+        chosen = _choose(config, top, lr_find, echo, backend, drawer, final_seed_list(config, final_seeds), arrays)
+        return _final(config, top, chosen, final_epochs, final_seeds, echo, backend, drawer, arrays)
 
 
 def _choose(
@@ -366,7 +361,7 @@ def _show_selection(folder: Path, chosen: dict[str, Any], drawer: Drawer | None)
             render(folder, drawer=drawer)
 
 
-def _final_config(config: CompareConfig, top: Path, final_epochs: int | None, final_seeds: int) -> CompareConfig:
+def final_config(config: CompareConfig, top: Path, final_epochs: int | None, final_seeds: int) -> CompareConfig:
     """The final comparison's settings, before the choice: fresh seeds after the tuning ones, no grid."""
     return replace(
         config,
@@ -380,7 +375,7 @@ def _final_config(config: CompareConfig, top: Path, final_epochs: int | None, fi
     )
 
 
-def _check_same_final(top: Path, final_config: CompareConfig) -> None:
+def _check_same_final(top: Path, final: CompareConfig) -> None:
     """A resumed sweep's final comparison must be the one it started (its seeds and epochs), or its runs
     would not be the ones its folder lists."""
     path = top / "final" / store.CONFIG_FILE
@@ -390,7 +385,7 @@ def _check_same_final(top: Path, final_config: CompareConfig) -> None:
         return  # none yet (or damaged: the final compare's own checks say so)
     started, asked = (
         f"{', '.join(c.optimizers)} on {seed_range(c.seed_list)} for {c.epochs} epoch{'s' if c.epochs != 1 else ''}"
-        for c in (saved, final_config)
+        for c in (saved, final)
     )
     if started != asked:
         raise ConfigError(
@@ -413,8 +408,7 @@ def _final(
 ) -> Path:
     """The compare at the chosen values on fresh seeds, in ``top/final`` (its report shows the sweep)."""
     overrides = tuple(f"{n}.{c['param']}={c['chosen']!r}" for n, c in chosen.items())
-    final_config = _final_config(config, top, final_epochs, final_seeds)
-    final_config = replace(final_config, overrides=config.overrides + overrides)
+    final = replace(final_config(config, top, final_epochs, final_seeds), overrides=config.overrides + overrides)
     resume = (top / "final" / store.CONFIG_FILE).exists()
     extra = {"sweep": {name: row | {"stage": "final"} for name, row in chosen.items()}}
-    return compare(final_config, resume=resume, echo=echo, extra=extra, backend=backend, drawer=drawer, arrays=arrays)
+    return compare(final, resume=resume, echo=echo, extra=extra, backend=backend, drawer=drawer, arrays=arrays)

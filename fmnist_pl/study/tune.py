@@ -7,12 +7,14 @@ on validation accuracy, and the report shows the expected best validation accura
 number of trials (:mod:`fmnist_pl.analysis.tuning`) before the chosen configurations are
 retrained on fresh seeds and compared with the verdict statistics.
 
-Optuna does the sampling, through its ask-and-tell interface: a batch of asked trials becomes
-one ``compare`` (a round, ``round-<n>/``), whose gradient trials train together in one lockstep
-group, as a compare's runs do - the workload where lockstep pays most. Each method is an Optuna
-study in ``study.db`` (SQLite) inside the output folder, or in ``--storage``, so that
-``optuna-dashboard`` shows it; a study resumed after ``kill -9`` asks nothing twice: the trials
-asked and not yet told are the round to finish, and every sampler is seeded by the trial number.
+Optuna does the sampling, through its ask-and-tell interface. Round r holds trials r*B .. r*B+B-1
+of every study (B: ``--batch``, default all): they are asked, trained as one ``compare``
+(``round-<r>/``, whose gradient trials of every method train together in one lockstep group, the
+workload where lockstep pays most) and told. Each method's study lives in ``study.db`` (SQLite)
+inside the output folder, or in ``--storage``, so that ``optuna-dashboard`` shows it. Stopped at
+any point (``kill -9`` included), a tune continues to the same trials and numbers: a round is
+defined by its trial numbers, every sampler is seeded by the trial's number, a round's compare
+resumes from its checkpoints, and only trials not yet told are told.
 """
 
 from __future__ import annotations
@@ -20,22 +22,25 @@ from __future__ import annotations
 import contextlib
 import math
 import shlex
+import uuid
 import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from fmnist_pl import store
 from fmnist_pl.analysis import tuning as stats
+from fmnist_pl.analysis.runs import best_val_acc
+from fmnist_pl.analysis.targets import first_reached, validation_points
 from fmnist_pl.config import CompareConfig
 from fmnist_pl.data import idx
-from fmnist_pl.errors import ConfigError, Interrupted
+from fmnist_pl.errors import ConfigError
 from fmnist_pl.execution.backend import Backend, InProcess
 from fmnist_pl.optim import registry, spaces
-from fmnist_pl.store.lock import check_owned, exclusive, only_marked, remove_failed_start
+from fmnist_pl.store.lock import check_owned
 from fmnist_pl.study.compare import compare
-from fmnist_pl.study.setup import output_folder, prepare
-from fmnist_pl.study.sweep import FINAL_SEEDS, check_final, seed_range
+from fmnist_pl.study.setup import holding, output_folder, prepare
+from fmnist_pl.study.sweep import FINAL_SEEDS, check_final, final_config, seed_range, step_param
 
 if TYPE_CHECKING:
     from optuna import Study
@@ -43,14 +48,17 @@ if TYPE_CHECKING:
 
     from fmnist_pl.report.figures import Drawer
 
-TUNE_FILE = "tune.json"  # the tune's own settings: what --resume continues
+TUNE_FILE = "tune.json"  # the tune's own settings and its studies' name: what --resume continues
 SUMMARY_FILE = "tuning.json"  # the trials, curves, rankings and choices (also in the final report)
 TRIALS_FILE = "trials.csv"
 STUDY_FILE = "study.db"
 MAX_TRIALS = 1000
 SEED_STRIDE = 1_000_003  # sampler seed of trial n: seed * stride + n (a prime, so no two trials share one)
+RUNG_MARK = ".rung-"  # round-3.rung-1: the first rung of round 3 (the round's own folder holds its last)
+PRUNERS = ("none", "halving")
 
 
+# ---------------------------------------------------------------------------- samplers
 def _random(seed: int, number: int, grid: dict[str, list[float]]) -> BaseSampler:
     import optuna
 
@@ -60,7 +68,7 @@ def _random(seed: int, number: int, grid: dict[str, list[float]]) -> BaseSampler
 def _tpe(seed: int, number: int, grid: dict[str, list[float]]) -> BaseSampler:
     import optuna
 
-    # constant_liar: the trials of one batch are asked before any is told; without it TPE would
+    # constant_liar: the trials of one round are asked before any is told; without it TPE would
     # suggest the same point for all of them.
     return optuna.samplers.TPESampler(seed=seed * SEED_STRIDE + number, constant_liar=True, multivariate=True)
 
@@ -68,15 +76,26 @@ def _tpe(seed: int, number: int, grid: dict[str, list[float]]) -> BaseSampler:
 def _grid(seed: int, number: int, grid: dict[str, list[float]]) -> BaseSampler:
     import optuna
 
-    # Trial n takes grid point n (Optuna's GridSampler does so for the first len(grid) trials).
+    # While a study has fewer trials than grid points, Optuna's GridSampler gives trial n point n.
     return optuna.samplers.GridSampler(grid, seed=seed)
 
 
-SAMPLERS: dict[str, Callable[[int, int, dict[str, list[float]]], BaseSampler]] = {
-    "qmc": _random,  # not used to sample: qmc trials are enqueued Sobol points (qmc_point), this only asks them
-    "random": _random,
-    "tpe": _tpe,
-    "grid": _grid,
+@dataclass(frozen=True)
+class Sampler:
+    """How a ``--sampler`` draws a study's trials: ``make(seed, trial number, grid)`` is the Optuna
+    sampler that asks trial ``number``; ``enqueued``: the point is computed here (:func:`qmc_point`)
+    and enqueued, the sampler only asks it; ``grid``: it walks :func:`grid_points`."""
+
+    make: Callable[[int, int, dict[str, list[float]]], BaseSampler]
+    enqueued: bool = False
+    grid: bool = False
+
+
+SAMPLERS: dict[str, Sampler] = {
+    "qmc": Sampler(_random, enqueued=True),  # scrambled Sobol points, as AlgoPerf's quasi-random search
+    "random": Sampler(_random),
+    "tpe": Sampler(_tpe),
+    "grid": Sampler(_grid, grid=True),
 }
 
 
@@ -100,7 +119,53 @@ def grid_points(space: spaces.Space, count: int) -> dict[str, list[float]]:
         values = [d.low + (d.high - d.low) * i / (count - 1) for i in range(count)]
     if d.integer:
         values = sorted({int(round(v / d.step) * d.step) for v in values})
+        if len(values) < count:
+            raise ConfigError(
+                f"{space.optimizer}.{d.name} has only {len(values)} values on its grid, fewer than --trials {count}: "
+                f"use --trials {len(values)} or a wider range"
+            )
     return {d.name: values}
+
+
+def qmc_point(distributions: dict[str, Any], seed: int, number: int) -> dict[str, Any]:
+    """Point ``number`` of a scrambled Sobol sequence over ``distributions`` (scipy's engine, the one
+    Optuna's QMCSampler uses).
+
+    Why not the QMCSampler itself: it learns its space from the first *finished* trial and samples
+    at random until then, so a batch asked before any trial is told - a round trained in lockstep -
+    would be random points, and the same point for every trial of a fresh sampler."""
+    from optuna.distributions import FloatDistribution, IntDistribution
+    from scipy.stats import qmc
+
+    names = sorted(distributions)
+    if not names:
+        return {}
+    engine = qmc.Sobol(len(names), scramble=True, seed=seed)
+    if number:
+        engine.fast_forward(number)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "balance properties": we take single points
+        u = engine.random(1)[0]
+    out: dict[str, Any] = {}
+    for name, x in zip(names, u):
+        d = distributions[name]
+        if isinstance(d, FloatDistribution):
+            out[name] = (
+                math.exp(math.log(d.low) + x * (math.log(d.high) - math.log(d.low)))
+                if d.log
+                else d.low + x * (d.high - d.low)
+            )
+            out[name] = min(max(out[name], d.low), d.high)
+        elif isinstance(d, IntDistribution):
+            if d.log:
+                value = math.exp(math.log(d.low - 0.5) + x * (math.log(d.high + 0.5) - math.log(d.low - 0.5)))
+            else:
+                value = d.low - 0.5 * d.step + x * (d.high - d.low + d.step)
+            steps = round((value - d.low) / d.step)
+            out[name] = int(min(max(d.low + steps * d.step, d.low), d.high))
+        else:
+            raise TypeError(f"quasi-random points of {type(d).__name__} are not supported ({name})")
+    return out
 
 
 @dataclass(frozen=True)
@@ -152,8 +217,6 @@ PROTOCOLS: dict[str, Protocol] = {
 def step_only_space(optimizers: Sequence[str], step_range: tuple[float, float] | None) -> tuple[str, ...]:
     """``--space`` items that leave only each method's step size searched (a gradient method's ``lr``, over
     ``step_range`` when given; a gradient-free one's ``stdev_init``) and fix the rest at the registry's values."""
-    from fmnist_pl.study.sweep import step_param
-
     items = []
     for name in (n.lower() for n in optimizers):
         step = step_param(name)
@@ -169,17 +232,37 @@ def step_only_space(optimizers: Sequence[str], step_range: tuple[float, float] |
     return tuple(items)
 
 
+def _check_storage(url: str) -> None:
+    """``--storage``: a database URL SQLAlchemy can open, without a password in it (it is saved in tune.json)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise ConfigError(
+            f"--storage {url!r} is not a database URL SQLAlchemy knows ({type(exc).__name__}); use e.g. "
+            "sqlite:////abs/path/study.db or postgresql://user@host/db"
+        ) from None
+    if parsed.password:
+        raise ConfigError(
+            "--storage holds a password, which tune.json would keep: give it to the database client "
+            "instead (PGPASSWORD, ~/.pgpass) and drop it from the URL"
+        )
+
+
 @dataclass(frozen=True)
 class TuneConfig:
     """One ``tune``: ``base`` is the tuning compare (methods, epochs, tuning seeds, output), the rest
     is how trials are drawn and how the final comparison runs."""
 
     base: CompareConfig
-    trials: int = 16  # configurations per method
+    trials: int = 16  # configurations per method (per study)
     sampler: str = "qmc"  # quasi-random, as AlgoPerf's external tuning ruleset
     space: tuple[str, ...] = ()  # --space overrides, e.g. "adam.lr=1e-5:1e-1:log"
     storage: str | None = None  # an Optuna storage URL; default: sqlite in the output folder
-    batch: int | None = None  # trials per method per round (asked, then trained together); default all
+    batch: int | None = None  # trials per study per round (asked, then trained together); default all
     final_seeds: int = FINAL_SEEDS
     final_epochs: int | None = None
     defaults: bool = True  # also train each method at its registry defaults once (the one-shot marker)
@@ -187,7 +270,7 @@ class TuneConfig:
     ks: tuple[int, ...] = ()  # numbers of trials the ranking is shown at; default 1, 4 and all
     protocol: str | None = None  # the published protocol these settings reproduce (--protocol)
     scale: float = 1.0  # its trials and final seeds scaled down by this (one machine)
-    prune: str = "none"  # "halving": successive halving on epoch rungs within each method's trials
+    prune: str = "none"  # "halving": successive halving on epoch rungs within each study
     eta: int = 3  # keep the best 1/eta at each rung (Li et al. 2017's default)
 
     def __post_init__(self) -> None:
@@ -202,25 +285,56 @@ class TuneConfig:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ConfigError(f"--{key} must be a whole number from {low} to {high}, got {value!r}")
+        if self.base.lrs or self.base.trials or self.base.lr is not None:
+            raise ConfigError("tune samples every hyperparameter from its space: drop --lr/--lrs and use --space")
+        check_final(self.base, self.final_epochs, self.final_seeds)
+        if self.storage is not None:
+            _check_storage(self.storage)
+        chosen = spaces.parse_space_overrides(self.space, self.base.optimizers)  # one line, before anything is written
+        self._check_set(chosen)
+        self._check_prune()
+        if SAMPLERS[self.sampler].grid:
+            if self.studies > 1:
+                raise ConfigError("--sampler grid walks the same grid in every study: drop --studies")
+            for space in chosen.values():
+                grid_points(space, self.trials)
+
+    def _check_set(self, chosen: dict[str, spaces.Space]) -> None:
+        """A ``--set`` item may fix what the spaces leave alone, never what they search or fix."""
+        for item in self.base.overrides:
+            name, _, key = item.partition("=")[0].partition(".")
+            space = chosen.get(name.lower())
+            targeted = {d.target for d in space.dimensions} if space else set()
+            if key in targeted:
+                raise ConfigError(
+                    f"--set {item}: {name}.{key} belongs to its search space; fix it with --space {name}.NAME=VALUE "
+                    "(`fmnist-pl list-optimizers --spaces` names the dimensions)"
+                )
+
+    def _check_prune(self) -> None:
         if self.prune not in PRUNERS:
             raise ConfigError(f"--prune {self.prune!r}: choose from {', '.join(PRUNERS)}")
         if isinstance(self.eta, bool) or not isinstance(self.eta, int) or self.eta < 2:
             raise ConfigError(f"--eta must be a whole number >= 2, got {self.eta!r}")
-        if self.prune == "halving" and (self.base.budget_spec is not None or self.base.epochs < self.eta):
+        if self.prune == "none":
+            return
+        scheduled = self.base.schedule != "constant" or any(".schedule=" in o for o in self.base.overrides)
+        if self.base.budget_spec is not None or self.base.epochs < self.eta or scheduled:
             raise ConfigError(
-                f"--prune halving cuts trials at epoch rungs: it needs --epochs >= --eta ({self.eta}) and no --budget"
+                f"--prune halving cuts trials at epoch rungs: it needs --epochs >= --eta ({self.eta}), no --budget "
+                "and no learning-rate schedule (a rung would be a whole, shorter schedule)"
             )
-        if self.base.lrs or self.base.trials or self.base.lr is not None:
-            raise ConfigError("tune samples every hyperparameter from its space: drop --lr/--lrs and use --space")
-        check_final(self.base, self.final_epochs, self.final_seeds)
-        chosen = spaces.parse_space_overrides(self.space, self.base.optimizers)  # one line, before anything is written
-        if self.sampler == "grid":
-            for space in chosen.values():
-                grid_points(space, self.trials)
+        if self.round_size < self.eta:
+            raise ConfigError(f"--prune halving keeps 1/{self.eta} of a round: give --batch >= --eta ({self.eta})")
 
     @property
     def round_size(self) -> int:
+        """Trials of each study per round: ``--batch``, or every trial in one round."""
         return self.batch or self.trials
+
+    @property
+    def rounds(self) -> int:
+        return math.ceil(self.trials / self.round_size)
 
     @classmethod
     def for_protocol(cls, base: CompareConfig, protocol: str, scale: float = 1.0, **rest: Any) -> TuneConfig:
@@ -262,10 +376,12 @@ class TuneConfig:
         return text
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (tune.json)."""
         return asdict(self) | {"base": self.base.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TuneConfig:
+        """Back from :meth:`to_dict` (keys it does not know, such as tune.json's study name, are left out)."""
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "base"}
         for key in ("space", "ks"):
             if key in known:
@@ -290,6 +406,18 @@ class MethodStudy:
         return trial_label(number) if self.index == 0 else f"s{self.index}-{trial_label(number)}"
 
 
+@dataclass(frozen=True)
+class TrialResult:
+    """What a round's compare says of one trial."""
+
+    value: float | None  # the validation accuracy it is judged by; None: diverged or failed
+    status: str  # complete, diverged, failed; pruned (its last rung's result); missing
+    hparams: dict[str, Any] | None  # what it trained with (--set items included)
+    images_to_target: int | None = None  # training images until validation first reached --target
+    epochs_to_target: float | None = None
+
+
+# ---------------------------------------------------------------------------- the tune
 def tune(
     config: TuneConfig,
     echo: Callable[[str], None] = print,
@@ -300,54 +428,47 @@ def tune(
     """Tune each method on the tuning seeds, then compare the chosen configurations on fresh seeds.
 
     Writes ``<output>/<name>/``: ``tune.json`` (these settings), ``study.db`` (the Optuna studies),
-    ``round-<n>/`` (each round's trials, a compare ranked by validation), ``tuning.json`` and
-    ``trials.csv`` (every trial; the curves, rankings and choices) and ``final/`` (the tuned methods on
-    ``final_seeds`` fresh seeds, whose report shows the tuning). Returns the final compare's folder.
-    Running it again on the same folder continues it (``tune --resume``).
+    ``round-<r>/`` (each round's trials, a compare ranked by validation; with pruning, its earlier
+    rungs in ``round-<r>.rung-<i>/``), ``tuning.json`` and ``trials.csv`` (every trial; the curves,
+    rankings and choices) and ``final/`` (the tuned methods on ``final_seeds`` fresh seeds, whose
+    report shows the tuning). Returns the final compare's folder. Running it again on the same folder
+    continues it (``tune --resume``).
     """
     backend = backend or InProcess()
     top = output_folder(config.base)
     check_owned(top, "tune")
-    final_config = _final_config(config, top)
-    _, _, runs = prepare(final_config, arrays)
+    final = final_config(config.base, top, config.final_epochs, config.final_seeds)
+    _, _, runs = prepare(final, arrays)
     backend.check(runs, config.base)
     how = "the same `fmnist-pl tune` command, or " + shlex.join(["fmnist-pl", "tune", "--resume", str(top)])
-    with exclusive(top, "tune") as claim:
-        try:
-            _check_same(top, config)
-            store.write_json(top / TUNE_FILE, config.to_dict())
-            with _quiet_optuna():
-                studies = _studies(config, top)
-                if config.protocol is not None:
-                    echo(str(config.describe_protocol()))
-                while _round(config, top, studies, echo, backend, drawer, arrays):
-                    pass
-                summary = _summarize(config, top, studies)
-            store.write_json(top / SUMMARY_FILE, summary)
-            store.atomic_write_text(top / TRIALS_FILE, stats.trials_csv(summary))
-            for line in stats.summary_lines(summary):
-                echo(line)
-            overrides = tuple(
-                f"{name}.{item}"
-                for name, m in summary["methods"].items()
-                for item in _items(name, m["chosen"]["hparams"])
+    with holding(top, "tune", how):
+        prefix = _check_same(top, config)
+        with _quiet_optuna():
+            studies = _studies(config, prefix, top)
+            store.write_json(top / TUNE_FILE, config.to_dict() | {"study_prefix": prefix})
+            if config.protocol is not None:
+                echo(str(config.describe_protocol()))
+            for r in range(1, config.rounds + 1):
+                _round(config, top, studies, r, echo, backend, drawer, arrays)
+            summary = _summarize(config, top, studies)
+        store.write_json(top / SUMMARY_FILE, summary)
+        store.atomic_write_text(top / TRIALS_FILE, stats.trials_csv(summary))
+        for line in stats.summary_lines(summary):
+            echo(line)
+        failed = [name for name, m in summary["methods"].items() if m["chosen"] is None]
+        if failed:
+            raise ConfigError(
+                f"every trial of {', '.join(failed)} diverged or failed; narrow the space (--space) and continue "
+                f"with a new --name"
             )
-            final = replace(final_config, overrides=config.base.overrides + overrides)  # the choice wins
-            resume = (top / "final" / store.CONFIG_FILE).exists()
-            return compare(
-                final,
-                resume=resume,
-                echo=echo,
-                extra={"tuning": summary},
-                backend=backend,
-                drawer=drawer,
-                arrays=arrays,
-            )
-        except Interrupted as exc:
-            raise Interrupted(exc.folder, exc.signum, how, exc.started) from None
-        finally:
-            if only_marked(top):
-                remove_failed_start(claim)
+        chosen = tuple(
+            f"{name}.{item}" for name, m in summary["methods"].items() for item in _items(name, m["chosen"]["hparams"])
+        )
+        final = replace(final, overrides=config.base.overrides + chosen)  # the choice wins
+        resume = (top / "final" / store.CONFIG_FILE).exists()
+        return compare(
+            final, resume=resume, echo=echo, extra={"tuning": summary}, backend=backend, drawer=drawer, arrays=arrays
+        )
 
 
 @contextlib.contextmanager
@@ -359,46 +480,41 @@ def _quiet_optuna() -> Iterator[None]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         with warnings.catch_warnings():
-            # QMCSampler and GridSampler's seed are marked experimental: no news to the user.
+            # GridSampler's seed and enqueue_trial's fixed parameters are marked experimental: no news to the user.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             yield
     finally:
         optuna.logging.set_verbosity(before)
 
 
-def _final_config(config: TuneConfig, top: Path) -> CompareConfig:
-    base = config.base
-    return replace(
-        base,
-        output_dir=str(top),
-        name="final",
-        epochs=config.final_epochs or base.epochs,
-        seed=base.seed + base.seeds,
-        seeds=config.final_seeds,
-    )
+def _comparable(config: TuneConfig) -> dict[str, Any]:
+    """What must not change when a tune continues: all but the progress bars, where the data is and where
+    the folder is (a tune may be moved or renamed)."""
+    loose = {"progress": True, "data_dir": None, "download": False, "output_dir": ".", "name": None}
+    return asdict(replace(config, base=replace(config.base, **loose)))
 
 
-def _check_same(top: Path, config: TuneConfig) -> None:
-    """A folder's tune continues only with the settings it started with: other trials or spaces
-    would make its studies answer another question."""
+def _check_same(top: Path, config: TuneConfig) -> str:
+    """A folder's tune continues only with the settings it started with (other trials or spaces would
+    make its studies answer another question); returns its studies' name prefix, made at its start."""
     path = top / TUNE_FILE
     if not path.exists():
-        return
+        return f"{top.name}-{uuid.uuid4().hex[:8]}"  # unique in a shared --storage
     try:
-        saved = TuneConfig.from_dict(store.read_json(path))
+        data = store.read_json(path)
+        saved = TuneConfig.from_dict(data)
+        prefix = str(data["study_prefix"])
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path} is not a tune's settings ({exc}); choose another --name") from None
-    if _comparable(saved) != _comparable(config):
-        changed = [k for k in TuneConfig.__dataclass_fields__ if getattr(saved, k) != getattr(config, k)]
+    old, new = _comparable(saved), _comparable(config)
+    if old != new:
+        changed = [f"--{k.replace('_', '-')}" for k in new if k != "base" and old[k] != new[k]]
+        changed += [f"--{k.replace('_', '-')}" for k in new["base"] if old["base"][k] != new["base"][k]]
         raise ConfigError(
-            f"{top} holds a tune started with other settings ({', '.join(changed)}); continue it with "
-            f"`{shlex.join(['fmnist-pl', 'tune', '--resume', str(top)])}` or choose another --name"
+            f"{top} holds a tune started with other settings ({', '.join(changed)}); continue it as it was "
+            f"started with `{shlex.join(['fmnist-pl', 'tune', '--resume', str(top)])}`, or choose another --name"
         )
-
-
-def _comparable(config: TuneConfig) -> TuneConfig:
-    """What must not change when a tune continues: all but the progress bars and where the data is."""
-    return replace(config, base=replace(config.base, progress=True, data_dir=None, download=False))
+    return prefix
 
 
 def storage_url(config: TuneConfig, top: Path) -> str:
@@ -406,18 +522,22 @@ def storage_url(config: TuneConfig, top: Path) -> str:
     return config.storage or f"sqlite:///{top / STUDY_FILE}"
 
 
-def _studies(config: TuneConfig, top: Path) -> list[MethodStudy]:
-    """Every method's studies (``<name>/<method>``, or ``<name>/<method>/study-<i>`` for several), created
-    or, on a resume, loaded from the storage."""
+def study_name(prefix: str, name: str, index: int) -> str:
+    """``<folder>-<id>/adam``, or ``<folder>-<id>/adam/study-2`` among several studies."""
+    return f"{prefix}/{name}" + (f"/study-{index}" if index else "")
+
+
+def _studies(config: TuneConfig, prefix: str, top: Path) -> list[MethodStudy]:
+    """Every method's studies, created or, on a resume, loaded from the storage."""
     import optuna
 
     chosen = spaces.parse_space_overrides(config.space, config.base.optimizers)
     out = []
     for name in (n.lower() for n in config.base.optimizers):
-        grid = grid_points(chosen[name], config.trials) if config.sampler == "grid" else {}
+        grid = grid_points(chosen[name], config.trials) if SAMPLERS[config.sampler].grid else {}
         for index in range(1, config.studies + 1) if config.studies > 1 else (0,):
             study = optuna.create_study(
-                study_name=f"{top.name}/{name}" + (f"/study-{index}" if index else ""),
+                study_name=study_name(prefix, name, index),
                 storage=storage_url(config, top),
                 direction="maximize",
                 load_if_exists=True,
@@ -431,174 +551,92 @@ def _round(
     config: TuneConfig,
     top: Path,
     studies: list[MethodStudy],
+    r: int,
     echo: Callable[[str], None],
     backend: Backend,
     drawer: Drawer | None,
     arrays: idx.FashionMNISTArrays | None,
-) -> bool:
-    """Train the next round (the trials asked and not told, else newly asked ones) and tell the
-    results; False once every study has its trials."""
-    from optuna.trial import TrialState
-
-    batch: list[tuple[MethodStudy, list[tuple[int, dict[str, Any]]]]] = []
+) -> None:
+    """Round ``r``: trials (r-1)*B .. r*B-1 of every study asked (those not asked yet), trained as one
+    compare (resumed if it was started) and told (those not told yet)."""
+    lo, hi = (r - 1) * config.round_size, min(r * config.round_size, config.trials)
+    batch = []
     for m in studies:
-        for _ in m.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            _ask(config, m)  # enqueued before a stop, not yet asked
-        trials = m.study.get_trials(deepcopy=False)
-        pending = [t for t in trials if t.state == TrialState.RUNNING]
-        room = min(config.round_size, config.trials - len(trials))
-        for _ in range(0 if pending else max(0, room)):  # a round left unfinished is finished first
-            pending.append(_ask(config, m, enqueue=True))
-        batch.append((m, [(t.number, dict(t.params)) for t in pending]))
-    if not any(rows for _, rows in batch):
-        return False
-    first = min(number for _, rows in batch for number, _ in rows)
-    index = first // config.round_size + 1
-    entries = []
-    for m, rows in batch:
-        if config.defaults and first == 0 and m.index <= 1:
-            entries.append((m.name, "defaults"))
-        for number, params in rows:
-            entries.append((m.name, m.label(number), *_items(m.name, spaces.apply(m.space, params))))
-    count = sum(len(rows) for _, rows in batch)
-    names = ", ".join(dict.fromkeys(m.name for m, _ in batch))
-    echo(f"round {index}: {count} trials of {names} ({config.sampler} sampler), {config.base.epochs} epochs")
+        _ask_up_to(config, m, hi)
+        batch.append((m, [t for t in m.study.get_trials(deepcopy=False) if lo <= t.number < hi]))
+    if all(t.state.is_finished() for _, trials in batch for t in trials):
+        return  # told before a stop
+    entries = [(m.name, "defaults") for m in studies if config.defaults and r == 1 and m.index <= 1]
+    trial_entries = [
+        (m.name, m.label(t.number), *_items(m.name, spaces.apply(m.space, t.params)))
+        for m, trials in batch
+        for t in trials
+    ]
+    names = ", ".join(dict.fromkeys(m.name for m in studies))
+    count = len(trial_entries)
+    echo(f"round {r}: {count} trials of {names} ({config.sampler} sampler), {config.base.epochs} epochs")
 
-    def train(kept: Sequence[tuple[str, ...]], epochs: int, rung: int | None) -> dict[str, dict[str, Any]]:
-        name = f"round-{index}" if rung is None else f"round-{index}{RUNG_MARK}{rung}"
+    def train(kept: Sequence[tuple[str, ...]], epochs: int, rung: int | None) -> dict[str, TrialResult]:
+        name = f"round-{r}" if rung is None else f"round-{r}{RUNG_MARK}{rung}"
         round_config = replace(config.base, output_dir=str(top), name=name, epochs=epochs, trials=tuple(kept))
         resume = (top / name / store.CONFIG_FILE).exists()
         folder = compare(round_config, resume=resume, echo=echo, backend=backend, drawer=drawer, arrays=arrays)
         return trial_results(folder, config.base.target)
 
-    trial_entries = [e for e in entries if e[1] != "defaults"]
-    pruned: dict[str, tuple[int, float | None]] = {}  # run -> (the rung's epochs, its value there)
+    pruned: set[str] = set()
     if config.prune == "halving":
-        plan = rungs(config.base.epochs, config.eta)
-        for rung, epochs in enumerate(plan[:-1], start=1):
-            results = train(trial_entries, epochs, rung)
-            keep = halving_survivors(trial_entries, results, config.eta)
-            for e in trial_entries:
-                run = f"{e[0]}/{e[1]}"
-                if e[1] not in keep.get(e[0], ()):
-                    pruned[run] = (epochs, results[run]["value"])
+        for rung, epochs in enumerate(rungs(config.base.epochs, config.eta)[:-1], start=1):
+            if not trial_entries:
+                break
+            values = {run: got.value for run, got in train(trial_entries, epochs, rung).items()}
+            keep = halving_survivors(trial_entries, values, config.eta)
+            pruned |= {f"{e[0]}/{e[1]}" for e in trial_entries if e[1] not in keep.get(e[0], ())}
             trial_entries = [e for e in trial_entries if e[1] in keep.get(e[0], ())]
-            echo(f"round {index}, rung {rung} ({epochs} epochs): {len(trial_entries)} trials go on")
-    defaults = [e for e in entries if e[1] == "defaults"]
-    results = train(defaults + trial_entries, config.base.epochs, None)
-    from optuna.trial import Trial
+            echo(f"round {r}, rung {rung} ({epochs} epochs): {len(trial_entries)} trials go on")
+    results = train(entries + trial_entries, config.base.epochs, None) if entries + trial_entries else {}
+    from optuna.trial import TrialState
 
-    for m, rows in batch:
+    for m, trials in batch:
         # Telling runs the sampler's after_trial: a GridSampler would stop the study (allowed only
         # inside study.optimize) once its grid is spent. Sampling is over for these trials anyway.
         m.study.sampler = _random(m.seed, 0, m.grid)
-        for number, _ in rows:
-            run = f"{m.name}/{m.label(number)}"
+        for t in trials:
+            if t.state.is_finished():
+                continue  # told before a stop
+            run = f"{m.name}/{m.label(t.number)}"
             if run in pruned:
-                epochs, value = pruned[run]
-                if value is not None:
-                    trial = next(t for t in m.study.get_trials(deepcopy=False) if t.number == number)
-                    Trial(m.study, trial._trial_id).report(value, epochs)  # Optuna keeps it as the pruned value
-                m.study.tell(number, state=TrialState.PRUNED)
+                m.study.tell(t.number, state=TrialState.PRUNED)
                 continue
-            value = results[run]["value"]
-            if value is None:
-                m.study.tell(number, state=TrialState.FAIL)
-            else:
-                m.study.tell(number, value)
-    return True
+            value = results[run].value
+            # A diverged trial is the worst result there is, not a failure to ignore: an adaptive
+            # sampler (TPE) then learns where the space diverges.
+            m.study.tell(t.number, stats.WORST if value is None else value)
 
 
-RUNG_MARK = ".rung-"  # round-3.rung-1: the first rung of round 3 (the round's own folder holds its last)
-PRUNERS = ("none", "halving")
+def _ask_up_to(config: TuneConfig, m: MethodStudy, count: int) -> None:
+    """Ask ``m``'s study until it holds ``count`` trials (a trial enqueued before a stop is asked first)."""
+    from optuna.trial import TrialState
+
+    for _ in m.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        _ask(config, m, enqueue=False)
+    while len(m.study.get_trials(deepcopy=False)) < count:
+        _ask(config, m, enqueue=True)
 
 
-def rungs(epochs: int, eta: int) -> list[int]:
-    """Successive halving's epoch rungs up to ``epochs``: epochs / eta^i, whole and at least 1, ascending
-    (9 epochs, eta 3: 1, 3, 9)."""
-    out = {epochs}
-    value = float(epochs)
-    while value / eta >= 1:
-        value /= eta
-        out.add(max(1, round(value)))
-    return sorted(out)
-
-
-def halving_survivors(
-    entries: Sequence[tuple[str, ...]], results: dict[str, dict[str, Any]], eta: int
-) -> dict[str, set[str]]:
-    """Per method, the labels of the best ceil(n / eta) of each of its studies' trials by validation
-    accuracy at this rung (a diverged trial never goes on; ties keep the earlier trial): successive
-    halving's cut (Jamieson & Talwalkar 2016), within each study, so that every method keeps the same share."""
-    by_study: dict[tuple[str, str], list[tuple[str, float | None]]] = {}
-    for name, label, *_ in entries:
-        study = label.rpartition("trial-")[0]  # "s2-" in a method's second study, "" with one study
-        by_study.setdefault((name, study), []).append((label, results[f"{name}/{label}"]["value"]))
-    out: dict[str, set[str]] = {}
-    for (name, _), rows in by_study.items():
-        keep = math.ceil(len(rows) / eta)
-        ranked = sorted((r for r in rows if r[1] is not None), key=lambda r: -r[1])  # stable: ties keep their order
-        out.setdefault(name, set()).update(label for label, _ in ranked[:keep])
-    return out
-
-
-def _ask(config: TuneConfig, m: MethodStudy, enqueue: bool = False) -> Any:
+def _ask(config: TuneConfig, m: MethodStudy, enqueue: bool) -> None:
     """Ask ``m``'s study for its next trial, its sampler seeded by the trial's number (a restart asks
-    the same). ``qmc``: the trial's point of the scrambled Sobol sequence is enqueued first, then asked."""
+    the same); a sampler whose points are ``enqueued`` gets the trial's point first (:func:`qmc_point`)."""
     number = len(m.study.get_trials(deepcopy=False))
-    if config.sampler == "qmc":
-        if enqueue:
-            m.study.enqueue_trial(qmc_point(m.distributions, m.seed, number))
-        m.study.sampler = _random(m.seed, number, m.grid)  # every parameter is enqueued
-    else:
-        m.study.sampler = SAMPLERS[config.sampler](m.seed, number, m.grid)
+    sampler = SAMPLERS[config.sampler]
+    if sampler.enqueued and enqueue:
+        m.study.enqueue_trial(qmc_point(m.distributions, m.seed, number))
+    m.study.sampler = sampler.make(m.seed, number, m.grid)
     trial = m.study.ask(m.distributions)
     trial.set_user_attr("run", f"{m.name}/{m.label(trial.number)}")
-    return trial
-
-
-def qmc_point(distributions: dict[str, Any], seed: int, number: int) -> dict[str, Any]:
-    """Point ``number`` of a scrambled Sobol sequence over ``distributions`` (scipy's engine, the one
-    Optuna's QMCSampler uses).
-
-    Why not the QMCSampler itself: it learns its space from the first *finished* trial and samples
-    at random until then, so a batch asked before any trial is told - a round trained in lockstep -
-    would be random points, and the same point for every trial of a fresh sampler."""
-    from optuna.distributions import FloatDistribution, IntDistribution
-    from scipy.stats import qmc
-
-    names = sorted(distributions)
-    if not names:
-        return {}
-    engine = qmc.Sobol(len(names), scramble=True, seed=seed)
-    if number:
-        engine.fast_forward(number)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "balance properties": we take single points
-        u = engine.random(1)[0]
-    out: dict[str, Any] = {}
-    for name, x in zip(names, u):
-        d = distributions[name]
-        if isinstance(d, FloatDistribution):
-            out[name] = (
-                math.exp(math.log(d.low) + x * (math.log(d.high) - math.log(d.low)))
-                if d.log
-                else d.low + x * (d.high - d.low)
-            )
-            out[name] = min(max(out[name], d.low), d.high)
-        elif isinstance(d, IntDistribution):
-            if d.log:
-                value = math.exp(math.log(d.low - 0.5) + x * (math.log(d.high + 0.5) - math.log(d.low - 0.5)))
-            else:
-                value = d.low - 0.5 * d.step + x * (d.high - d.low + d.step)
-            steps = round((value - d.low) / d.step)
-            out[name] = int(min(max(d.low + steps * d.step, d.low), d.high))
-        else:
-            raise TypeError(f"quasi-random points of {type(d).__name__} are not supported ({name})")
-    return out
 
 
 def trial_label(number: int) -> str:
+    """A trial's run label: ``trial-007``."""
     return f"trial-{number:03d}"
 
 
@@ -622,82 +660,105 @@ def _items(name: str, hparams: dict[str, Any]) -> list[str]:
 
 
 def _same(a: Any, b: Any) -> bool:
+    """Equal, a tuple and the list JSON made of it included."""
     if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
         return list(a) == list(b)
     return a == b
 
 
-def trial_results(folder: Path, target: float | None) -> dict[str, dict[str, Any]]:
-    """Per setting of a round: ``value``, the validation accuracy a trial is judged by (the best epoch's,
-    the mean over the tuning seeds, as a sweep selects; None for a diverged or failed run), its
-    ``status``, the ``hparams`` it trained with, and the ``images`` and ``epochs`` until its validation
-    accuracy first reached ``target`` (the slowest seed's; None where a seed never did): AlgoPerf's
-    time to result."""
-    loaded = store.load_compare(folder)
-    by_setting: dict[str, list[dict[str, Any]]] = {}
-    for run in loaded["runs"]:
-        by_setting.setdefault(run["setting"], []).append(run)
-    hparams = {r["setting"]: r["optimizer"]["hparams"] for r in loaded["config"]["runs"]}
-    out: dict[str, dict[str, Any]] = {}
-    for setting, runs in by_setting.items():
-        row: dict[str, Any] = {"hparams": hparams.get(setting), "images": None, "epochs": None}
-        bad = [r.get("status", "failed") for r in runs if r.get("status") != "ok"]
-        if bad:
-            out[setting] = row | {"value": None, "status": bad[0]}
-            continue
-        best = [max(p["val_acc"] for p in r["history"] if not math.isnan(p["val_acc"])) for r in runs]
-        reached = [_to_target(r, target) for r in runs]
-        if target is not None and all(x is not None for x in reached):
-            row["images"] = max(x[0] for x in reached)  # type: ignore[index]
-            row["epochs"] = max(x[1] for x in reached)  # type: ignore[index]
-        out[setting] = row | {"value": sum(best) / len(best), "status": "complete"}
+def rungs(epochs: int, eta: int) -> list[int]:
+    """Successive halving's epoch rungs up to ``epochs``: epochs / eta^i, whole and at least 1, ascending
+    (9 epochs, eta 3: 1, 3, 9)."""
+    out = {epochs}
+    value = float(epochs)
+    while value / eta >= 1:
+        value /= eta
+        out.add(max(1, round(value)))
+    return sorted(out)
+
+
+def halving_survivors(
+    entries: Sequence[tuple[str, ...]], values: Mapping[str, float | None], eta: int
+) -> dict[str, set[str]]:
+    """Per method, the labels of the best ceil(n / eta) of each of its studies' trials by validation
+    accuracy at this rung (a diverged trial never goes on; ties keep the earlier trial): successive
+    halving's cut (Jamieson & Talwalkar 2016), within each study, so that every method keeps the same share."""
+    by_study: dict[tuple[str, str], list[tuple[str, float | None]]] = {}
+    for name, label, *_ in entries:
+        study = label.rpartition("trial-")[0]  # "s2-" in a method's second study, "" with one study
+        by_study.setdefault((name, study), []).append((label, values[f"{name}/{label}"]))
+    out: dict[str, set[str]] = {}
+    for (name, _), rows in by_study.items():
+        keep = math.ceil(len(rows) / eta)
+        ranked = sorted((r for r in rows if r[1] is not None), key=lambda r: -r[1])  # stable: ties keep their order
+        out.setdefault(name, set()).update(label for label, _ in ranked[:keep])
     return out
 
 
-def _to_target(run: dict[str, Any], target: float | None) -> tuple[int, float] | None:
-    """(images, epochs) at the first validation of ``run`` at or above ``target`` (anytime points included)."""
-    from fmnist_pl.analysis.targets import validation_points
-
-    if target is None:
-        return None
-    for p in validation_points(run):
-        if p["val_acc"] >= target:
-            return int(p["images"]), float(p["epoch"])
-    return None
+def trial_results(folder: Path, target: float | None) -> dict[str, TrialResult]:
+    """Per setting of a round: the validation accuracy a trial is judged by (its best epoch's, the mean
+    over the tuning seeds, as a sweep selects; None for a diverged or failed run), its status and
+    hyperparameters, and when it first reached ``target`` on validation (the slowest seed's; None where
+    a seed never did): AlgoPerf's time to result."""
+    loaded = store.load_compare(folder)
+    hparams = {r["setting"]: r["optimizer"]["hparams"] for r in loaded["config"]["runs"]}
+    by_setting: dict[str, list[dict[str, Any]]] = {}
+    for run in loaded["runs"]:
+        by_setting.setdefault(run["setting"], []).append(run)
+    out: dict[str, TrialResult] = {}
+    for setting, runs in by_setting.items():
+        bad = [r.get("status", "failed") for r in runs if r.get("status") != "ok"]
+        if bad:
+            out[setting] = TrialResult(None, bad[0], hparams.get(setting))
+            continue
+        reached = [first_reached(validation_points(r), target) if target is not None else None for r in runs]
+        slowest = max(reached, key=lambda p: p["images"]) if all(reached) else None  # type: ignore[arg-type, return-value]
+        out[setting] = TrialResult(
+            sum(map(best_val_acc, runs)) / len(runs),
+            "complete",
+            hparams.get(setting),
+            int(slowest["images"]) if slowest else None,
+            float(slowest["epoch"]) if slowest else None,
+        )
+    return out
 
 
 def _summarize(config: TuneConfig, top: Path, studies: list[MethodStudy]) -> dict[str, Any]:
     """Every trial as plain data, per method (its studies pooled), and the statistics of the tuning
     (:func:`fmnist_pl.analysis.tuning.summarize`)."""
-    results: dict[str, dict[str, Any]] = {}
-    # A pruned trial's result is its last rung's; a trial that went on to the end has the round's own.
+    base = config.base
+    plan = rungs(base.epochs, config.eta) if config.prune == "halving" else [base.epochs]
+    results: dict[str, TrialResult] = {}
+    trained: dict[str, int] = {}  # run -> epochs it trained, over every rung (a rung starts from scratch)
+    # A pruned trial's result is its last rung's; a trial that went on to the end has its round's own.
     folders = [f for f in top.glob("round-*") if (f / store.CONFIG_FILE).exists()]
     rung_folders = sorted((f for f in folders if RUNG_MARK in f.name), key=lambda f: int(f.name.rsplit("-", 1)[1]))
     for folder in rung_folders:
-        results |= {
-            run: row | {"status": "pruned"} if row["status"] == "complete" else row
-            for run, row in trial_results(folder, config.base.target).items()
-        }
+        epochs = plan[int(folder.name.rsplit("-", 1)[1]) - 1]
+        for run, got in trial_results(folder, base.target).items():
+            results[run] = replace(got, status="pruned") if got.status == "complete" else got
+            trained[run] = trained.get(run, 0) + epochs
     for folder in (f for f in folders if RUNG_MARK not in f.name):
-        results |= trial_results(folder, config.base.target)
+        for run, got in trial_results(folder, base.target).items():
+            results[run] = got
+            trained[run] = trained.get(run, 0) + base.epochs
     rows: dict[str, list[dict[str, Any]]] = {}
     for m in studies:
         for t in sorted(m.study.get_trials(deepcopy=False), key=lambda t: t.number)[: config.trials]:
             run = f"{m.name}/{m.label(t.number)}"
-            got = results.get(
-                run, {"value": None, "status": "missing", "hparams": None, "images": None, "epochs": None}
-            )
+            got = results.get(run, TrialResult(None, "missing", None))
             rows.setdefault(m.name, []).append(
                 {
                     "number": t.number,
                     "study": m.index,
                     "run": run,
                     "params": dict(t.params),
-                    "hparams": got["hparams"] or spaces.apply(m.space, t.params),
-                    "value": got["value"],
-                    "status": got["status"],
-                    "images_to_target": got["images"],
-                    "epochs_to_target": got["epochs"],
+                    "hparams": got.hparams or spaces.apply(m.space, t.params),
+                    "value": got.value,
+                    "status": got.status,
+                    "images_to_target": got.images_to_target,
+                    "epochs_to_target": got.epochs_to_target,
+                    "model_epochs": trained.get(run, 0) * base.seeds,
                 }
             )
     first = {m.name: m for m in studies}
@@ -707,14 +768,12 @@ def _summarize(config: TuneConfig, top: Path, studies: list[MethodStudy]) -> dic
             trials=trials,
             space=first[name].space,
             distributions=first[name].distributions,
-            defaults=(results.get(f"{name}/defaults") or {}).get("value"),
+            defaults=results[f"{name}/defaults"].value if f"{name}/defaults" in results else None,
         )
         for name, trials in rows.items()
     }
-    base = config.base
     return stats.summarize(
         methods,
-        trial_cost=base.epochs * base.seeds,
         ks=config.ks,
         setup={
             "sampler": config.sampler,
@@ -724,12 +783,11 @@ def _summarize(config: TuneConfig, top: Path, studies: list[MethodStudy]) -> dic
             "epochs": base.epochs,
             "target": base.target,
             "tuning_seeds": seed_range(base.seed_list),
-            "final_seeds": seed_range(_final_config(config, top).seed_list),
+            "final_seeds": seed_range(final_config(base, top, config.final_epochs, config.final_seeds).seed_list),
             "storage": storage_url(config, top) if config.storage is None else "--storage (given)",
             "protocol": config.describe_protocol(),
             "prune": None
             if config.prune == "none"
-            else f"successive halving, eta {config.eta}, epoch rungs "
-            + ", ".join(map(str, rungs(base.epochs, config.eta))),
+            else f"successive halving, eta {config.eta}, epoch rungs {', '.join(map(str, plan))}",
         },
     )

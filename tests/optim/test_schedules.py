@@ -91,3 +91,14 @@ def test_the_engine_sets_the_scheduled_rate_every_step_and_leaves_the_rest_alone
     assert cosine.histories[0].epochs[-1]["val_loss"] == plain.histories[0].epochs[-1]["val_loss"]
     assert cosine.histories[1].epochs[-1]["val_loss"] != plain.histories[1].epochs[-1]["val_loss"]
     assert not math.isnan(cosine.histories[1].epochs[-1]["val_loss"])
+
+
+def test_settings_that_differ_only_in_their_schedule_get_their_own_groups():
+    import torch
+
+    specs = resolve(
+        ["sgd", "momentum"], overrides=parse_overrides(["momentum.momentum=0", "sgd.schedule=cosine"])
+    )  # the same SGD hyperparameters, one scheduled
+    assert specs[0].setting() != specs[1].setting()
+    opt = build_shared(specs, [[torch.nn.Parameter(torch.zeros(2))], [torch.nn.Parameter(torch.zeros(2))]])
+    assert len(opt.param_groups) == 2
