@@ -219,11 +219,14 @@ def importance(
         complete += math.isfinite(value)
         rows.append(({name: params[name] for name in dists}, value if math.isfinite(value) else worst))
     if complete < MIN_TRIALS:
-        reason = f"{complete} complete trials with all of {sorted(dists)}; importance needs at least {MIN_TRIALS}"
+        reason = (
+            f"{complete} complete trials with all of {', '.join(sorted(dists))}; importance needs at least {MIN_TRIALS}"
+        )
         return Importance({}, reason, complete)
     varying = [name for name in dists if len({repr(p[name]) for p, _ in rows}) > 1]
     if len(varying) < 2:
-        return Importance({}, f"{len(varying)} hyperparameter(s) varied ({varying}): nothing to compare", complete)
+        only = f"only {varying[0]} varies" if varying else "no hyperparameter varies"
+        return Importance({}, f"{only}: nothing to compare it with", complete)
     study = optuna.create_study(direction="maximize")  # in memory; PED-ANOVA reads "better" from the direction
     study.add_trials([optuna.trial.create_trial(params=p, distributions=dists, value=v) for p, v in rows])
     with warnings.catch_warnings():
@@ -337,6 +340,11 @@ def study_score(trials: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     return {"per_study": rows, "score": None if math.isinf(median) else median}
 
 
+def show(value: Any) -> str:
+    """A parameter's value for people: numbers to 3 digits, choices as they are."""
+    return f"{value:.3g}" if isinstance(value, (int, float)) else str(value)
+
+
 def flip_sentence(flips: Mapping[str, Any]) -> str:
     """One sentence: does the ranking change between the smallest and the full budget, and how."""
     small, large = flips["k_small"], flips["k_large"]
@@ -360,7 +368,7 @@ def summary_lines(summary: Mapping[str, Any]) -> list[str]:
             "no trial finished"
             if chosen is None
             else f"chosen {chosen['run']} (val {chosen['value']:.4f}: "
-            + ", ".join(f"{k}={v:.3g}" for k, v in chosen["params"].items())
+            + ", ".join(f"{k}={show(v)}" for k, v in chosen["params"].items())
             + ")"
         )
         defaults = f", defaults {m['defaults']:.4f}" if m["defaults"] is not None else ""

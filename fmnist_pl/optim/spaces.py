@@ -13,7 +13,9 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from fmnist_pl.errors import OptimizerError
-from fmnist_pl.optim.registry import REGISTRY, Limit, _check_number, get_info
+from fmnist_pl.optim.registry import REGISTRY, Limit, _check_number, check_schedule, get_info
+
+SCHEDULE = "schedule"  # any gradient method's space may search its learning-rate schedule: --space adam.schedule=constant,cosine
 
 if TYPE_CHECKING:  # Optuna is imported by to_distributions only
     from optuna.distributions import BaseDistribution
@@ -50,10 +52,15 @@ class Dimension:
     transform: str = "identity"
     step: int = 1  # integer spacing: 2 for PGPE's popsize, which must be even (symmetric sampling)
     limit: Limit | None = None  # what the searched value may be beyond the registry's rules (torch's beta1 < 1)
+    choices: tuple[str, ...] = ()  # a categorical dimension (the learning-rate schedule): one of these
 
     @property
     def fixed(self) -> bool:
-        return self.low == self.high
+        return len(self.choices) == 1 if self.choices else self.low == self.high
+
+    @property
+    def categorical(self) -> bool:
+        return bool(self.choices)
 
 
 @dataclass(frozen=True)
@@ -182,6 +189,14 @@ def apply(space: Space | str, params: Mapping[str, float]) -> dict[str, Any]:
         raise OptimizerError(f"{space.optimizer} has no search dimension {', '.join(unknown)}")
     hparams = dict(info.defaults)
     for dim in space.dimensions:
+        if dim.categorical:
+            value = dim.choices[0] if dim.fixed else params.get(dim.name)
+            if value not in dim.choices:
+                raise OptimizerError(
+                    f"{space.optimizer}.{dim.name} must be one of {', '.join(dim.choices)}, got {value!r}"
+                )
+            hparams[dim.target] = check_schedule(info, str(value))
+            continue
         if dim.fixed:
             value = dim.low
         elif dim.name in params:
@@ -190,7 +205,7 @@ def apply(space: Space | str, params: Mapping[str, float]) -> dict[str, Any]:
         else:
             raise OptimizerError(f"no value for {space.optimizer}.{dim.name}, which the space searches")
         _place(hparams, dim, int(round(value)) if dim.integer else float(value))
-    for key in dict.fromkeys(d.target for d in space.dimensions):
+    for key in dict.fromkeys(d.target for d in space.dimensions if not d.categorical):
         _check_number(key, hparams[key], f"{info.name}.{key}", info.limits.get(key))
     problem = info.check(hparams) if info.check is not None else None
     if problem:
@@ -203,7 +218,7 @@ def _check_space(space: Space, where: str) -> None:
     transforms monotone, and CEM's popsize x parenthood_ratio rule is worst at a corner."""
     names = [d.name for d in space.dimensions]
     try:
-        for corner in itertools.product(*((d.low, d.high) for d in space.dimensions)):
+        for corner in itertools.product(*(d.choices or (d.low, d.high) for d in space.dimensions)):
             apply(space, dict(zip(names, corner)))
     except OptimizerError as exc:
         raise OptimizerError(f"{where}: {exc}; narrow the range") from None
@@ -263,11 +278,15 @@ def parse_space_overrides(items: Iterable[str], optimizers: Sequence[str]) -> di
             raise OptimizerError(f"--space names unknown optimizer {name!r}; choose from: {', '.join(REGISTRY)}")
         if name not in dims:
             raise OptimizerError(f"--space names {name!r}, which is not among the tuned optimizers {','.join(names)}")
+        if dim_name == SCHEDULE and dim_name not in dims[name]:
+            dims[name][dim_name] = Dimension(SCHEDULE, SCHEDULE, 0, 0, choices=("constant",))
         if dim_name not in dims[name]:
-            valid = ", ".join(dims[name])
+            valid = ", ".join([*dims[name], SCHEDULE])
             raise OptimizerError(f"--space names {name}.{dim_name}, which {name} does not search; it searches: {valid}")
         base = dims[name][dim_name]
-        dims[name][dim_name] = _override(base, value.strip(), item)
+        dims[name][dim_name] = (
+            _choices(base, value.strip(), item) if base.categorical else _override(base, value.strip(), item)
+        )
         _check_space(Space(name, (dims[name][dim_name],)), f"--space {item!r}")
     out = {name: Space(name, tuple(dims[name].values()), get_space(name).source) for name in names}
     for name, space in out.items():
@@ -275,17 +294,31 @@ def parse_space_overrides(items: Iterable[str], optimizers: Sequence[str]) -> di
     return out
 
 
+def _choices(base: Dimension, value: str, item: str) -> Dimension:
+    """``adam.schedule=constant,cosine``: the schedules a tune tries (one: fixed)."""
+    from fmnist_pl.optim.schedules import SCHEDULES
+
+    choices = tuple(dict.fromkeys(c.strip() for c in value.split(",") if c.strip()))
+    bad = [c for c in choices if c not in SCHEDULES]
+    if not choices or bad:
+        raise OptimizerError(
+            f"--space {item!r}: {', '.join(bad) or 'no schedule'} is not a schedule; list some of {', '.join(SCHEDULES)}"
+        )
+    return replace(base, choices=choices)
+
+
 def to_distributions(space: Space) -> dict[str, BaseDistribution]:
     """Optuna distributions of the searched dimensions, in order; fixed ones are constants (:func:`apply`)."""
-    from optuna.distributions import FloatDistribution, IntDistribution
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    return {
-        d.name: IntDistribution(int(d.low), int(d.high), log=d.log, step=d.step)
-        if d.integer
-        else FloatDistribution(d.low, d.high, log=d.log)
-        for d in space.dimensions
-        if not d.fixed
-    }
+    def one(d: Dimension) -> BaseDistribution:
+        if d.categorical:
+            return CategoricalDistribution(d.choices)
+        if d.integer:
+            return IntDistribution(int(d.low), int(d.high), log=d.log, step=d.step)
+        return FloatDistribution(d.low, d.high, log=d.log)
+
+    return {d.name: one(d) for d in space.dimensions if not d.fixed}
 
 
 def at_bound(space: Space, params: Mapping[str, float], rel: float = 0.05) -> list[str]:
@@ -293,7 +326,7 @@ def at_bound(space: Space, params: Mapping[str, float], rel: float = 0.05) -> li
     where the dimension is log): the best point there says to extend that range."""
     near = []
     for d in space.dimensions:
-        if d.fixed or d.name not in params:
+        if d.fixed or d.categorical or d.name not in params:
             continue
         scale = math.log if d.log else float
         position = (scale(params[d.name]) - scale(d.low)) / (scale(d.high) - scale(d.low))
@@ -306,6 +339,9 @@ def describe(space: Space) -> str:
     """One line per dimension, e.g. ``lr log-uniform [1e-05, 0.1]``, with where a value goes if not by name."""
     lines = []
     for d in space.dimensions:
+        if d.categorical:
+            lines.append(f"{d.name} {'fixed ' if d.fixed else 'one of '}{', '.join(d.choices)}")
+            continue
         kind = "log-uniform" if d.log else "uniform"
         kind = f"integer {kind}" if d.integer else kind
         text = f"{d.name} fixed {d.low:g}" if d.fixed else f"{d.name} {kind} [{d.low:g}, {d.high:g}]"

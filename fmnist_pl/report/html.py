@@ -478,7 +478,7 @@ def render(
 def tuning_view(tuning: dict[str, Any], plot: str | None) -> dict[str, Any]:
     """A tune's section: the curves, the rankings by budget and their sentence, and per method its
     choice, tunability and importance (``tuning.json``, as computed)."""
-    from fmnist_pl.analysis.tuning import flip_sentence
+    from fmnist_pl.analysis.tuning import flip_sentence, show
 
     ks = [r["k"] for r in tuning["rankings"]]
     methods = []
@@ -491,7 +491,7 @@ def tuning_view(tuning: dict[str, Any], plot: str | None) -> dict[str, Any]:
                 "at_k": [m["curve"][k - 1] for k in ks],
                 "defaults": m.get("defaults"),
                 "chosen": chosen,
-                "params": ", ".join(f"{k}={v:.3g}" for k, v in (chosen.get("params") or {}).items()),
+                "params": ", ".join(f"{k}={show(v)}" for k, v in (chosen.get("params") or {}).items()),
                 "tunability": m["tunability"],
                 "importance": ", ".join(f"{k} {v:.2f}" for k, v in imp["importances"].items()) or imp.get("reason"),
                 "space": m["space"].splitlines(),

@@ -110,6 +110,10 @@ def grid_points(space: spaces.Space, count: int) -> dict[str, list[float]]:
             f"fix the others with --space {space.optimizer}.NAME=VALUE"
         )
     (d,) = searched
+    if d.categorical:
+        raise ConfigError(
+            f"a grid walks a numeric range; {space.optimizer}.{d.name} is a choice: use another --sampler"
+        )
     if count == 1:
         return {d.name: [d.low]}
     if d.log:
@@ -134,7 +138,7 @@ def qmc_point(distributions: dict[str, Any], seed: int, number: int) -> dict[str
     Why not the QMCSampler itself: it learns its space from the first *finished* trial and samples
     at random until then, so a batch asked before any trial is told - a round trained in lockstep -
     would be random points, and the same point for every trial of a fresh sampler."""
-    from optuna.distributions import FloatDistribution, IntDistribution
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
     from scipy.stats import qmc
 
     names = sorted(distributions)
@@ -163,6 +167,8 @@ def qmc_point(distributions: dict[str, Any], seed: int, number: int) -> dict[str
                 value = d.low - 0.5 * d.step + x * (d.high - d.low + d.step)
             steps = round((value - d.low) / d.step)
             out[name] = int(min(max(d.low + steps * d.step, d.low), d.high))
+        elif isinstance(d, CategoricalDistribution):
+            out[name] = d.choices[min(int(x * len(d.choices)), len(d.choices) - 1)]  # equal shares of [0, 1)
         else:
             raise TypeError(f"quasi-random points of {type(d).__name__} are not supported ({name})")
     return out
@@ -318,7 +324,11 @@ class TuneConfig:
             raise ConfigError(f"--eta must be a whole number >= 2, got {self.eta!r}")
         if self.prune == "none":
             return
-        scheduled = self.base.schedule != "constant" or any(".schedule=" in o for o in self.base.overrides)
+        scheduled = (
+            self.base.schedule != "constant"
+            or any(".schedule=" in o for o in self.base.overrides)
+            or any(".schedule=" in item and item.strip().split("=", 1)[1] != "constant" for item in self.space)
+        )
         if self.base.budget_spec is not None or self.base.epochs < self.eta or scheduled:
             raise ConfigError(
                 f"--prune halving cuts trials at epoch rungs: it needs --epochs >= --eta ({self.eta}), no --budget "

@@ -102,3 +102,42 @@ def test_settings_that_differ_only_in_their_schedule_get_their_own_groups():
     assert specs[0].setting() != specs[1].setting()
     opt = build_shared(specs, [[torch.nn.Parameter(torch.zeros(2))], [torch.nn.Parameter(torch.zeros(2))]])
     assert len(opt.param_groups) == 2
+
+
+def test_a_tune_may_search_the_schedule_as_a_choice():
+    from optuna.distributions import CategoricalDistribution
+
+    from fmnist_pl.optim.spaces import apply, describe, parse_space_overrides, to_distributions
+    from fmnist_pl.study.tune import qmc_point
+
+    (space,) = parse_space_overrides(["adam.schedule=constant,warmup-cosine"], ["adam"]).values()
+    dists = to_distributions(space)
+    assert dists["schedule"] == CategoricalDistribution(("constant", "warmup-cosine"))
+    assert "schedule one of constant, warmup-cosine" in describe(space)
+    point = {"lr": 1e-3, "beta1": 0.9, "one_minus_beta2": 1e-3, "eps": 1e-8, "schedule": "warmup-cosine"}
+    assert apply(space, point)["schedule"] == "warmup-cosine"
+    picked = {qmc_point(dists, 42, n)["schedule"] for n in range(8)}
+    assert picked == {"constant", "warmup-cosine"}  # quasi-random points reach every choice
+    (fixed,) = parse_space_overrides(["sgd.schedule=cosine"], ["sgd"]).values()
+    assert "schedule" not in to_distributions(fixed) and apply(fixed, {"lr": 0.1})["schedule"] == "cosine"
+    with pytest.raises(OptimizerError, match="linear is not a schedule; list some of constant, cosine, warmup-cosine"):
+        parse_space_overrides(["adam.schedule=constant,linear"], ["adam"])
+    with pytest.raises(OptimizerError, match="snes has no learning rate to schedule"):
+        parse_space_overrides(["snes.schedule=cosine"], ["snes"])
+
+
+def test_a_tune_with_a_scheduled_space_trains_and_chooses_the_schedule(tmp_path, fake_data):
+    from dataclasses import replace
+
+    from fmnist_pl.study.tune import TuneConfig, tune
+    from tests.conftest import small_config
+
+    arrays = load_arrays(fake_data, counts=None)
+    base = small_config(tmp_path, "S", optimizers=("sgd",), epochs=1, hidden=(16,))
+    tune(TuneConfig(base, trials=2, space=("sgd.schedule=cosine",), final_seeds=2), echo=lambda _: None, arrays=arrays)
+    import json
+
+    final = json.loads((tmp_path / "S" / "final" / "config.json").read_text())
+    assert {r["optimizer"]["hparams"]["schedule"] for r in final["runs"]} == {"cosine"}
+    with pytest.raises(ConfigError, match="no learning-rate schedule"):
+        TuneConfig(replace(base, epochs=3), trials=3, space=("sgd.schedule=constant,cosine",), prune="halving")
