@@ -548,7 +548,10 @@ def _saved_tune(folder: Path, ctx: typer.Context, progress: bool) -> Any:
     from fmnist_pl.study.tune import TUNE_FILE, TuneConfig
 
     folder = Path(absolute_path(folder, "--resume"))
-    given = [f"--{k.replace('_', '-')}" for k in _given(ctx) if k not in ("data_dir", "download")]
+    typed = _given(ctx)
+    # Where the data is may change (a folder moved to another machine); what the tune trains may not.
+    relocated = {k: typed.pop(k) for k in ("data_dir", "download") if k in typed}
+    given = [f"--{k.replace('_', '-')}" for k in typed]
     if given:
         raise ConfigError(f"--resume continues the tune in {folder} as it was started; drop {', '.join(given)}")
     try:
@@ -559,7 +562,7 @@ def _saved_tune(folder: Path, ctx: typer.Context, progress: bool) -> Any:
         ) from None
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{folder / TUNE_FILE} is not a tune's settings ({exc})") from None
-    base = replace(saved.base, output_dir=str(folder.parent), name=folder.name, progress=progress)
+    base = replace(saved.base, output_dir=str(folder.parent), name=folder.name, progress=progress, **relocated)
     return replace(saved, base=base)
 
 

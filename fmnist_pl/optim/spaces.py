@@ -278,10 +278,13 @@ def parse_space_overrides(items: Iterable[str], optimizers: Sequence[str]) -> di
             raise OptimizerError(f"--space names unknown optimizer {name!r}; choose from: {', '.join(REGISTRY)}")
         if name not in dims:
             raise OptimizerError(f"--space names {name!r}, which is not among the tuned optimizers {','.join(names)}")
+        schedulable = not get_info(name).gradient_free
+        if dim_name == SCHEDULE and not schedulable:
+            raise OptimizerError(f"--space {item!r}: {name} has no learning rate to schedule; drop it")
         if dim_name == SCHEDULE and dim_name not in dims[name]:
             dims[name][dim_name] = Dimension(SCHEDULE, SCHEDULE, 0, 0, choices=("constant",))
         if dim_name not in dims[name]:
-            valid = ", ".join([*dims[name], SCHEDULE])
+            valid = ", ".join(dict.fromkeys([*dims[name], *([SCHEDULE] if schedulable else [])]))
             raise OptimizerError(f"--space names {name}.{dim_name}, which {name} does not search; it searches: {valid}")
         base = dims[name][dim_name]
         dims[name][dim_name] = (

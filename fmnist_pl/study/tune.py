@@ -76,7 +76,7 @@ def _tpe(seed: int, number: int, grid: dict[str, list[float]]) -> BaseSampler:
 def _grid(seed: int, number: int, grid: dict[str, list[float]]) -> BaseSampler:
     import optuna
 
-    # While a study has fewer trials than grid points, Optuna's GridSampler gives trial n point n.
+    # Optuna's GridSampler walks the grid in an order its seed decides: a restart asks the same points.
     return optuna.samplers.GridSampler(grid, seed=seed)
 
 
@@ -251,7 +251,12 @@ def _check_storage(url: str) -> None:
             f"--storage {url!r} is not a database URL SQLAlchemy knows ({type(exc).__name__}); use e.g. "
             "sqlite:////abs/path/study.db or postgresql://user@host/db"
         ) from None
-    if parsed.password:
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).is_absolute():
+        raise ConfigError(
+            f"--storage {url!r} names a SQLite file relative to where the command runs (a resume elsewhere would "
+            "open another): give an absolute path, sqlite:////abs/path/study.db"
+        )
+    if parsed.password or {"password", "passwd"} & set(parsed.query):
         raise ConfigError(
             "--storage holds a password, which tune.json would keep: give it to the database client "
             "instead (PGPASSWORD, ~/.pgpass) and drop it from the URL"
@@ -298,7 +303,7 @@ class TuneConfig:
             _check_storage(self.storage)
         chosen = spaces.parse_space_overrides(self.space, self.base.optimizers)  # one line, before anything is written
         self._check_set(chosen)
-        self._check_prune()
+        self._check_prune(chosen)
         if SAMPLERS[self.sampler].grid:
             if self.studies > 1:
                 raise ConfigError("--sampler grid walks the same grid in every study: drop --studies")
@@ -317,17 +322,18 @@ class TuneConfig:
                     "(`fmnist-pl list-optimizers --spaces` names the dimensions)"
                 )
 
-    def _check_prune(self) -> None:
+    def _check_prune(self, chosen: dict[str, spaces.Space]) -> None:
         if self.prune not in PRUNERS:
             raise ConfigError(f"--prune {self.prune!r}: choose from {', '.join(PRUNERS)}")
         if isinstance(self.eta, bool) or not isinstance(self.eta, int) or self.eta < 2:
             raise ConfigError(f"--eta must be a whole number >= 2, got {self.eta!r}")
         if self.prune == "none":
             return
+        fixed = registry.parse_overrides(self.base.overrides)
         scheduled = (
             self.base.schedule != "constant"
-            or any(".schedule=" in o for o in self.base.overrides)
-            or any(".schedule=" in item and item.strip().split("=", 1)[1] != "constant" for item in self.space)
+            or any(o.get("schedule", "constant") != "constant" for o in fixed.values())
+            or any(d.categorical and set(d.choices) != {"constant"} for s in chosen.values() for d in s.dimensions)
         )
         if self.base.budget_spec is not None or self.base.epochs < self.eta or scheduled:
             raise ConfigError(
@@ -335,7 +341,8 @@ class TuneConfig:
                 "and no learning-rate schedule (a rung would be a whole, shorter schedule)"
             )
         if self.round_size < self.eta:
-            raise ConfigError(f"--prune halving keeps 1/{self.eta} of a round: give --batch >= --eta ({self.eta})")
+            option = "--batch" if self.batch is not None else "--trials"
+            raise ConfigError(f"--prune halving keeps 1/{self.eta} of a round: give {option} >= --eta ({self.eta})")
 
     @property
     def round_size(self) -> int:
@@ -453,9 +460,10 @@ def tune(
     how = "the same `fmnist-pl tune` command, or " + shlex.join(["fmnist-pl", "tune", "--resume", str(top)])
     with holding(top, "tune", how):
         prefix = _check_same(top, config)
+        # Before the studies exist: a start that fails between the two finds its studies' name again.
+        store.write_json(top / TUNE_FILE, config.to_dict() | {"study_prefix": prefix})
         with _quiet_optuna():
             studies = _studies(config, prefix, top)
-            store.write_json(top / TUNE_FILE, config.to_dict() | {"study_prefix": prefix})
             if config.protocol is not None:
                 echo(str(config.describe_protocol()))
             for r in range(1, config.rounds + 1):
@@ -627,6 +635,12 @@ def _ask_up_to(config: TuneConfig, m: MethodStudy, count: int) -> None:
     """Ask ``m``'s study until it holds ``count`` trials (a trial enqueued before a stop is asked first)."""
     from optuna.trial import TrialState
 
+    for t in m.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if set(t.params) != set(m.distributions):  # asked, but stopped before Optuna wrote all its values
+            raise ConfigError(
+                f"trial {t.number} of study {m.study.study_name} was cut off while Optuna wrote it (a kill between its "
+                "writes): it cannot be trained as asked; start the tune again with another --name"
+            )
     for _ in m.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         _ask(config, m, enqueue=False)
     while len(m.study.get_trials(deepcopy=False)) < count:

@@ -395,9 +395,21 @@ def test_a_moved_tune_continues_and_a_bad_storage_is_one_line(tmp_path, arrays):
         TuneConfig(base, storage="bogus://x")
     with pytest.raises(ConfigError, match="--storage holds a password"):
         TuneConfig(base, storage="postgresql://me:secret@localhost/db")
+    with pytest.raises(ConfigError, match="--storage holds a password"):
+        TuneConfig(base, storage="postgresql://me@localhost/db?password=secret")
+    with pytest.raises(ConfigError, match="names a SQLite file relative to where the command runs"):
+        TuneConfig(base, storage="sqlite:///study.db")
+    with pytest.raises(ConfigError, match="give --trials >= --eta"):
+        TuneConfig(replace(base, epochs=3), prune="halving", trials=2)
     with pytest.raises(ConfigError, match="--set sgd.lr=0.1: sgd.lr belongs to its search space"):
         TuneConfig(replace(base, overrides=("sgd.lr=0.1",)))
     with pytest.raises(ConfigError, match="give --batch >= --eta"):
         TuneConfig(replace(base, epochs=3), prune="halving", batch=2)
     with pytest.raises(ConfigError, match="no learning-rate schedule"):
         TuneConfig(replace(base, epochs=3, schedule="cosine"), prune="halving")
+
+
+def test_a_resume_may_say_where_the_data_is_now(tuned, tmp_path):
+    top, _ = tuned
+    out = run_cli("tune", "--resume", str(top), "--data-dir", str(tmp_path / "nowhere"))
+    assert out.returncode == 2 and "drop" not in out.stderr and "nowhere" in out.stderr
