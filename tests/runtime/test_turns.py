@@ -49,10 +49,14 @@ def test_one_unit_works_at_a_time_and_every_unit_gets_turns_in_rotation():
     turns = [order[0]] + [b for a, b in zip(order, order[1:]) if a != b]
     assert len(turns) >= 10
     assert set(turns[:6]) == {0, 1, 2}
-    # Round-robin: while all three are in, the turn goes to the next key cyclically.
-    first_leave = min(len(order) - order[::-1].index(k) for k in range(3))
-    in_rotation = [key for key in turns if order.index(key) < first_leave][: len(turns) // 2]
-    assert all((b - a) % 3 == 1 for a, b in zip(in_rotation, in_rotation[1:]) if a != b)
+    # Round-robin: once all three have joined (spawned processes start at different times) and
+    # before the first leaves, the turn goes to the next key cyclically.
+    joined = max(order.index(k) for k in range(3))
+    left = min(len(order) - 1 - order[::-1].index(k) for k in range(3))
+    starts = [0] + [i for i in range(1, len(order)) if order[i] != order[i - 1]]
+    in_rotation = [order[i] for i in starts if joined <= i <= left]
+    assert len(in_rotation) >= 4
+    assert all((b - a) % 3 == 1 for a, b in zip(in_rotation, in_rotation[1:]))
 
 
 def test_a_unit_that_leaves_hands_its_turn_on_and_the_rest_finish():
