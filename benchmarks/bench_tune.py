@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_budget import cpu_model  # noqa: E402  (one CPU probe for the benchmarks that print it)
 
 USUAL = r"""
 import sys, time
@@ -82,16 +84,6 @@ for opt in ("sgd", "adam"):
     train(opt, study.best_params["lr"], 43)
 print(f"USUAL {{time.perf_counter() - began:.1f}}")
 """
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def timed(argv: list[str]) -> float:

@@ -2,9 +2,7 @@
 setting each scheduled setting's rate every step (and leaving unscheduled runs exactly as they were)."""
 
 import math
-import os
 
-import lightning.pytorch as pl
 import pytest
 
 from fmnist_pl.config import CompareConfig, ConfigError
@@ -15,7 +13,7 @@ from fmnist_pl.errors import OptimizerError
 from fmnist_pl.optim.registry import build_shared, parse_overrides, resolve
 from fmnist_pl.optim.schedules import SCHEDULES, WARMUP, factor
 from fmnist_pl.plan import plan
-from tests.engine.test_lockstep import members
+from tests.engine.test_lockstep import _trainer, members
 
 
 def test_the_factors():
@@ -66,15 +64,7 @@ def test_scheduled_groups_carry_their_rate_and_schedule():
 def _fit(arrays, overrides, epochs=2):
     specs = resolve(["sgd", "momentum"], overrides=parse_overrides(overrides))
     lock = LitLockstep(members(specs, [3]), hidden=(16,))
-    pl.Trainer(
-        max_epochs=epochs,
-        accelerator=os.environ.get("FMNIST_TEST_ACCELERATOR", "cpu"),
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    ).fit(lock, FashionMNISTDataModule(arrays=arrays, val_size=100, seeds=[3]))
+    _trainer(max_epochs=epochs).fit(lock, FashionMNISTDataModule(arrays=arrays, val_size=100, seeds=[3]))
     return lock
 
 
