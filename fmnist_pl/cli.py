@@ -90,6 +90,14 @@ Name = Annotated[
 ]
 LimitTrainBatches = Annotated[Optional[int], typer.Option(metavar="N", help="Batches per epoch (quick smoke runs).")]
 Progress = Annotated[bool, typer.Option(help="Show progress bars.")]
+EvalPoints = Annotated[
+    int,
+    typer.Option(
+        metavar="N",
+        help="Validations per run, evenly spread over its budget (or its batches when it has fewer "
+        "epochs than N): anytime curves for every method. 0: epoch ends only.",
+    ),
+]
 Separate = Annotated[
     bool,
     typer.Option(
@@ -212,14 +220,7 @@ def compare(
             "evaluations=1e8 (forward evaluations: images x population for a search). --epochs still caps it.",
         ),
     ] = None,
-    eval_points: Annotated[
-        int,
-        typer.Option(
-            metavar="N",
-            help="Validations per run, evenly spread over its budget (or its batches when it has fewer "
-            "epochs than N): anytime curves for every method. 0: epoch ends only.",
-        ),
-    ] = 20,
+    eval_points: EvalPoints = 20,
     resume: Annotated[
         Optional[Path], typer.Option(metavar="DIR", help="Continue the compare in this folder (its own settings).")
     ] = None,
@@ -470,6 +471,14 @@ def tune(
     name: Name = None,
     limit_train_batches: LimitTrainBatches = None,
     progress: Progress = True,
+    eval_points: EvalPoints = 20,
+    defaults: Annotated[
+        bool,
+        typer.Option(
+            help="Also train each method once at its registry defaults: the one-shot marker of the curves "
+            "(Crowded Valley's untuned budget)."
+        ),
+    ] = True,
     resume: Annotated[
         Optional[Path], typer.Option(metavar="DIR", help="Continue the tune in DIR as it was started.")
     ] = None,
@@ -506,8 +515,10 @@ def tune(
                 limit_train_batches=limit_train_batches,
                 progress=progress,
                 budget=budget,
+                eval_points=eval_points,
             )
             rest = {
+                "defaults": defaults,
                 "space": tuple(space),
                 "storage": storage,
                 "batch": batch,

@@ -181,14 +181,21 @@ def halves(group: Sequence[RunPlan]) -> tuple[list[RunPlan], list[RunPlan]]:
     """A lockstep group cut in two parts that the engine can still train (seed-major, the same
     settings in every seed): at a seed boundary, or between settings with every seed in both parts,
     whichever is nearer even (the seed boundary when both are). Five seeds of four optimizers: 10 | 10
-    runs by optimizer, where the seed boundary gives 8 | 12 and the larger part sets the pace."""
+    runs by optimizer, where the seed boundary gives 8 | 12 and the larger part sets the pace.
+
+    Between settings, every other one goes to each part: the plan lists an optimizer's settings
+    together (a tune's trials, a sweep's rates), and their updates differ in cost (Adam reads and
+    writes two state tensors, SGD none), so a cut in the middle would give one part the costly ones.
+    """
     seeds = list(dict.fromkeys(r.seed for r in group))
     variants = list(dict.fromkeys(r.variant for r in group))
     cuts = []
-    for values, of in ((seeds, lambda r: r.seed), (variants, lambda r: r.variant)):
-        if len(values) > 1:
-            first = set(values[: len(values) // 2])
-            cuts.append(([r for r in group if of(r) in first], [r for r in group if of(r) not in first]))
+    if len(seeds) > 1:
+        first = set(seeds[: len(seeds) // 2])
+        cuts.append(([r for r in group if r.seed in first], [r for r in group if r.seed not in first]))
+    if len(variants) > 1:
+        first = set(variants[::2])
+        cuts.append(([r for r in group if r.variant in first], [r for r in group if r.variant not in first]))
     if not cuts:  # runs that differ in neither (not planned; kept trainable all the same)
         cut = len(group) // 2
         return list(group[:cut]), list(group[cut:])

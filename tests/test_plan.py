@@ -61,8 +61,18 @@ def test_split_halves_what_does_not_fit_a_worker_and_never_cuts_a_lone_run():
     units = split(groups(runs), slots=1, fits=lambda u: len(u) <= 2)
     assert all(len(u) <= 2 and _trainable(u) for u in units) and len({r.name for u in units for r in u}) == 18
     assert [len(u) for u in split(groups(runs, separate=True), slots=100, fits=lambda u: True)] == [1] * 18
-    # A seed group is cut only when it alone does not fit: three optimizers of one seed -> 1 + 2.
-    assert [[r.variant for r in u] for u in units[:2]] == [["sgd"], ["adam", "rmsprop"]]
+    # A seed group is cut only when it alone does not fit: three optimizers of one seed -> 2 + 1,
+    # every other optimizer in each part.
+    assert [[r.variant for r in u] for u in units[:2]] == [["sgd", "rmsprop"], ["adam"]]
+
+
+def test_a_cut_between_settings_gives_each_part_a_share_of_every_optimizer():
+    """A tune's round lists each optimizer's trials together; cut in the middle, one process would
+    get every Adam update (the costly ones) and finish last."""
+    runs = plan(CompareConfig(optimizers=("sgd", "adam"), lrs=(0.001, 0.01, 0.1, 1.0)))
+    units = split(groups(runs), slots=2, fits=lambda u: True)
+    assert [[r.optimizer.name for r in u] for u in units] == [["sgd", "sgd", "adam", "adam"]] * 2
+    assert all(_trainable(u) for u in units)
 
 
 def test_an_odd_number_of_seeds_is_cut_between_optimizers_into_even_parts():
@@ -71,6 +81,6 @@ def test_an_odd_number_of_seeds_is_cut_between_optimizers_into_even_parts():
     runs = plan(CompareConfig(optimizers=("sgd", "momentum", "rmsprop", "adam"), seeds=5))
     units = split(groups(runs), slots=2, fits=lambda u: True)
     assert [len(u) for u in units] == [10, 10] and all(_trainable(u) for u in units)
-    assert [sorted({r.optimizer.name for r in u}) for u in units] == [["momentum", "sgd"], ["adam", "rmsprop"]]
+    assert [sorted({r.optimizer.name for r in u}) for u in units] == [["rmsprop", "sgd"], ["adam", "momentum"]]
     assert {r.seed for r in units[0]} == {r.seed for r in units[1]} == {42, 43, 44, 45, 46}
     assert sorted(r.name for u in units for r in u) == sorted(r.name for r in runs)

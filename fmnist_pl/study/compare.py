@@ -52,10 +52,20 @@ class CompareJob:
     extra: dict[str, Any] | None
     backend: Backend
     drawer: Drawer | None
+    report: bool = True
 
     @property
     def resume_hint(self) -> str:
         return resume_command(self.out, *self.backend.resume_options())
+
+    def finish(self) -> None:
+        """The summary and, unless this compare is a step of a larger study, the report."""
+        if self.report:
+            finish(self.out, self.drawer)
+        else:
+            from fmnist_pl.analysis.summary import write_summary
+
+            write_summary(self.out)
 
 
 def finish(out: Path, drawer: Drawer | None = None) -> Path:
@@ -98,6 +108,7 @@ def compare(
     arrays: idx.FashionMNISTArrays | None = None,
     backend: Backend | None = None,
     drawer: Drawer | None = None,
+    report: bool = True,
 ) -> Path:
     """Run the comparison described by ``config``; return the output folder (report.html inside).
 
@@ -110,11 +121,14 @@ def compare(
     ``drawer``: worker processes that draw the report's figures
     (:class:`~fmnist_pl.report.figures.Drawer`; the command line starts one); without, they are
     drawn in this process.
+    ``report``: False writes the summary (and its tables) but no report.html: a tune's rounds, whose
+    report is the tune's own (``fmnist-pl report`` renders one's on demand).
     """
     backend = (backend or InProcess()).for_config(config)
     out, data_folder, runs = prepare(config, arrays)
     backend.check(runs, config)  # a cluster is connected to only now, once the rest has been checked
-    return _hold_and_run(CompareJob(out, config, runs, data_folder, arrays, echo, extra, backend, drawer), resume)
+    job = CompareJob(out, config, runs, data_folder, arrays, echo, extra, backend, drawer, report)
+    return _hold_and_run(job, resume)
 
 
 def _check_fresh(out: Path, resume: bool) -> None:
@@ -141,7 +155,7 @@ def _hold_and_run(job: CompareJob, resume: bool) -> Path:
                     remove_failed_start(claim)
                     raise Interrupted(out, signum, started=False) from None
                 try:
-                    finish(out, job.drawer)  # what finished, with the missing runs named
+                    job.finish()  # what finished, with the missing runs named
                 except (ResultsError, OSError):
                     pass  # the results stay as they are; `report` can render them later
                 raise Interrupted(out, signum, job.resume_hint) from None
@@ -197,12 +211,12 @@ def _run(job: CompareJob) -> Path:
             f"on {device_name}, {epochs}; watch live: "
             f"{shlex.join(['tensorboard', '--logdir', str(out / 'tensorboard')])}"
         )
-        if backend.workers > 1:
+        if backend.workers > 1 and job.report:
             # The report draws some figures in this process; where training runs here, Lightning's
             # imports bring matplotlib along. Import it while the workers train.
             import_in_background("fmnist_pl.report.plots")
         backend.train(out, config, todo, arrays, echo)
-    finish(out, job.drawer)
+    job.finish()
     return out
 
 

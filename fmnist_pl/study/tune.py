@@ -186,6 +186,7 @@ class Protocol:
     step_only: bool = False  # search only each method's step size, the rest at the registry's values
     step_range: tuple[float, float] | None = None  # the step-size range of gradient methods
     studies: int = 1  # independent studies per method, each of `trials` trials
+    one_shot: bool = False  # ranks the registry defaults as a budget of its own (needs --defaults)
 
 
 PROTOCOLS: dict[str, Protocol] = {
@@ -206,6 +207,7 @@ PROTOCOLS: dict[str, Protocol] = {
         trials=50,
         final_seeds=10,
         ks=(1, 25, 50),
+        one_shot=True,
     ),
     "algoperf": Protocol(
         "AlgoPerf's external tuning ruleset (Dahl et al. 2023): 5 quasi-random trials per study over the "
@@ -299,6 +301,8 @@ class TuneConfig:
         if self.base.lrs or self.base.trials or self.base.lr is not None:
             raise ConfigError("tune samples every hyperparameter from its space: drop --lr/--lrs and use --space")
         check_final(self.base, self.final_epochs, self.final_seeds)
+        if self.protocol in PROTOCOLS and PROTOCOLS[self.protocol].one_shot and not self.defaults:
+            raise ConfigError(f"--protocol {self.protocol} ranks the one-shot defaults too: drop --no-defaults")
         if self.storage is not None:
             _check_storage(self.storage)
         chosen = spaces.parse_space_overrides(self.space, self.base.optimizers)  # one line, before anything is written
@@ -598,7 +602,9 @@ def _round(
         name = f"round-{r}" if rung is None else f"round-{r}{RUNG_MARK}{rung}"
         round_config = replace(config.base, output_dir=str(top), name=name, epochs=epochs, trials=tuple(kept))
         resume = (top / name / store.CONFIG_FILE).exists()
-        folder = compare(round_config, resume=resume, echo=echo, backend=backend, drawer=drawer, arrays=arrays)
+        folder = compare(
+            round_config, resume=resume, echo=echo, backend=backend, drawer=drawer, arrays=arrays, report=False
+        )
         return trial_results(folder, config.base.target)
 
     pruned: set[str] = set()

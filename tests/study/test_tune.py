@@ -18,6 +18,7 @@ from fmnist_pl.errors import ConfigError, Interrupted, OptimizerError
 from fmnist_pl.execution.backend import InProcess, train_unit
 from fmnist_pl.runtime.stops import Stopped
 from fmnist_pl.study import tune as tune_module
+from fmnist_pl.study.compare import report
 from fmnist_pl.study.tune import STUDY_FILE, TuneConfig, study_name, tune
 from tests.conftest import make_dataset, run_cli, small_config
 
@@ -115,7 +116,9 @@ def test_the_final_runs_use_the_choice_on_fresh_seeds_and_show_the_tuning(tuned)
     assert "Tuning: every method with the same number of trials" in html
     assert "expected best validation accuracy vs number of trials" in html
     assert "this round of a tune" not in html
-    round_html = (top / "round-1" / "report.html").read_text()
+    # A round's report is rendered on demand: the tune's own report is the final one.
+    assert not (top / "round-1" / "report.html").exists() and (top / "round-1" / "summary.json").exists()
+    round_html = report(top / "round-1").read_text()
     assert "round of a tune's trials" in round_html
 
 
@@ -211,11 +214,17 @@ def test_protocols_set_the_published_settings_scaled_down(tmp_path):
 
 
 def test_a_grid_walks_its_points_and_studies_give_algoperfs_score(tmp_path, arrays):
-    base = small_config(tmp_path, "G", optimizers=("sgd",), epochs=1, hidden=(16,), target=0.3)
-    grid = TuneConfig(base, trials=3, sampler="grid", space=("sgd.lr=0.001:0.1:log",), final_seeds=2)
+    base = small_config(tmp_path, "G", optimizers=("sgd",), epochs=2, hidden=(16,), target=0.3, eval_points=0)
+    grid = TuneConfig(base, trials=3, sampler="grid", space=("sgd.lr=0.001:0.1:log",), final_seeds=2, defaults=False)
     tune(grid, echo=lambda _: None, arrays=arrays)
-    lrs = [t["hparams"]["lr"] for t in _read(tmp_path / "G" / "tuning.json")["methods"]["sgd"]["trials"]]
-    assert lrs == pytest.approx([0.001, 0.01, 0.1])
+    got = _read(tmp_path / "G" / "tuning.json")["methods"]["sgd"]
+    assert [t["hparams"]["lr"] for t in got["trials"]] == pytest.approx([0.001, 0.01, 0.1])
+    # --no-defaults: no one-shot run; --eval-points 0: trials and final runs validate at epoch ends only.
+    assert got["defaults"] is None and not (tmp_path / "G" / "round-1" / "runs" / "sgd" / "defaults").exists()
+    for folder in (tmp_path / "G" / "round-1", tmp_path / "G" / "final"):
+        runs = [p.parent for p in folder.glob("runs/**/metrics.json")]
+        assert len(runs) == (3 if folder.name == "round-1" else 2)
+        assert all(len(_read(r / "history.json")) == 2 and not (r / "anytime.json").exists() for r in runs)
     studies = TuneConfig(replace(base, name="A"), trials=2, studies=2, final_seeds=2)
     lines: list[str] = []
     tune(studies, echo=lines.append, arrays=arrays)
@@ -247,6 +256,8 @@ def test_the_command_line_refuses_a_protocol_with_the_options_it_sets(tmp_path):
     assert out.returncode == 2 and "--protocol deepobs sets --trials: drop them" in out.stderr
     out = run_cli("tune", "--scale", "0.5", "--output-dir", str(tmp_path))
     assert out.returncode == 2 and "--scale scales a --protocol" in out.stderr
+    out = run_cli("tune", "--protocol", "crowded-valley", "--no-defaults", "--output-dir", str(tmp_path))
+    assert out.returncode == 2 and "--protocol crowded-valley ranks the one-shot defaults too" in out.stderr
     assert list(tmp_path.iterdir()) == []
 
 
