@@ -45,8 +45,12 @@ run: dataset setup
 lint: setup-test
 	$(PY) -m ruff check $(LINTED) && $(PY) -m ruff format --check $(LINTED)
 
+# Two test processes (pytest-xdist), each taking whole files (their module fixtures are built
+# once): most tests wait on a started command's imports and files, which leaves a core idle.
+TEST_WORKERS ?= 2
+
 test: system lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: dataset setup
 	$(PY) benchmarks/bench_compare.py

@@ -330,6 +330,7 @@ def sweep(
     name: Name = None,
     limit_train_batches: LimitTrainBatches = None,
     progress: Progress = True,
+    eval_points: EvalPoints = 20,
     separate: Separate = False,
     ray: Ray = None,
     workers: Workers = None,
@@ -361,6 +362,7 @@ def sweep(
             limit_train_batches=limit_train_batches,
             progress=progress,
             separate=separate,
+            eval_points=eval_points,
             lrs=parse_lrs(lrs) if lrs and not lr_find else (),
         )
         check_final(config, final_epochs, final_seeds)

@@ -180,6 +180,8 @@ REAL = [
     "2",
     "--limit-train-batches",
     "40",
+    "--eval-points",
+    "0",  # epoch ends only: 20 validations of 5,000 images would outweigh these 80 batches many times
     "--optimizers",
     "sgd,adam",
     "--no-progress",
@@ -223,10 +225,9 @@ def test_a_corrupt_checkpoint_is_one_line_and_deleting_it_restarts_the_group(fin
 
 @pytest.mark.realdata
 def test_two_compares_on_one_folder_one_writes_the_other_is_refused(real_data, tmp_path):
-    procs = [
-        start_cli("compare", *REAL, "--seed", str(seed), "--output-dir", str(tmp_path), "--name", "same", cwd=tmp_path)
-        for seed in (42, 7)
-    ]
+    # 20 validations a run (the last --eval-points wins): the first is still writing when the second starts.
+    args = [*REAL, "--eval-points", "20", "--output-dir", str(tmp_path), "--name", "same"]
+    procs = [start_cli("compare", *args, "--seed", str(seed), cwd=tmp_path) for seed in (42, 7)]
     outs = [p.communicate(timeout=600) for p in procs]
     codes = [p.returncode for p in procs]
     assert sorted(codes) == [0, 2], [o[1][-1500:] for o in outs]

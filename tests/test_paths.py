@@ -11,7 +11,10 @@ from tests.conftest import run_cli
 
 # What libraries write for themselves, the same for any program that imports them: matplotlib's
 # font cache (~/.cache/matplotlib, ~/.config/matplotlib) and torch's compile cache folder in $TMPDIR.
-LIBRARY_CACHES = ("home/.cache/matplotlib", "home/.config/matplotlib", "tmp/torchinductor_")
+# $TMPDIR is long on purpose: the pool's fork server socket would not fit in a socket address
+# (108 bytes), so the workers are spawned instead (fmnist_pl.execution.pool._socket_path_fits).
+TMP = "tmp/" + "a-temporary-folder-whose-path-is-too-long-for-a-unix-socket-address"
+LIBRARY_CACHES = ("home/.cache/matplotlib", "home/.config/matplotlib", f"{TMP}/torchinductor_")
 
 
 def _tree(root: Path) -> set[str]:
@@ -28,9 +31,9 @@ def test_tilde_and_relative_folders_are_resolved_in_the_config(tmp_path, monkeyp
 
 @pytest.mark.realdata
 def test_a_compare_writes_only_into_its_output_folder(real_data, tmp_path):
-    home, cwd, tmp = tmp_path / "home", tmp_path / "cwd", tmp_path / "tmp"
+    home, cwd, tmp = tmp_path / "home", tmp_path / "cwd", tmp_path / TMP
     for folder in (home, cwd, tmp):
-        folder.mkdir()
+        folder.mkdir(parents=True)
     before = _tree(tmp_path)
     proc = run_cli(
         "compare",

@@ -21,6 +21,8 @@ ARGS = [
     "--no-progress",
     "--accelerator",
     "cpu",
+    "--eval-points",
+    "6",  # a validation mid-epoch in each epoch (each costs as much as a third of one of these epochs)
 ]
 
 
@@ -50,21 +52,38 @@ def histories(folder: Path) -> dict:
     return {run: json.loads((folder / "runs" / run / "history.json").read_text()) for run in ("sgd", "adam")}
 
 
+def anytime(folder: Path) -> dict:
+    """Each run's validations between epoch ends, without their seconds."""
+    return {
+        run: [
+            {k: v for k, v in p.items() if k != "seconds"}
+            for p in json.loads((folder / "runs" / run / "anytime.json").read_text())
+        ]
+        for run in ("sgd", "adam")
+    }
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(real_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("resume")
     rc, _, err = finish(cli("compare", *ARGS, "--output-dir", str(out), "--name", "whole"))
     assert rc == 0, err[-2000:]
-    return out, histories(out / "whole")
+    return out, {"history": histories(out / "whole"), "anytime": anytime(out / "whole")}
 
 
 def assert_same_results(folder: Path, reference: dict) -> None:
     got = histories(folder)
-    for run in reference:
+    for run in reference["history"]:
         assert [r["epoch"] for r in got[run]] == [1, 2, 3]
-        for a, b in zip(got[run], reference[run]):
+        for a, b in zip(got[run], reference["history"][run]):
             for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
                 assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-7), (run, a["epoch"], key)
+    # The points between epoch ends continue where they stopped: none lost, none taken twice.
+    points = anytime(folder)
+    assert [len(p) for p in points.values()] == [3, 3]
+    for run, want in reference["anytime"].items():
+        assert [(p["epoch"], p["images"]) for p in points[run]] == [(p["epoch"], p["images"]) for p in want]
+        assert [p["val_acc"] for p in points[run]] == pytest.approx([p["val_acc"] for p in want], abs=1e-7), run
     html = (folder / "report.html").read_text()
     assert 'id="missing"' not in html
 

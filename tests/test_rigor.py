@@ -23,6 +23,8 @@ def test_seeds_give_uncertainty_and_a_paired_test(real_data, tmp_path):
         "2",
         "--limit-train-batches",
         "40",
+        "--eval-points",
+        "0",
         "--optimizers",
         "sgd,adam",
         "--output-dir",
@@ -61,6 +63,8 @@ def test_sweep_tunes_on_validation_then_compares(real_data, tmp_path):
         "1",
         "--limit-train-batches",
         "40",
+        "--eval-points",
+        "0",
         "--output-dir",
         str(tmp_path),
         "--name",
@@ -103,6 +107,8 @@ def test_several_architectures_rank_within_each(real_data, tmp_path):
         "1",
         "--limit-train-batches",
         "30",
+        "--eval-points",
+        "0",
         "--optimizers",
         "sgd,adam",
         "--output-dir",
@@ -130,6 +136,8 @@ def test_lr_find_alternative(real_data, tmp_path):
         "1",
         "--limit-train-batches",
         "30",
+        "--eval-points",
+        "0",
         "--output-dir",
         str(tmp_path),
         "--name",
@@ -148,7 +156,8 @@ def test_lr_find_alternative(real_data, tmp_path):
 
 
 def test_separate_runs_time_each_optimizer_alone_with_the_same_numbers(real_data, tmp_path):
-    args = ("--epochs", "1", "--limit-train-batches", "30", "--optimizers", "sgd,adam", "--output-dir", str(tmp_path))
+    args = ("--epochs", "1", "--limit-train-batches", "30", "--eval-points", "0", "--optimizers", "sgd,adam")
+    args += ("--output-dir", str(tmp_path))
     assert cli("compare", *args, "--name", "together", "--workers", "1").returncode == 0  # one lockstep group
     proc = cli("compare", *args, "--name", "alone", "--separate")
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -44,6 +44,7 @@ from fmnist_pl.execution.backend import Backend, Echo, InProcess, check_device, 
 from fmnist_pl.execution.driver import Driver, UnitProgress, drive
 from fmnist_pl.runtime.executors import kill_workers, worker_pids
 from fmnist_pl.runtime.forkserver import fork_server_pid, stop_fork_server
+from fmnist_pl.runtime.sockets import keep_socket_paths_short
 from fmnist_pl.runtime.stops import as_child_of, lifeline
 from fmnist_pl.runtime.turns import Turns
 
@@ -116,6 +117,7 @@ def _worker_start(owner: Any, epochs: Any, turns: Turns) -> None:
     """Ignore Ctrl-C and leave with the pool's owner (:func:`~fmnist_pl.runtime.stops.as_child_of`); have the
     engine imported (:mod:`fmnist_pl.runtime.preload`; the fork server did it, where there is one)."""
     global _epochs, _turns
+    keep_socket_paths_short()  # the sockets torch makes to hand tensors to the owner
     as_child_of(owner)
     _epochs, _turns = epochs, turns
     importlib.import_module(PRELOAD)
@@ -183,6 +185,7 @@ class TrainingPool(Backend):
     def __init__(self, workers: int) -> None:
         if workers < 1:
             raise ValueError(f"a training pool needs at least 1 worker, not {workers}")
+        keep_socket_paths_short()  # the fork server's socket, and those torch makes to share tensors
         forkserver = "forkserver" in multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("forkserver" if forkserver else "spawn")
         if forkserver:

@@ -331,6 +331,8 @@ def test_ctrl_c_stops_the_cluster_work_and_resume_continues_to_the_same_numbers(
         "4",
         "--limit-train-batches",
         "150",
+        "--eval-points",
+        "0",  # epoch ends only: what is stopped and resumed here is the cluster's work
         "--data-dir",
         str(real_data),
         "--output-dir",
