@@ -180,20 +180,20 @@ REAL = [
     "2",
     "--limit-train-batches",
     "40",
-    "--eval-points",
-    "0",  # epoch ends only: 20 validations of 5,000 images would outweigh these 80 batches many times
     "--optimizers",
     "sgd,adam",
     "--no-progress",
     "--accelerator",
     "cpu",
 ]
+# Epoch ends only: 20 validations of 5,000 images would outweigh these 80 batches many times.
+REAL_FAST = [*REAL, "--eval-points", "0"]
 
 
 @pytest.fixture(scope="module")
 def finished(real_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("bad")
-    proc = run_cli("compare", *REAL, "--output-dir", str(out), "--name", "done", cwd=out)
+    proc = run_cli("compare", *REAL_FAST, "--output-dir", str(out), "--name", "done", cwd=out)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out / "done"
 
@@ -225,8 +225,8 @@ def test_a_corrupt_checkpoint_is_one_line_and_deleting_it_restarts_the_group(fin
 
 @pytest.mark.realdata
 def test_two_compares_on_one_folder_one_writes_the_other_is_refused(real_data, tmp_path):
-    # 20 validations a run (the last --eval-points wins): the first is still writing when the second starts.
-    args = [*REAL, "--eval-points", "20", "--output-dir", str(tmp_path), "--name", "same"]
+    # With 20 validations a run, the first is still writing when the second reaches the folder.
+    args = [*REAL, "--output-dir", str(tmp_path), "--name", "same"]
     procs = [start_cli("compare", *args, "--seed", str(seed), cwd=tmp_path) for seed in (42, 7)]
     outs = [p.communicate(timeout=600) for p in procs]
     codes = [p.returncode for p in procs]
@@ -242,7 +242,7 @@ def test_two_compares_on_one_folder_one_writes_the_other_is_refused(real_data, t
 
 
 def _start(tmp_path: Path, name: str) -> subprocess.Popen:
-    return start_cli("compare", *REAL, "--output-dir", str(tmp_path), "--name", name, cwd=tmp_path)
+    return start_cli("compare", *REAL_FAST, "--output-dir", str(tmp_path), "--name", name, cwd=tmp_path)
 
 
 def _wait_until_caught(proc: subprocess.Popen, signum: int, deadline: float = 60) -> None:
@@ -322,7 +322,7 @@ def test_a_full_disk_is_one_line_and_resume_finishes_once_there_is_space(finishe
 
     monkeypatch.setattr(os, "replace", disk_full)
     folder = tmp_path / "full"
-    assert main("compare", *REAL, "--output-dir", str(tmp_path), "--name", "full", "--workers", "1") == 2
+    assert main("compare", *REAL_FAST, "--output-dir", str(tmp_path), "--name", "full", "--workers", "1") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "error: no space left on the disk of" in err[0], err
     assert f"continue with: fmnist-pl compare --resume {folder}" in err[0]

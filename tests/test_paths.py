@@ -11,8 +11,8 @@ from tests.conftest import run_cli
 
 # What libraries write for themselves, the same for any program that imports them: matplotlib's
 # font cache (~/.cache/matplotlib, ~/.config/matplotlib) and torch's compile cache folder in $TMPDIR.
-# $TMPDIR is long on purpose: the pool's fork server socket would not fit in a socket address
-# (108 bytes), so the workers are spawned instead (fmnist_pl.execution.pool._socket_path_fits).
+# $TMPDIR is long on purpose: multiprocessing's sockets under it would not fit a socket address
+# (108 bytes), so they go to the system's temporary folder (fmnist_pl.runtime.sockets).
 TMP = "tmp/" + "a-temporary-folder-whose-path-is-too-long-for-a-unix-socket-address"
 LIBRARY_CACHES = ("home/.cache/matplotlib", "home/.config/matplotlib", f"{TMP}/torchinductor_")
 

@@ -117,7 +117,6 @@ def _worker_start(owner: Any, epochs: Any, turns: Turns) -> None:
     """Ignore Ctrl-C and leave with the pool's owner (:func:`~fmnist_pl.runtime.stops.as_child_of`); have the
     engine imported (:mod:`fmnist_pl.runtime.preload`; the fork server did it, where there is one)."""
     global _epochs, _turns
-    keep_socket_paths_short()  # the sockets torch makes to hand tensors to the owner
     as_child_of(owner)
     _epochs, _turns = epochs, turns
     importlib.import_module(PRELOAD)
@@ -185,7 +184,8 @@ class TrainingPool(Backend):
     def __init__(self, workers: int) -> None:
         if workers < 1:
             raise ValueError(f"a training pool needs at least 1 worker, not {workers}")
-        keep_socket_paths_short()  # the fork server's socket, and those torch makes to share tensors
+        # The fork server's socket, and those torch makes in the workers (which inherit the folder).
+        keep_socket_paths_short()
         forkserver = "forkserver" in multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("forkserver" if forkserver else "spawn")
         if forkserver:

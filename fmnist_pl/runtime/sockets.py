@@ -4,9 +4,10 @@ Why: a training pool's processes talk over Unix sockets that ``multiprocessing``
 folder under ``$TMPDIR`` (``pymp-XXXXXXXX/listener-XXXXXXXX``): the fork server's, and those torch
 makes to hand a tensor's memory from a worker to this process. A socket address holds at most 107
 bytes on Linux, so a long ``TMPDIR`` ended a compare with "AF_UNIX path too long". CPython 3.14
-(gh-132124, backported to 3.13) falls back to the system's temporary folder then; this does the
-same on the Pythons without that fix, with the same folder name and clean-up, through the one
-setting ``multiprocessing.util.get_temp_dir`` reads (a private one: there is no public way).
+(gh-132124) falls back to the system's temporary folder then; this does the same on every version
+(the Pythons before the fix, and a check on the safe side of the one that has it), with the same
+folder name and clean-up, through the one setting ``multiprocessing.util.get_temp_dir`` reads
+first (a private one: there is no public way). Child processes inherit the setting.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ def keep_socket_paths_short() -> None:
     give multiprocessing a folder of its own in the system's temporary folder (removed at exit)."""
     from multiprocessing import process, util
 
-    if hasattr(util, "_get_base_temp_dir") or os.name == "nt":
-        return  # this Python falls back itself (gh-132124); Windows uses named pipes
+    if os.name == "nt":
+        return  # Windows: named pipes
     config = process.current_process()._config
     if config.get("tempdir") is not None or fits(tempfile.gettempdir()):
         return  # chosen already, or short enough

@@ -52,15 +52,16 @@ class CompareJob:
     extra: dict[str, Any] | None
     backend: Backend
     drawer: Drawer | None
-    report: bool = True
+    write_report: bool = True
 
     @property
     def resume_hint(self) -> str:
         return resume_command(self.out, *self.backend.resume_options())
 
-    def finish(self) -> None:
-        """The summary and, unless this compare is a step of a larger study, the report."""
-        if self.report:
+    def wrap_up(self) -> None:
+        """The summary and, unless this compare is a step of a larger study, the report (also one an
+        earlier version left in such a step's folder: it is ours, and would show other results)."""
+        if self.write_report or (self.out / "report.html").exists():
             finish(self.out, self.drawer)
         else:
             from fmnist_pl.analysis.summary import write_summary
@@ -108,9 +109,10 @@ def compare(
     arrays: idx.FashionMNISTArrays | None = None,
     backend: Backend | None = None,
     drawer: Drawer | None = None,
-    report: bool = True,
+    write_report: bool = True,
 ) -> Path:
-    """Run the comparison described by ``config``; return the output folder (report.html inside).
+    """Run the comparison described by ``config``; return the output folder (report.html inside,
+    unless ``write_report`` is False).
 
     ``arrays``: train on these in-memory arrays instead of the dataset files (``config.val_size``
     of their training images validate). The folder is held by this process alone while it runs
@@ -121,13 +123,13 @@ def compare(
     ``drawer``: worker processes that draw the report's figures
     (:class:`~fmnist_pl.report.figures.Drawer`; the command line starts one); without, they are
     drawn in this process.
-    ``report``: False writes the summary (and its tables) but no report.html: a tune's rounds, whose
+    ``write_report``: False writes the summary (and its tables) but no report.html: a tune's rounds, whose
     report is the tune's own (``fmnist-pl report`` renders one's on demand).
     """
     backend = (backend or InProcess()).for_config(config)
     out, data_folder, runs = prepare(config, arrays)
     backend.check(runs, config)  # a cluster is connected to only now, once the rest has been checked
-    job = CompareJob(out, config, runs, data_folder, arrays, echo, extra, backend, drawer, report)
+    job = CompareJob(out, config, runs, data_folder, arrays, echo, extra, backend, drawer, write_report)
     return _hold_and_run(job, resume)
 
 
@@ -155,7 +157,7 @@ def _hold_and_run(job: CompareJob, resume: bool) -> Path:
                     remove_failed_start(claim)
                     raise Interrupted(out, signum, started=False) from None
                 try:
-                    job.finish()  # what finished, with the missing runs named
+                    job.wrap_up()  # what finished, with the missing runs named
                 except (ResultsError, OSError):
                     pass  # the results stay as they are; `report` can render them later
                 raise Interrupted(out, signum, job.resume_hint) from None
@@ -211,12 +213,12 @@ def _run(job: CompareJob) -> Path:
             f"on {device_name}, {epochs}; watch live: "
             f"{shlex.join(['tensorboard', '--logdir', str(out / 'tensorboard')])}"
         )
-        if backend.workers > 1 and job.report:
+        if backend.workers > 1 and job.write_report:
             # The report draws some figures in this process; where training runs here, Lightning's
             # imports bring matplotlib along. Import it while the workers train.
             import_in_background("fmnist_pl.report.plots")
         backend.train(out, config, todo, arrays, echo)
-    job.finish()
+    job.wrap_up()
     return out
 
 

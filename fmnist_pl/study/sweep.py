@@ -286,6 +286,7 @@ def sweep(
     # Names, data and output, first: the final compare's, then the grid's (nothing is written yet).
     final = final_config(config, top, final_epochs, final_seeds)
     _check_same_final(top, final)
+    _check_same_points(top, config)
     _, _, runs = prepare(final, arrays)
     backend.check(runs, config)
     for grid_config in [] if lr_find else grid_configs(config, top):
@@ -373,6 +374,21 @@ def final_config(config: CompareConfig, top: Path, final_epochs: int | None, fin
         seed=config.seed + config.seeds,
         seeds=final_seeds,
     )
+
+
+def _check_same_points(top: Path, config: CompareConfig) -> None:
+    """A rerun validates as the sweep started (``--eval-points``): a grid or final run's curves must
+    not be drawn from two schedules."""
+    for path in sorted(top.glob(f"*/{store.CONFIG_FILE}")):
+        try:
+            saved = store.read_json(path)["config"].get("eval_points", config.eval_points)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue  # damaged: that compare's own checks say so
+        if saved != config.eval_points:
+            raise ConfigError(
+                f"{top} was started with --eval-points {saved}, and this command asks for {config.eval_points}: "
+                "rerun it with the options it was started with, or choose another --name"
+            )
 
 
 def _check_same_final(top: Path, final: CompareConfig) -> None:

@@ -186,7 +186,7 @@ class Protocol:
     step_only: bool = False  # search only each method's step size, the rest at the registry's values
     step_range: tuple[float, float] | None = None  # the step-size range of gradient methods
     studies: int = 1  # independent studies per method, each of `trials` trials
-    one_shot: bool = False  # ranks the registry defaults as a budget of its own (needs --defaults)
+    one_shot: bool = False  # reports the one-shot defaults beside the tuned budgets (needs the defaults runs)
 
 
 PROTOCOLS: dict[str, Protocol] = {
@@ -301,8 +301,6 @@ class TuneConfig:
         if self.base.lrs or self.base.trials or self.base.lr is not None:
             raise ConfigError("tune samples every hyperparameter from its space: drop --lr/--lrs and use --space")
         check_final(self.base, self.final_epochs, self.final_seeds)
-        if self.protocol in PROTOCOLS and PROTOCOLS[self.protocol].one_shot and not self.defaults:
-            raise ConfigError(f"--protocol {self.protocol} ranks the one-shot defaults too: drop --no-defaults")
         if self.storage is not None:
             _check_storage(self.storage)
         chosen = spaces.parse_space_overrides(self.space, self.base.optimizers)  # one line, before anything is written
@@ -366,6 +364,8 @@ class TuneConfig:
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 1:
             raise ConfigError(f"--scale must be a number in (0, 1], got {scale!r}")
         p = PROTOCOLS[protocol]
+        if p.one_shot and not rest.get("defaults", True):
+            raise ConfigError(f"--protocol {protocol} reports the one-shot defaults too: drop --no-defaults")
         trials = max(2, round(p.trials * scale))
         space = tuple(rest.pop("space", ()))
         if p.step_only:
@@ -603,7 +603,7 @@ def _round(
         round_config = replace(config.base, output_dir=str(top), name=name, epochs=epochs, trials=tuple(kept))
         resume = (top / name / store.CONFIG_FILE).exists()
         folder = compare(
-            round_config, resume=resume, echo=echo, backend=backend, drawer=drawer, arrays=arrays, report=False
+            round_config, resume=resume, echo=echo, backend=backend, drawer=drawer, arrays=arrays, write_report=False
         )
         return trial_results(folder, config.base.target)
 

@@ -1,7 +1,9 @@
 """multiprocessing's sockets under a long TMPDIR: a folder of their own whose paths fit, removed at exit."""
 
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from fmnist_pl.runtime.sockets import SOCKET_PATH_MAX, fits
@@ -35,7 +37,11 @@ def test_a_long_tmpdir_gets_a_short_socket_folder_that_is_removed_at_exit(tmp_pa
     assert list(long.iterdir()) == []
 
 
-def test_a_short_tmpdir_is_left_as_multiprocessing_uses_it(tmp_path):
-    short = Path("/tmp") if not fits(str(tmp_path)) else tmp_path
-    folder, _ = _run(short)
-    assert Path(folder).parent == short
+def test_a_short_tmpdir_is_left_as_multiprocessing_uses_it():
+    short = Path(tempfile.mkdtemp(dir="/tmp"))  # fits, and is not the fallback folder itself
+    try:
+        assert fits(str(short))
+        folder, _ = _run(short)
+        assert Path(folder).parent == short
+    finally:
+        shutil.rmtree(short)

@@ -165,3 +165,14 @@ def test_a_bad_final_seeds_is_one_line_before_anything_starts(tmp_path):
     proc = run_cli("sweep", "--lrs", "0.01,0.1", "--final-seeds", "0", "--output-dir", str(out), cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.strip() == "error: --final-seeds must be a whole number >= 1, got 0"
     assert not out.exists()
+
+
+def test_a_rerun_with_other_eval_points_is_refused_before_anything_is_trained(tmp_path):
+    from fmnist_pl.study.sweep import _check_same_points
+
+    top = tmp_path / "sw"
+    (top / "final").mkdir(parents=True)
+    (top / "final" / "config.json").write_text(json.dumps({"config": {"eval_points": 20}}))
+    _check_same_points(top, small_config(tmp_path, "sw", eval_points=20))  # as started: fine
+    with pytest.raises(ConfigError, match="started with --eval-points 20, and this command asks for 0"):
+        _check_same_points(top, small_config(tmp_path, "sw", eval_points=0))

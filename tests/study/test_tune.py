@@ -138,6 +138,9 @@ def test_a_tune_stopped_mid_round_continues_to_the_same_trials_and_numbers(tmp_p
     stopped = tmp_path / "T"
     for name in ("sgd", "adam", "snes"):
         assert len(_study(stopped, name).trials) == 4  # asked, not yet told
+    # The stopped round has what finished summarized, and no report (the tune's is the final one).
+    summary = _read(stopped / "round-1" / "summary.json")
+    assert summary and not (stopped / "round-1" / "report.html").exists()
     tune(config, echo=lambda _: None, arrays=arrays)
     for name in ("sgd", "adam", "snes"):
         assert len(_study(stopped, name).trials) == 4  # nothing asked twice
@@ -207,6 +210,8 @@ def test_protocols_set_the_published_settings_scaled_down(tmp_path):
     assert (algoperf.sampler, algoperf.trials, algoperf.studies, algoperf.final_seeds) == ("qmc", 2, 2, 2)
     full = TuneConfig.for_protocol(base, "algoperf")
     assert (full.trials, full.studies, full.final_seeds, full.ks) == (5, 5, 5, (1, 5))
+    with pytest.raises(ConfigError, match="crowded-valley reports the one-shot defaults too: drop --no-defaults"):
+        TuneConfig.for_protocol(base, "crowded-valley", defaults=False)
     with pytest.raises(ConfigError, match="--protocol 'valley': choose from deepobs, crowded-valley, algoperf"):
         TuneConfig.for_protocol(base, "valley")
     with pytest.raises(ConfigError, match="--scale must be a number in \\(0, 1\\]"):
@@ -225,7 +230,8 @@ def test_a_grid_walks_its_points_and_studies_give_algoperfs_score(tmp_path, arra
         runs = [p.parent for p in folder.glob("runs/**/metrics.json")]
         assert len(runs) == (3 if folder.name == "round-1" else 2)
         assert all(len(_read(r / "history.json")) == 2 and not (r / "anytime.json").exists() for r in runs)
-    studies = TuneConfig(replace(base, name="A"), trials=2, studies=2, final_seeds=2)
+    # Anytime points: the time to the target is read between epoch ends too.
+    studies = TuneConfig(replace(base, name="A", eval_points=20), trials=2, studies=2, final_seeds=2)
     lines: list[str] = []
     tune(studies, echo=lines.append, arrays=arrays)
     summary = _read(tmp_path / "A" / "tuning.json")
@@ -257,7 +263,7 @@ def test_the_command_line_refuses_a_protocol_with_the_options_it_sets(tmp_path):
     out = run_cli("tune", "--scale", "0.5", "--output-dir", str(tmp_path))
     assert out.returncode == 2 and "--scale scales a --protocol" in out.stderr
     out = run_cli("tune", "--protocol", "crowded-valley", "--no-defaults", "--output-dir", str(tmp_path))
-    assert out.returncode == 2 and "--protocol crowded-valley ranks the one-shot defaults too" in out.stderr
+    assert out.returncode == 2 and "--protocol crowded-valley reports the one-shot defaults too" in out.stderr
     assert list(tmp_path.iterdir()) == []
 
 
@@ -424,3 +430,20 @@ def test_a_resume_may_say_where_the_data_is_now(tuned, tmp_path):
     top, _ = tuned
     out = run_cli("tune", "--resume", str(top), "--data-dir", str(tmp_path / "nowhere"))
     assert out.returncode == 2 and "drop" not in out.stderr and "nowhere" in out.stderr
+
+
+@pytest.mark.realdata
+def test_the_command_line_can_do_the_work_of_an_optuna_objective(real_data, tmp_path):
+    """``--no-defaults --eval-points 0`` (how benchmarks/bench_tune.py matches the usual way's work): no
+    one-shot runs, and trials and final runs validated at epoch ends only."""
+    args = ["--optimizers", "sgd,adam", "--trials", "2", "--epochs", "1", "--limit-train-batches", "20"]
+    args += ["--hidden", "16", "--final-seeds", "2", "--no-defaults", "--eval-points", "0", "--no-progress"]
+    out = run_cli("tune", *args, "--data-dir", str(real_data), "--output-dir", str(tmp_path), "--name", "t")
+    assert out.returncode == 0, out.stderr[-2000:]
+    top = tmp_path / "t"
+    saved = _read(top / "tune.json")
+    assert saved["defaults"] is False and saved["base"]["eval_points"] == 0
+    runs = sorted(str(p.parent.relative_to(top)) for p in top.glob("*/runs/**/metrics.json"))
+    assert len(runs) == 8 and not [r for r in runs if "defaults" in r], runs  # 2 x 2 trials, 2 x 2 final runs
+    assert not list(top.glob("*/runs/**/anytime.json"))
+    assert not (top / "round-1" / "report.html").exists() and (top / "final" / "report.html").exists()
