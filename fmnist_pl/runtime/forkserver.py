@@ -21,9 +21,36 @@ def fork_server_pid() -> int | None:
 
 
 def stop_fork_server() -> None:
-    """Kill this process's fork server; the next pool that needs one starts a new one (the stdlib
-    reaps the old one then)."""
+    """Kill this process's fork server, and any worker it forked that still runs; the next pool that
+    needs one starts a new one (the stdlib reaps the old one then).
+
+    The server is frozen first (SIGSTOP), so that it forks nothing between the listing of its
+    children and their end. A worker caught in its start-up (a pool closed at once, on bad input)
+    would otherwise outlive the server, unknown to its pool, and print a traceback into this
+    process's terminal once this process has exited and removed the semaphores it is unpickling.
+    """
     pid = fork_server_pid()
-    if pid is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    if pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGSTOP)
+        for child in _children(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux's /proc; none elsewhere, where a fork server
+    is rare)."""
+    found = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                with open(f"/proc/{entry.name}/stat", "rb") as f:
+                    # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ")".
+                    if int(f.read().rsplit(b")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry.name))
+    return found

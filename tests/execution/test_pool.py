@@ -14,6 +14,7 @@ from fmnist_pl.data.idx import load_arrays
 from fmnist_pl.errors import GroupFailed
 from fmnist_pl.execution import pool as pool_module
 from fmnist_pl.execution.pool import TrainingPool, check_workers, default_workers
+from fmnist_pl.runtime.forkserver import _children, fork_server_pid, stop_fork_server
 from fmnist_pl.store import ResultsError
 from fmnist_pl.study.compare import compare
 from tests.conftest import history_rows, small_config
@@ -160,6 +161,25 @@ def test_workers_leave_when_their_owner_is_killed(tmp_path):
     while any(_running(pid) for pid in workers) and time.time() < deadline:
         time.sleep(0.1)
     assert not [pid for pid in workers if _running(pid)]
+
+
+def test_a_pool_closed_unused_ends_the_workers_its_fork_server_forked():
+    """Bad input closes the pool at once, maybe while its fork server forks the workers: the server
+    is stopped with every worker it forked, so none outlives this process to print a traceback
+    (a worker unpickling semaphores that this process removes as it exits)."""
+    pool = TrainingPool(2)
+    try:
+        workers = pool.worker_pids()  # waits until both are started
+        server = fork_server_pid()
+        assert len(workers) == 2 and server is not None
+        assert sorted(_children(server)) == workers
+        stop_fork_server()
+        deadline = time.time() + 10
+        while any(_running(pid) for pid in [server, *workers]) and time.time() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in [server, *workers] if _running(pid)]
+    finally:
+        pool.close()  # its workers are gone: closing still returns
 
 
 def _running(pid: int) -> bool:
