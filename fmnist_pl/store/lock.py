@@ -20,6 +20,7 @@ import fcntl
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -114,6 +115,9 @@ def check_free(folder: Path) -> None:
         os.close(fd)
 
 
+HOLDER_POLLS = 25  # 0.5 s at most, only when the holder has not written its PID yet
+
+
 def _in_use(folder: Path) -> ConfigError:
     return ConfigError(
         f"{folder} is being written by {_holder(folder / LOCK_FILE)} (another fmnist-pl command); wait for it "
@@ -122,11 +126,17 @@ def _in_use(folder: Path) -> ConfigError:
 
 
 def _holder(lock: Path) -> str:
-    try:
-        pid = lock.read_text().strip()
-    except OSError:
-        pid = ""
-    return f"PID {pid}" if pid.isdigit() else "another process"
+    """Who holds the lock: its PID, which the holder writes just after taking it (so a command that
+    lost the race by microseconds waits a moment for it), else "another process"."""
+    for _ in range(HOLDER_POLLS):
+        try:
+            pid = lock.read_text().strip()
+        except OSError:
+            pid = ""
+        if pid.isdigit():
+            return f"PID {pid}"
+        time.sleep(0.02)
+    return "another process"
 
 
 def _cannot_write(folder: Path, exc: OSError) -> ConfigError:

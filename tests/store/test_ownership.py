@@ -167,3 +167,18 @@ def test_a_file_named_sweep_json_does_not_make_a_users_folder_a_sweeps(tmp_path)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "sweep.json").write_text('{"my": "notes"}')
     assert folder_kind(tmp_path / "mine") is None
+
+
+def test_the_refusal_names_the_holder_once_it_has_written_its_pid(tmp_path):
+    """A command that loses the race by microseconds reads the lock before the winner wrote its PID:
+    it waits a moment for it, and says "another process" only if none comes."""
+    import threading
+
+    from fmnist_pl.store.lock import _holder
+
+    lock = tmp_path / ".lock"
+    lock.write_text("")
+    threading.Timer(0.1, lambda: lock.write_text("4242")).start()
+    assert _holder(lock) == "PID 4242"
+    lock.write_text("")
+    assert _holder(lock) == "another process"
