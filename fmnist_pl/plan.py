@@ -190,12 +190,12 @@ def halves(group: Sequence[RunPlan]) -> tuple[list[RunPlan], list[RunPlan]]:
     seeds = list(dict.fromkeys(r.seed for r in group))
     variants = list(dict.fromkeys(r.variant for r in group))
     cuts = []
-    if len(seeds) > 1:
-        first = set(seeds[: len(seeds) // 2])
-        cuts.append(([r for r in group if r.seed in first], [r for r in group if r.seed not in first]))
-    if len(variants) > 1:
-        first = set(variants[::2])
-        cuts.append(([r for r in group if r.variant in first], [r for r in group if r.variant not in first]))
+    for values, first, of in (
+        (seeds, set(seeds[: len(seeds) // 2]), lambda r: r.seed),
+        (variants, set(variants[::2]), lambda r: r.variant),
+    ):
+        if len(values) > 1:
+            cuts.append(([r for r in group if of(r) in first], [r for r in group if of(r) not in first]))
     if not cuts:  # runs that differ in neither (not planned; kept trainable all the same)
         cut = len(group) // 2
         return list(group[:cut]), list(group[cut:])
