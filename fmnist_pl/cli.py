@@ -442,7 +442,8 @@ def tune(
         str,
         typer.Option(
             metavar="none|halving",
-            help="halving: successive halving on epoch rungs, keeping each method's best 1/--eta at every rung.",
+            help="halving: successive halving on epoch rungs, keeping each method's best 1/--eta at every rung; "
+            "those go on from the rung's checkpoints.",
         ),
     ] = "none",
     eta: Annotated[int, typer.Option(metavar="N", help="Successive halving's reduction factor.")] = 3,

@@ -122,6 +122,9 @@ class CompareConfig:
     schedule: str = "constant"  # every gradient run's learning-rate schedule (--set NAME.schedule=... for one)
     # tune's settings, each (optimizer, label, "key=value", ...), trained instead of one per optimizer
     trials: tuple[tuple[str, ...], ...] = ()
+    # Train the --epochs plan (its schedule, its anytime points) but stop after this epoch: a tune's
+    # successive-halving rung, the exact prefix of the full runs its survivors go on from.
+    stop_epoch: int | None = None
 
     def __post_init__(self) -> None:
         # Paths are made absolute once, here: every writer (Lightning's loggers and checkpoints too)
@@ -197,6 +200,10 @@ def _check_counts(c: CompareConfig) -> None:
         raise ConfigError(f"--eval-points must be a whole number from 0 to 1000, got {c.eval_points!r}")
     if c.limit_train_batches is not None and c.limit_train_batches < 1:
         raise ConfigError(f"--limit-train-batches must be >= 1, got {c.limit_train_batches!r}")
+    if c.stop_epoch is not None and (
+        isinstance(c.stop_epoch, bool) or not isinstance(c.stop_epoch, int) or not 1 <= c.stop_epoch <= c.epochs
+    ):
+        raise ConfigError(f"stop_epoch must be a whole number from 1 to --epochs ({c.epochs}), got {c.stop_epoch!r}")
 
 
 def _check_rates(c: CompareConfig) -> None:

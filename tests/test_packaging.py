@@ -1,5 +1,6 @@
 """`pip install .` (not only editable) ships the report template inside the package."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -8,9 +9,27 @@ ROOT = Path(__file__).parents[1]
 
 
 def test_wheel_install_finds_the_template(tmp_path):
-    wheels, site = tmp_path / "wheels", tmp_path / "site"
+    wheels, site, source = tmp_path / "wheels", tmp_path / "site", tmp_path / "source"
+    # Built from a copy: setuptools writes build/ and *.egg-info/ into the tree it builds, and the
+    # other test process (make test runs two) imports the package from the checkout meanwhile.
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    for name in ("fmnist_pl", "templates"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(wheels),
+            str(source),
+        ],
         check=True,
         capture_output=True,
         cwd=tmp_path,

@@ -85,6 +85,24 @@ class EpochCheckpoint(ModelCheckpoint):
             self.after(trainer, path)
 
 
+class StopAtEpoch(pl.Callback):
+    """End the fit after epoch ``epoch`` of a longer plan: the Trainer keeps ``max_epochs`` (the plan),
+    so the learning-rate schedule and the anytime points are the full runs', and the fit is their
+    exact prefix; its epoch checkpoint is what a successive-halving survivor goes on from."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch >= self.epoch:  # resumed from the checkpoint of that epoch: not one more step
+            trainer.should_stop = True
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Before the module records the epoch and the checkpoint is written (monitoring callbacks last).
+        if trainer.current_epoch + 1 >= self.epoch:
+            trainer.should_stop = True
+
+
 def _callbacks(group_dir: Path, progress: bool, after_checkpoint: AfterCheckpoint | None) -> list[pl.Callback]:
     callbacks: list[pl.Callback] = [
         # The whole group's state after every epoch: what --resume continues from.
@@ -117,6 +135,7 @@ def make_trainer(
     after_checkpoint: AfterCheckpoint | None = None,
     eval_points: int = 0,
     extra_callbacks: Sequence[pl.Callback] = (),
+    stop_epoch: int | None = None,
 ) -> pl.Trainer:
     """A Trainer whose ``loggers[k]`` is run k's TensorBoard run (``tensorboard/<run>``).
 
@@ -126,6 +145,7 @@ def make_trainer(
     ``eval_points``: validations per run spread over its budget (:mod:`fmnist_pl.engine.anytime`),
     where its epoch ends are fewer (a budget, or fewer epochs than points).
     ``extra_callbacks``: run after those (a seconds budget's turn-taking hands the machine on after them).
+    ``stop_epoch``: end the fit after this epoch of the ``epochs`` plan (:class:`StopAtEpoch`).
 
     The epoch checkpoint is written on a thread while the next epoch trains (Lightning's
     ``AsyncCheckpointIO``: it snapshots the tensors first, so the file holds the epoch's end): a
@@ -148,7 +168,8 @@ def make_trainer(
         if eval_points and (stop is not None or epochs < eval_points)
         else None
     )
-    callbacks[:0] = [c for c in (stop, anytime, *extra_callbacks) if c is not None]
+    at_epoch = StopAtEpoch(stop_epoch) if stop_epoch is not None and stop_epoch < epochs else None
+    callbacks[:0] = [c for c in (at_epoch, stop, anytime, *extra_callbacks) if c is not None]
     return pl.Trainer(
         max_epochs=epochs,
         accelerator=accelerator,
@@ -206,6 +227,7 @@ def train_group(
     identity: str | None = None,
     eval_points: int = 0,
     extra_callbacks: Sequence[pl.Callback] = (),
+    stop_epoch: int | None = None,
 ) -> GroupResult:
     """Train ``group`` (runs of one architecture, seed-major, or one gradient-free run), then test every run.
 
@@ -226,6 +248,7 @@ def train_group(
         after_checkpoint,
         eval_points,
         extra_callbacks,
+        stop_epoch,
     )
     for logger, run in zip(trainer.loggers, group):
         logger.hparams.update(run.to_dict())  # its hparams.yaml: this run's own key (written at the first save)

@@ -203,6 +203,7 @@ def train_and_write(
         after_checkpoint=after_checkpoint,
         identity=store.group_identity(config, group),
         extra_callbacks=callbacks,
+        stop_epoch=config.stop_epoch,
     )
     tests = test_metrics(trained.members)
     with store.FileWriter() as files:

@@ -187,9 +187,11 @@ def protocol(loaded: dict[str, Any]) -> list[tuple[str, str]]:
     def given(key: str) -> Any:
         return setup.get(key, "not recorded")
 
-    limit, budget = setup.get("limit_train_batches"), setup.get("time_budget")
+    limit, budget, stop = setup.get("limit_train_batches"), setup.get("time_budget"), setup.get("stop_epoch")
+    # A tune's successive-halving rung trains the plan's first epochs only.
+    epochs = f"{stop} of a {setup['epochs']}-epoch plan (a successive-halving rung)" if stop else str(given("epochs"))
     return [
-        ("epochs", str(given("epochs"))),
+        ("epochs", epochs),
         ("batch size", str(given("batch_size"))),
         ("seeds", f"{given('seeds')} (first seed {given('seed')}; seed k is seed + k)"),
         ("validation images", f"{split['val']:,} (the first training images)" if "val" in split else "not recorded"),

@@ -44,6 +44,7 @@ from fmnist_pl.store.layout import (
     SUMMARY_FILE,
     check_path_lengths,
     group_checkpoint,
+    group_checkpoint_of,
     run_dir,
 )
 from fmnist_pl.store.load import check, load_compare, read_checked, read_predictions, read_samples, rerun_fix
@@ -71,6 +72,7 @@ __all__ = [
     "atomic_write_text",
     "check",
     "group_checkpoint",
+    "group_checkpoint_of",
     "history_files",
     "history_table",
     "json_bytes",

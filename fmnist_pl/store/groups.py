@@ -21,15 +21,13 @@ def training_groups(
     out: Path, runs: Sequence[RunPlan], fresh: Callable[[], list[list[RunPlan]]]
 ) -> list[list[RunPlan]]:
     """The folder's training groups: ``fresh()`` at its first start, then the saved ones."""
-    from fmnist_pl.store.schema import GroupsFile
-
     path = out / "checkpoints" / GROUPS_FILE
-    if not path.exists():
+    saved = saved_groups(out)
+    if saved is None:
         planned = fresh()
         write_json(path, {"groups": [[r.name for r in g] for g in planned]})
         return planned
     by_name = {r.name: r for r in runs}
-    saved = read_checked(path, GroupsFile).groups
     names = [n for g in saved for n in g]
     if sorted(names) != sorted(by_name):
         raise ResultsError(
@@ -37,6 +35,14 @@ def training_groups(
             f"then restart from scratch): {shlex.join(['rm', '--', str(path)])}"
         )
     return [[by_name[n] for n in g] for g in saved]
+
+
+def saved_groups(out: Path) -> list[list[str]] | None:
+    """The run names of each of the folder's training groups, as saved at its first start (None before)."""
+    from fmnist_pl.store.schema import GroupsFile
+
+    path = out / "checkpoints" / GROUPS_FILE
+    return read_checked(path, GroupsFile).groups if path.exists() else None
 
 
 def all_written(out: Path, group: Sequence[RunPlan]) -> bool:

@@ -56,7 +56,12 @@ def group_checkpoint(folder: Path, group: Sequence[RunPlan]) -> Path:
 
     Named after the group's first run, so the folder is the same in whichever process trains it.
     """
-    return folder / "checkpoints" / f"group-{group[0].name.replace('/', '_')}" / "last.ckpt"
+    return group_checkpoint_of(folder, group[0].name)
+
+
+def group_checkpoint_of(folder: Path, first_run: str) -> Path:
+    """:func:`group_checkpoint` of the group whose first run is named ``first_run``."""
+    return folder / "checkpoints" / f"group-{first_run.replace('/', '_')}" / "last.ckpt"
 
 
 def run_dir(folder: Path, run: str) -> Path:

@@ -53,6 +53,7 @@ class CompareJob:
     backend: Backend
     drawer: Drawer | None
     write_report: bool = True
+    carry_from: tuple[Path, ...] = ()  # compare folders whose checkpoints this one's runs go on from
 
     @property
     def resume_hint(self) -> str:
@@ -110,6 +111,7 @@ def compare(
     backend: Backend | None = None,
     drawer: Drawer | None = None,
     write_report: bool = True,
+    carry_from: Sequence[Path] = (),
 ) -> Path:
     """Run the comparison described by ``config``; return the output folder (report.html inside,
     unless ``write_report`` is False).
@@ -125,11 +127,16 @@ def compare(
     drawn in this process.
     ``write_report``: False writes the summary (and its tables) but no report.html: a tune's rounds, whose
     report is the tune's own (``fmnist-pl report`` renders one's on demand).
+    ``carry_from``: earlier compare folders (a tune's successive-halving rungs) whose runs' checkpoints
+    this compare's groups go on from, where all of a group's runs have one there
+    (:mod:`fmnist_pl.engine.carry`); the rest train from the start.
     """
     backend = (backend or InProcess()).for_config(config)
     out, data_folder, runs = prepare(config, arrays)
     backend.check(runs, config)  # a cluster is connected to only now, once the rest has been checked
-    job = CompareJob(out, config, runs, data_folder, arrays, echo, extra, backend, drawer, write_report)
+    job = CompareJob(
+        out, config, runs, data_folder, arrays, echo, extra, backend, drawer, write_report, tuple(carry_from)
+    )
     return _hold_and_run(job, resume)
 
 
@@ -190,6 +197,11 @@ def _run(job: CompareJob) -> Path:
     write_setup(out, config, job.runs, job.data_folder, arrays, device_name, job.extra, backend.workers)
     by_plan = groups(job.runs, config.trains_alone)
     planned = training_groups(out, job.runs, lambda: backend.split(by_plan, config))
+    carried: dict[str, str] = {}
+    if job.carry_from:
+        from fmnist_pl.engine.carry import carry
+
+        carried = carry(out, config, planned, job.carry_from)
     _check_checkpoints(out, config, planned)  # a damaged or foreign one: one line before anything is printed
     for arch in config.architecture_list:
         echo(format_summary(arch))
@@ -206,7 +218,7 @@ def _run(job: CompareJob) -> Path:
             f"the runs do not fit in this device's memory at once: {len(planned)} lockstep groups of "
             f"{min(map(len, planned))}-{max(map(len, planned))} runs, one after another"
         )
-    todo = _announce(out, config, planned, echo)
+    todo = _announce(out, config, planned, echo, carried)
     if todo:
         epochs = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
         echo(
@@ -245,9 +257,14 @@ def _check_checkpoints(out: Path, config: CompareConfig, planned: Sequence[Seque
 
 
 def _announce(
-    out: Path, config: CompareConfig, planned: Sequence[Sequence[RunPlan]], echo: Callable[[str], None]
+    out: Path,
+    config: CompareConfig,
+    planned: Sequence[Sequence[RunPlan]],
+    echo: Callable[[str], None],
+    carried: dict[str, str],
 ) -> list[list[RunPlan]]:
-    """Say which groups train (and how) and which are already finished; return those to train."""
+    """Say which groups train (and how: ``carried`` names those that go on from another folder's
+    checkpoints) and which are already finished; return those to train."""
     todo = [list(g) for g in planned if not all_written(out, g)]
     if len(planned) > GROUP_LINES:
         echo(
@@ -261,9 +278,8 @@ def _announce(
         if all_written(out, group):
             echo(f"runs {first}-{done} of {total} already finished")
         else:
-            echo(
-                f"runs {first}-{done} of {total}: {', '.join(r.name for r in group)} - {_describe(group, config, out)}"
-            )
+            how = carried.get(group[0].name) or _describe(group, config, out)
+            echo(f"runs {first}-{done} of {total}: {', '.join(r.name for r in group)} - {how}")
     return todo
 
 

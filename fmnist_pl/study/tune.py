@@ -305,7 +305,7 @@ class TuneConfig:
             _check_storage(self.storage)
         chosen = spaces.parse_space_overrides(self.space, self.base.optimizers)  # one line, before anything is written
         self._check_set(chosen)
-        self._check_prune(chosen)
+        self._check_prune()
         if SAMPLERS[self.sampler].grid:
             if self.studies > 1:
                 raise ConfigError("--sampler grid walks the same grid in every study: drop --studies")
@@ -324,23 +324,16 @@ class TuneConfig:
                     "(`fmnist-pl list-optimizers --spaces` names the dimensions)"
                 )
 
-    def _check_prune(self, chosen: dict[str, spaces.Space]) -> None:
+    def _check_prune(self) -> None:
         if self.prune not in PRUNERS:
             raise ConfigError(f"--prune {self.prune!r}: choose from {', '.join(PRUNERS)}")
         if isinstance(self.eta, bool) or not isinstance(self.eta, int) or self.eta < 2:
             raise ConfigError(f"--eta must be a whole number >= 2, got {self.eta!r}")
         if self.prune == "none":
             return
-        fixed = registry.parse_overrides(self.base.overrides)
-        scheduled = (
-            self.base.schedule != "constant"
-            or any(o.get("schedule", "constant") != "constant" for o in fixed.values())
-            or any(d.categorical and set(d.choices) != {"constant"} for s in chosen.values() for d in s.dimensions)
-        )
-        if self.base.budget_spec is not None or self.base.epochs < self.eta or scheduled:
+        if self.base.budget_spec is not None or self.base.epochs < self.eta:
             raise ConfigError(
-                f"--prune halving cuts trials at epoch rungs: it needs --epochs >= --eta ({self.eta}), no --budget "
-                "and no learning-rate schedule (a rung would be a whole, shorter schedule)"
+                f"--prune halving cuts trials at epoch rungs: it needs --epochs >= --eta ({self.eta}) and no --budget"
             )
         if self.round_size < self.eta:
             option = "--batch" if self.batch is not None else "--trials"
@@ -598,26 +591,38 @@ def _round(
     count = len(trial_entries)
     echo(f"round {r}: {count} trials of {names} ({config.sampler} sampler), {config.base.epochs} epochs")
 
-    def train(kept: Sequence[tuple[str, ...]], epochs: int, rung: int | None) -> dict[str, TrialResult]:
+    previous: list[Path] = []  # the last rung's folder: the next step's runs go on from its checkpoints
+
+    def train(kept: Sequence[tuple[str, ...]], stop: int | None, rung: int | None) -> dict[str, TrialResult]:
         name = f"round-{r}" if rung is None else f"round-{r}{RUNG_MARK}{rung}"
-        round_config = replace(config.base, output_dir=str(top), name=name, epochs=epochs, trials=tuple(kept))
+        round_config = replace(config.base, output_dir=str(top), name=name, trials=tuple(kept), stop_epoch=stop)
         resume = (top / name / store.CONFIG_FILE).exists()
         folder = compare(
-            round_config, resume=resume, echo=echo, backend=backend, drawer=drawer, arrays=arrays, write_report=False
+            round_config,
+            resume=resume,
+            echo=echo,
+            backend=backend,
+            drawer=drawer,
+            arrays=arrays,
+            write_report=False,
+            carry_from=previous,
         )
+        previous[:] = [folder]
         return trial_results(folder, config.base.target)
 
     pruned: set[str] = set()
     if config.prune == "halving":
+        # Every rung trains the full plan and stops at its epoch; the default runs (never cut) go
+        # through the rungs too, so that each next step's groups all go on from the last rung.
         for rung, epochs in enumerate(rungs(config.base.epochs, config.eta)[:-1], start=1):
             if not trial_entries:
                 break
-            values = {run: got.value for run, got in train(trial_entries, epochs, rung).items()}
+            values = {run: got.value for run, got in train(entries + trial_entries, epochs, rung).items()}
             keep = halving_survivors(trial_entries, values, config.eta)
             pruned |= {f"{e[0]}/{e[1]}" for e in trial_entries if e[1] not in keep.get(e[0], ())}
             trial_entries = [e for e in trial_entries if e[1] in keep.get(e[0], ())]
             echo(f"round {r}, rung {rung} ({epochs} epochs): {len(trial_entries)} trials go on")
-    results = train(entries + trial_entries, config.base.epochs, None) if entries + trial_entries else {}
+    results = train(entries + trial_entries, None, None) if entries + trial_entries else {}
     from optuna.trial import TrialState
 
     for m, trials in batch:
@@ -759,7 +764,7 @@ def _summarize(config: TuneConfig, top: Path, studies: list[MethodStudy]) -> dic
     base = config.base
     plan = rungs(base.epochs, config.eta) if config.prune == "halving" else [base.epochs]
     results: dict[str, TrialResult] = {}
-    trained: dict[str, int] = {}  # run -> epochs it trained, over every rung (a rung starts from scratch)
+    trained: dict[str, int] = {}  # run -> epochs it trained (a survivor goes on from its rung)
     # A pruned trial's result is its last rung's; a trial that went on to the end has its round's own.
     folders = [f for f in top.glob("round-*") if (f / store.CONFIG_FILE).exists()]
     rung_folders = sorted((f for f in folders if RUNG_MARK in f.name), key=lambda f: int(f.name.rsplit("-", 1)[1]))
@@ -767,11 +772,11 @@ def _summarize(config: TuneConfig, top: Path, studies: list[MethodStudy]) -> dic
         epochs = plan[int(folder.name.rsplit("-", 1)[1]) - 1]
         for run, got in trial_results(folder, base.target).items():
             results[run] = replace(got, status="pruned") if got.status == "complete" else got
-            trained[run] = trained.get(run, 0) + epochs
+            trained[run] = max(trained.get(run, 0), epochs)
     for folder in (f for f in folders if RUNG_MARK not in f.name):
         for run, got in trial_results(folder, base.target).items():
             results[run] = got
-            trained[run] = trained.get(run, 0) + base.epochs
+            trained[run] = base.epochs
     rows: dict[str, list[dict[str, Any]]] = {}
     for m in studies:
         for t in sorted(m.study.get_trials(deepcopy=False), key=lambda t: t.number)[: config.trials]:

@@ -7,15 +7,18 @@ import time
 from fmnist_pl.runtime.turns import Turns
 
 
-def _worker(turns, key, busy, log, steps):
-    """A unit: join, then `steps` steps of ~5 ms of work, passing the turn on between them."""
+def _worker(turns, key, busy, started, log, steps):
+    """A unit: join, then `steps` steps of ~5 ms of work, passing the turn on between them. Each step
+    is numbered under the lock as it starts: the queue's order is the order its feeder threads
+    flushed in, which a loaded machine shuffles."""
     turns.join(key)
     try:
         for _ in range(steps):
             with busy.get_lock():
                 busy.value += 1
                 alone = busy.value == 1
-            log.put((key, alone))
+                started.value += 1  # under busy's lock
+                log.put((started.value, key, alone))
             end = time.perf_counter() + 0.005
             while time.perf_counter() < end:
                 pass
@@ -29,15 +32,15 @@ def _worker(turns, key, busy, log, steps):
 def _run(units, steps, slice_s):
     context = multiprocessing.get_context("spawn")
     turns = Turns(context, 16, slice_s=slice_s)
-    busy, log = context.Value("i", 0), context.Queue()
-    workers = [context.Process(target=_worker, args=(turns, k, busy, log, steps[k])) for k in range(units)]
+    busy, started, log = context.Value("i", 0), context.Value("i", 0, lock=False), context.Queue()
+    workers = [context.Process(target=_worker, args=(turns, k, busy, started, log, steps[k])) for k in range(units)]
     for w in workers:
         w.start()
-    entries = [log.get(timeout=60) for _ in range(sum(steps[:units]))]
+    entries = sorted(log.get(timeout=60) for _ in range(sum(steps[:units])))
     for w in workers:
         w.join(timeout=60)
         assert w.exitcode == 0
-    return entries
+    return [(key, alone) for _, key, alone in entries]
 
 
 def test_one_unit_works_at_a_time_and_every_unit_gets_turns_in_rotation():

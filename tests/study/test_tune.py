@@ -317,8 +317,10 @@ def test_a_pruned_tune_trains_rungs_and_keeps_the_pruned_trials_partial_runs(tmp
     top = tmp_path / "H"
     rung = _read(top / "round-1.rung-1" / "config.json")
     final = _read(top / "round-1" / "config.json")
-    assert rung["config"]["epochs"] == 1 and final["config"]["epochs"] == 2
-    assert len(rung["runs"]) == 8  # 4 trials of each method
+    # a rung trains the whole plan and stops early: the exact prefix its survivors go on from
+    assert rung["config"]["epochs"] == 2 and rung["config"]["stop_epoch"] == 1
+    assert final["config"]["epochs"] == 2 and final["config"]["stop_epoch"] is None
+    assert len(rung["runs"]) == 10  # 4 trials of each method, and its default run (never cut)
     assert len([r for r in final["runs"] if not r["setting"].endswith("defaults")]) == 4  # the best 2 of each
     summary = _read(top / "tuning.json")
     for name in ("sgd", "adam"):
@@ -331,11 +333,14 @@ def test_a_pruned_tune_trains_rungs_and_keeps_the_pruned_trials_partial_runs(tmp
             history = _read(top / "round-1.rung-1" / "runs" / t["run"] / "history.json")
             assert len([r for r in history if "fraction" not in r]) == 1  # every trial's first rung is kept
             if t["status"] == "complete":
-                # the survivor trained again from the start repeats its first epoch exactly
+                # the survivor went on from its rung: the rung's epoch is its first
                 again = _read(top / "round-1" / "runs" / t["run"] / "history.json")
-                assert again[0]["val_acc"] == history[0]["val_acc"]
+                assert len(again) == 2 and again[0] == history[0]
                 assert t["value"] == max(r["val_acc"] for r in again)
+                assert t["model_epochs"] == 2 * base.seeds
             else:
+                assert t["model_epochs"] == 1 * base.seeds
+            if t["status"] == "pruned":
                 assert t["value"] == max(r["val_acc"] for r in history)
         pruned_best = max(t["value"] for t in trials if t["status"] == "pruned")
         rung_values = {
@@ -345,6 +350,8 @@ def test_a_pruned_tune_trains_rungs_and_keeps_the_pruned_trials_partial_runs(tmp
         kept = [rung_values[t["run"]] for t in trials if t["status"] == "complete"]
         assert min(kept) >= pruned_best  # the cut kept the best at the rung
     assert any("rung 1 (1 epochs): 4 trials go on" in line for line in lines)
+    assert any("going on after epoch 1 of round-1.rung-1" in line for line in lines)
+    assert "1 of a 2-epoch plan (a successive-halving rung)" in report(top / "round-1.rung-1").read_text()
     assert "successive halving, eta 2, epoch rungs 1, 2" in _read(top / "tuning.json")["setup"]["prune"]
 
 
@@ -422,8 +429,10 @@ def test_a_moved_tune_continues_and_a_bad_storage_is_one_line(tmp_path, arrays):
         TuneConfig(replace(base, overrides=("sgd.lr=0.1",)))
     with pytest.raises(ConfigError, match="give --batch >= --eta"):
         TuneConfig(replace(base, epochs=3), prune="halving", batch=2)
-    with pytest.raises(ConfigError, match="no learning-rate schedule"):
-        TuneConfig(replace(base, epochs=3, schedule="cosine"), prune="halving")
+    with pytest.raises(ConfigError, match="needs --epochs >= --eta"):
+        TuneConfig(replace(base, epochs=2), prune="halving")
+    with pytest.raises(ConfigError, match="and no --budget"):
+        TuneConfig(replace(base, epochs=3, budget="images=1000"), prune="halving")
 
 
 def test_a_resume_may_say_where_the_data_is_now(tuned, tmp_path):
@@ -447,3 +456,33 @@ def test_the_command_line_can_do_the_work_of_an_optuna_objective(real_data, tmp_
     assert len(runs) == 8 and not [r for r in runs if "defaults" in r], runs  # 2 x 2 trials, 2 x 2 final runs
     assert not list(top.glob("*/runs/**/anytime.json"))
     assert not (top / "round-1" / "report.html").exists() and (top / "final" / "report.html").exists()
+
+
+def test_a_pruned_tune_killed_as_its_survivors_go_on_ends_with_an_unpruned_tunes_numbers(tmp_path, arrays, monkeypatch):
+    """Stopped right after the survivors' checkpoints are put together from the rung's (before a step of
+    theirs), then continued: each survivor's value equals the same trial's in a tune without pruning."""
+    from fmnist_pl.engine import carry as carry_module
+
+    base = small_config(tmp_path, "P", optimizers=("sgd", "adam"), epochs=2, hidden=(16,))
+    real = carry_module.carry
+
+    def stop_after_carrying(*args, **kw):
+        given = real(*args, **kw)
+        assert given  # the survivors' groups got their checkpoints
+        raise Stopped(signal.SIGKILL)
+
+    monkeypatch.setattr(carry_module, "carry", stop_after_carrying)
+    config = TuneConfig(base, trials=4, prune="halving", eta=2, final_seeds=2)
+    with pytest.raises((Stopped, Interrupted)):
+        tune(config, echo=lambda _: None, arrays=arrays)
+    monkeypatch.setattr(carry_module, "carry", real)
+    tune(config, echo=lambda _: None, arrays=arrays)
+    tune(TuneConfig(replace(base, name="U"), trials=4, final_seeds=2), echo=lambda _: None, arrays=arrays)
+    pruned, whole = _read(tmp_path / "P" / "tuning.json"), _read(tmp_path / "U" / "tuning.json")
+    for name in ("sgd", "adam"):
+        unpruned = {t["run"]: t for t in whole["methods"][name]["trials"]}
+        survivors = [t for t in pruned["methods"][name]["trials"] if t["status"] == "complete"]
+        assert len(survivors) == 2
+        for t in survivors:
+            assert t["params"] == unpruned[t["run"]]["params"]
+            assert t["value"] == unpruned[t["run"]]["value"]
