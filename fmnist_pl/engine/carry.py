@@ -31,6 +31,7 @@ from fmnist_pl.store.checkpoints import IDENTITY_KEY
 from fmnist_pl.store.groups import all_written, saved_groups
 
 Source = tuple[Path, int]  # a group checkpoint, and a run's place among its members
+Layout = list[list[list[tuple[int, int]]]]  # LitLockstep.optimizer_layout()
 DATA_KEY = FashionMNISTDataModule.__qualname__  # where Lightning keeps the DataModule's state
 
 
@@ -55,54 +56,82 @@ def carry(
     found: dict[str, Source] = {}
     for folder in folders:
         found.update(sources(folder))
-    given = {}
+    given: dict[str, str] = {}
+    layouts: dict[Path, Layout] = {}  # per source checkpoint, read once for all the groups it feeds
     for group in planned:
         target = store.group_checkpoint(out, group)
         if target.exists() or all_written(out, group) or any(r.name not in found for r in group):
             continue
-        checkpoint = assemble(config, group, [found[r.name] for r in group])
+        checkpoint = assemble(config, group, [found[r.name] for r in group], layouts)
+        if checkpoint is None:
+            continue
         store.atomic_torch_save(target, checkpoint)
         folders_from = dict.fromkeys(found[r.name][0].parents[2].name for r in group)
         given[group[0].name] = f"going on after epoch {checkpoint['epoch'] + 1} of {', '.join(folders_from)}"
     return given
 
 
-def assemble(config: CompareConfig, group: Sequence[RunPlan], picks: Sequence[Source]) -> dict[str, Any]:
-    """The checkpoint of ``group`` whose run ``i`` is member ``picks[i][1]`` of checkpoint ``picks[i][0]``."""
+def assemble(
+    config: CompareConfig,
+    group: Sequence[RunPlan],
+    picks: Sequence[Source],
+    layouts: dict[Path, Layout] | None = None,
+) -> dict[str, Any] | None:
+    """The checkpoint of ``group`` whose run ``i`` is member ``picks[i][1]`` of checkpoint ``picks[i][0]``;
+    None where those checkpoints are at different epochs (a group whose runs all diverged stops
+    early): that group trains from the start. ``layouts``: sources' optimizer layouts, kept across calls."""
     loaded = {path: store.load_checkpoint(path) for path in dict.fromkeys(path for path, _ in picks)}
     for run, (path, k) in zip(group, picks):
-        members = loaded[path]["hyper_parameters"]["members"]
+        members = _members(loaded[path])
         if k >= len(members) or members[k] != run.to_dict():
             raise store.ResultsError(
                 f"{path} does not hold run {run.name} as this compare plans it; {store.restart_fix(path)}"
             )
     first = loaded[picks[0][0]]
-    whole = len(loaded) == 1 and [k for _, k in picks] == list(range(len(first["hyper_parameters"]["members"])))
+    if any(c["epoch"] != first["epoch"] for c in loaded.values()):
+        return None
+    whole = len(loaded) == 1 and [k for _, k in picks] == list(range(len(_members(first))))
     # A group that is one source group in its order (a gradient-free run, which trains alone) is
     # that checkpoint as it is; any other is a lockstep group's, put together run by run.
-    out = dict(first) if whole else _merged(group, picks, loaded)
+    out = dict(first) if whole else _merged(group, picks, loaded, {} if layouts is None else layouts)
     out[IDENTITY_KEY] = store.group_identity(config, group)
     # The epoch checkpoint's own state names the source's folder: it starts afresh in the new one.
     out["callbacks"] = {k: v for k, v in first["callbacks"].items() if not k.startswith(EpochCheckpoint.__name__)}
     return out
 
 
-def _merged(group: Sequence[RunPlan], picks: Sequence[Source], loaded: dict[Path, dict[str, Any]]) -> dict[str, Any]:
+def _members(checkpoint: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs a group checkpoint holds, as plans' dicts (a gradient-free run's checkpoint holds one)."""
+    hparams = checkpoint["hyper_parameters"]
+    return hparams["members"] if "members" in hparams else [hparams["run"]]
+
+
+def _merged(
+    group: Sequence[RunPlan],
+    picks: Sequence[Source],
+    loaded: dict[Path, dict[str, Any]],
+    layouts: dict[Path, Layout],
+) -> dict[str, Any]:
+    """A lockstep group's checkpoint from its runs' slices of other lockstep groups' checkpoints."""
     first = loaded[picks[0][0]]
-    if any(c["epoch"] != first["epoch"] for c in loaded.values()):
-        raise store.ResultsError(f"the checkpoints of {', '.join(map(str, loaded))} are at different epochs")
     hparams = first["hyper_parameters"]
-    new = _module(group, hparams)
+    new = _layout_module(group, hparams)
     state_dict = {}
-    for key, like in new.state_dict().items():
+    for key in new.state_dict():  # every tensor the engine keeps is per run, along dim 0
         state_dict[key] = torch.cat([loaded[path]["state_dict"][key][k : k + 1] for path, k in picks])
-        if state_dict[key].shape != like.shape:
-            raise store.ResultsError(f"{picks[0][0]}: {key} is {tuple(state_dict[key].shape)}, not {tuple(like.shape)}")
+    for path, checkpoint in loaded.items():
+        if path not in layouts:
+            layouts[path] = _layout_module(
+                [RunPlan.from_dict(m) for m in _members(checkpoint)], hparams
+            ).optimizer_layout()
     return {
         **first,
         "state_dict": state_dict,
         "hyper_parameters": {**hparams, "members": [r.to_dict() for r in group]},
-        "optimizer_states": [*_optimizer_states(new, picks, loaded), first["optimizer_states"][-1]],
+        "optimizer_states": [
+            *_optimizer_states(new.optimizer_layout(), picks, loaded, layouts),
+            first["optimizer_states"][-1],
+        ],
         "fmnist_histories": [loaded[path]["fmnist_histories"][k] for path, k in picks],
         DATA_KEY: {"generators": _generators(group, loaded)},
         # A lockstep group's wall time is every member's: the longest its runs had come with.
@@ -110,43 +139,36 @@ def _merged(group: Sequence[RunPlan], picks: Sequence[Source], loaded: dict[Path
     }
 
 
-def _module(group: Sequence[RunPlan], hparams: dict[str, Any]) -> LitLockstep:
-    """An engine of ``group``, as the checkpoint's was built (its optimizers tell which runs each
-    optimizer instance and param group holds, in which order; the C kernel does not change that)."""
+def _layout_module(group: Sequence[RunPlan], hparams: dict[str, Any]) -> LitLockstep:
+    """An engine of ``group`` with the checkpoint's depth and options but one unit a layer: which runs
+    each optimizer instance and param group holds, in which order, and which tensors the engine
+    keeps, depend on the runs and the depth, not the widths (so a thousand-run group costs nothing
+    to lay out). The C kernel does not change the layout either, so it is not built."""
     return LitLockstep(
         group,
-        hidden=hparams["hidden"],
+        hidden=[1] * len(hparams["hidden"]),
         use_cuda_graphs=False,
         fused_kernel=False,
         concurrent_optimizers=hparams["concurrent_optimizers"],
     )
 
 
-def _places(module: LitLockstep) -> list[list[list[tuple[int, int]]]]:
-    """Per optimizer instance, per param group, the (member, tensor) of each of its parameters, in the
-    order ``state_dict`` numbers them."""
-    optimizers = module.configure_optimizers()[:-1]  # (re)makes the views it returns them over
-    where = {id(view): (k, j) for k, views in enumerate(module._views) for j, view in enumerate(views)}
-    return [[[where[id(p)] for p in group["params"]] for group in opt.param_groups] for opt in optimizers]
-
-
 def _optimizer_states(
-    new: LitLockstep, picks: Sequence[Source], loaded: dict[Path, dict[str, Any]]
+    layout: Layout, picks: Sequence[Source], loaded: dict[Path, dict[str, Any]], layouts: dict[Path, Layout]
 ) -> list[dict[str, Any]]:
-    """The new group's optimizer state dicts: each parameter's state, and each param group's options
-    (its setting's: the same in every source), from where its run was."""
+    """The new group's optimizer state dicts (``layout``: its optimizers'): each parameter's state, and
+    each param group's options (its setting's: the same in every source), from where its run was."""
     # Where each (member, tensor) of every source sat: instance, param group, index in the state dict.
     at: dict[tuple[Path, int, int], tuple[int, int, int]] = {}
-    for path, checkpoint in loaded.items():
-        members = [RunPlan.from_dict(m) for m in checkpoint["hyper_parameters"]["members"]]
-        for i, groups in enumerate(_places(_module(members, checkpoint["hyper_parameters"]))):
+    for path in loaded:
+        for i, groups in enumerate(layouts[path]):
             index = 0
             for g, params in enumerate(groups):
                 for k, j in params:
                     at[(path, k, j)] = (i, g, index)
                     index += 1
     out = []
-    for groups in _places(new):
+    for groups in layout:
         state: dict[int, Any] = {}
         param_groups = []
         index = 0
@@ -170,7 +192,7 @@ def _generators(group: Sequence[RunPlan], loaded: dict[Path, dict[str, Any]]) ->
     """Each seed's shuffle state, in the new group's seed order, from a source that trains that seed."""
     state: dict[int, Any] = {}
     for checkpoint in loaded.values():
-        seeds = list(dict.fromkeys(m["seed"] for m in checkpoint["hyper_parameters"]["members"]))
+        seeds = list(dict.fromkeys(m["seed"] for m in _members(checkpoint)))
         for seed, generator in zip(seeds, checkpoint[DATA_KEY]["generators"]):
             state.setdefault(seed, generator)
     return [state[seed] for seed in dict.fromkeys(r.seed for r in group)]

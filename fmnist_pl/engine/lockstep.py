@@ -152,6 +152,14 @@ class LitLockstep(LitEvaluated):
         ]
         return [*real, self.epoch_clock()]
 
+    def optimizer_layout(self) -> list[list[list[tuple[int, int]]]]:
+        """Per optimizer instance, per param group, the (member, tensor) of each parameter in the order
+        torch's ``state_dict`` numbers them: where each run's optimizer state sits in a checkpoint
+        (:mod:`fmnist_pl.engine.carry`). Builds the optimizers: for a module that is not training."""
+        optimizers = self.configure_optimizers()[:-1]
+        where = {id(view): (k, j) for k, views in enumerate(self._views) for j, view in enumerate(views)}
+        return [[[where[id(p)] for p in group["params"]] for group in opt.param_groups] for opt in optimizers]
+
     def _member_optimizer(self, k: int) -> torch.optim.Optimizer:
         return self.trainer.optimizers[self._instance_of[k]]
 

@@ -271,6 +271,8 @@ def _announce(
             f"{len(planned)} groups of {min(map(len, planned))}-{max(map(len, planned))} runs"
             + (f", {len(planned) - len(todo)} already finished" if len(todo) < len(planned) else "")
         )
+        if carried:
+            echo(f"{len(carried)} of them {'; '.join(sorted(set(carried.values())))}")
         return todo
     done, total = 0, sum(len(g) for g in planned)
     for group in planned:

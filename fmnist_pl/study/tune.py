@@ -591,9 +591,10 @@ def _round(
     count = len(trial_entries)
     echo(f"round {r}: {count} trials of {names} ({config.sampler} sampler), {config.base.epochs} epochs")
 
-    previous: list[Path] = []  # the last rung's folder: the next step's runs go on from its checkpoints
+    previous: Path | None = None  # the last rung's folder: the next step's runs go on from its checkpoints
 
     def train(kept: Sequence[tuple[str, ...]], stop: int | None, rung: int | None) -> dict[str, TrialResult]:
+        nonlocal previous
         name = f"round-{r}" if rung is None else f"round-{r}{RUNG_MARK}{rung}"
         round_config = replace(config.base, output_dir=str(top), name=name, trials=tuple(kept), stop_epoch=stop)
         resume = (top / name / store.CONFIG_FILE).exists()
@@ -605,9 +606,9 @@ def _round(
             drawer=drawer,
             arrays=arrays,
             write_report=False,
-            carry_from=previous,
+            carry_from=() if previous is None else (previous,),
         )
-        previous[:] = [folder]
+        previous = folder
         return trial_results(folder, config.base.target)
 
     pruned: set[str] = set()

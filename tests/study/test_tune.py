@@ -310,8 +310,8 @@ def test_halving_never_drops_the_trial_that_finishes_best_when_the_order_holds_a
 
 
 def test_a_pruned_tune_trains_rungs_and_keeps_the_pruned_trials_partial_runs(tmp_path, arrays):
-    base = small_config(tmp_path, "H", optimizers=("sgd", "adam"), epochs=2, hidden=(16,))
-    config = TuneConfig(base, trials=4, prune="halving", eta=2, final_seeds=2)
+    base = small_config(tmp_path, "H", optimizers=("sgd", "adam", "snes"), epochs=2, hidden=(16,), overrides=SEARCH)
+    config = TuneConfig(base, trials=4, prune="halving", eta=2, final_seeds=2, space=("snes.popsize=4:8",))
     lines: list[str] = []
     tune(config, echo=lines.append, arrays=arrays)
     top = tmp_path / "H"
@@ -320,10 +320,10 @@ def test_a_pruned_tune_trains_rungs_and_keeps_the_pruned_trials_partial_runs(tmp
     # a rung trains the whole plan and stops early: the exact prefix its survivors go on from
     assert rung["config"]["epochs"] == 2 and rung["config"]["stop_epoch"] == 1
     assert final["config"]["epochs"] == 2 and final["config"]["stop_epoch"] is None
-    assert len(rung["runs"]) == 10  # 4 trials of each method, and its default run (never cut)
-    assert len([r for r in final["runs"] if not r["setting"].endswith("defaults")]) == 4  # the best 2 of each
+    assert len(rung["runs"]) == 15  # 4 trials of each method, and its default run (never cut)
+    assert len([r for r in final["runs"] if not r["setting"].endswith("defaults")]) == 6  # the best 2 of each
     summary = _read(top / "tuning.json")
-    for name in ("sgd", "adam"):
+    for name in ("sgd", "adam", "snes"):  # a gradient-free run goes on from its own group's checkpoint
         trials = summary["methods"][name]["trials"]
         assert sorted(t["status"] for t in trials) == ["complete", "complete", "pruned", "pruned"]
         study = _study(top, name)
@@ -349,7 +349,7 @@ def test_a_pruned_tune_trains_rungs_and_keeps_the_pruned_trials_partial_runs(tmp
         }
         kept = [rung_values[t["run"]] for t in trials if t["status"] == "complete"]
         assert min(kept) >= pruned_best  # the cut kept the best at the rung
-    assert any("rung 1 (1 epochs): 4 trials go on" in line for line in lines)
+    assert any("rung 1 (1 epochs): 6 trials go on" in line for line in lines)
     assert any("going on after epoch 1 of round-1.rung-1" in line for line in lines)
     assert "1 of a 2-epoch plan (a successive-halving rung)" in report(top / "round-1.rung-1").read_text()
     assert "successive halving, eta 2, epoch rungs 1, 2" in _read(top / "tuning.json")["setup"]["prune"]
