@@ -39,6 +39,9 @@ import torchmetrics
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_budget import cpu_model  # noqa: E402  (one CPU probe for the benchmarks that print it)
+
 from fmnist_pl.config import CompareConfig  # noqa: E402
 from fmnist_pl.data.datamodule import FashionMNISTDataModule  # noqa: E402
 from fmnist_pl.data.idx import FILES, load_arrays, locate  # noqa: E402
@@ -434,19 +437,6 @@ def help_seconds() -> float:
         cwd=Path(__file__).resolve().parents[1],
     )
     return time.perf_counter() - t
-
-
-def cpu_model() -> str:
-    """The CPU's model name (figures are only comparable on the same CPU kind)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown CPU"
 
 
 def isa() -> str:

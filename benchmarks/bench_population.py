@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_compare import cpu_model  # noqa: E402
+from bench_budget import cpu_model  # noqa: E402
 
 from fmnist_pl.architecture import parameter_count  # noqa: E402
 from fmnist_pl.engine.population import population_fitness, unflatten  # noqa: E402
