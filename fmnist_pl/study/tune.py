@@ -45,6 +45,8 @@ from fmnist_pl.study.sweep import FINAL_SEEDS, check_final, final_config, seed_r
 if TYPE_CHECKING:
     from optuna import Study
     from optuna.samplers import BaseSampler
+    from optuna.storages import BaseStorage
+    from optuna.trial import FrozenTrial
 
     from fmnist_pl.report.figures import Drawer
 
@@ -414,6 +416,7 @@ class MethodStudy:
     seed: int  # its sampler's seed: --seed, plus the study's index
     distributions: dict[str, Any] = field(default_factory=dict)
     grid: dict[str, list[float]] = field(default_factory=dict)  # the grid sampler's points
+    storage: BaseStorage | None = None  # the study's (where a trial's learning curve is reported)
 
     def label(self, number: int) -> str:
         """The run label of trial ``number``: ``trial-003``, or ``s2-trial-003`` in study 2."""
@@ -429,6 +432,7 @@ class TrialResult:
     hparams: dict[str, Any] | None  # what it trained with (--set items included)
     images_to_target: int | None = None  # training images until validation first reached --target
     epochs_to_target: float | None = None
+    curve: tuple[float, ...] = ()  # validation accuracy after each epoch, the mean over the tuning seeds
 
 
 # ---------------------------------------------------------------------------- the tune
@@ -547,18 +551,20 @@ def _studies(config: TuneConfig, prefix: str, top: Path) -> list[MethodStudy]:
     import optuna
 
     chosen = spaces.parse_space_overrides(config.space, config.base.optimizers)
+    storage = optuna.storages.get_storage(storage_url(config, top))  # one connection for all the studies
     out = []
     for name in (n.lower() for n in config.base.optimizers):
         grid = grid_points(chosen[name], config.trials) if SAMPLERS[config.sampler].grid else {}
         for index in range(1, config.studies + 1) if config.studies > 1 else (0,):
             study = optuna.create_study(
                 study_name=study_name(prefix, name, index),
-                storage=storage_url(config, top),
+                storage=storage,
                 direction="maximize",
                 load_if_exists=True,
             )
             dists = spaces.to_distributions(chosen[name])
-            out.append(MethodStudy(name, index, study, chosen[name], config.base.seed + index, dists, grid))
+            seed = config.base.seed + index
+            out.append(MethodStudy(name, index, study, chosen[name], seed, dists, grid, storage))
     return out
 
 
@@ -611,16 +617,17 @@ def _round(
         previous = folder
         return trial_results(folder, config.base.target)
 
-    pruned: set[str] = set()
+    pruned: dict[str, TrialResult] = {}  # a pruned trial's last rung's result
     if config.prune == "halving":
         # Every rung trains the full plan and stops at its epoch; the default runs (never cut) go
         # through the rungs too, so that each next step's groups all go on from the last rung.
         for rung, epochs in enumerate(rungs(config.base.epochs, config.eta)[:-1], start=1):
             if not trial_entries:
                 break
-            values = {run: got.value for run, got in train(entries + trial_entries, epochs, rung).items()}
-            keep = halving_survivors(trial_entries, values, config.eta)
-            pruned |= {f"{e[0]}/{e[1]}" for e in trial_entries if e[1] not in keep.get(e[0], ())}
+            at_rung = train(entries + trial_entries, epochs, rung)
+            keep = halving_survivors(trial_entries, {run: got.value for run, got in at_rung.items()}, config.eta)
+            cut = (f"{e[0]}/{e[1]}" for e in trial_entries if e[1] not in keep.get(e[0], ()))
+            pruned |= {run: at_rung[run] for run in cut}
             trial_entries = [e for e in trial_entries if e[1] in keep.get(e[0], ())]
             echo(f"round {r}, rung {rung} ({epochs} epochs): {len(trial_entries)} trials go on")
     results = train(entries + trial_entries, None, None) if entries + trial_entries else {}
@@ -634,6 +641,7 @@ def _round(
             if t.state.is_finished():
                 continue  # told before a stop
             run = f"{m.name}/{m.label(t.number)}"
+            _report_curve(m, t, (pruned.get(run) or results[run]).curve)
             if run in pruned:
                 m.study.tell(t.number, state=TrialState.PRUNED)
                 continue
@@ -641,6 +649,21 @@ def _round(
             # A diverged trial is the worst result there is, not a failure to ignore: an adaptive
             # sampler (TPE) then learns where the space diverges.
             m.study.tell(t.number, stats.WORST if value is None else value)
+
+
+def _report_curve(m: MethodStudy, trial: FrozenTrial, curve: Sequence[float]) -> None:
+    """A trial's validation accuracy after each epoch as its intermediate values (step = epoch): Optuna's
+    learning curve of a trial, which optuna-dashboard plots; a pruned trial's ends at its rung.
+
+    Through the storage's public API: ask-and-tell hands out no ``Trial`` for a trial asked before a
+    stop. A step reported before a stop is not reported again."""
+    if m.storage is None or not curve:
+        return
+    study_id = m.storage.get_study_id_from_name(m.study.study_name)
+    trial_id = m.storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+    for step, value in enumerate(curve, start=1):
+        if step not in trial.intermediate_values and math.isfinite(value):
+            m.storage.set_trial_intermediate_value(trial_id, step, value)
 
 
 def _ask_up_to(config: TuneConfig, m: MethodStudy, count: int) -> None:
@@ -749,12 +772,14 @@ def trial_results(folder: Path, target: float | None) -> dict[str, TrialResult]:
             continue
         reached = [first_reached(validation_points(r), target) if target is not None else None for r in runs]
         slowest = max(reached, key=lambda p: p["images"]) if all(reached) else None  # type: ignore[arg-type, return-value]
+        epochs = min(len(r["history"]) for r in runs)
         out[setting] = TrialResult(
             sum(map(best_val_acc, runs)) / len(runs),
             "complete",
             hparams.get(setting),
             int(slowest["images"]) if slowest else None,
             float(slowest["epoch"]) if slowest else None,
+            tuple(sum(r["history"][i]["val_acc"] for r in runs) / len(runs) for i in range(epochs)),
         )
     return out
 

@@ -328,8 +328,12 @@ def test_a_pruned_tune_trains_rungs_and_keeps_the_pruned_trials_partial_runs(tmp
         assert sorted(t["status"] for t in trials) == ["complete", "complete", "pruned", "pruned"]
         study = _study(top, name)
         states = {t.number: t.state.name for t in study.trials}
+        curves = {t.number: t.intermediate_values for t in study.trials}
         for t in trials:
             assert states[t["number"]] == ("PRUNED" if t["status"] == "pruned" else "COMPLETE")
+            # Optuna's learning curve of the trial (optuna-dashboard plots it): every epoch it trained
+            assert sorted(curves[t["number"]]) == ([1] if t["status"] == "pruned" else [1, 2])
+            assert max(curves[t["number"]].values()) == t["value"]  # one tuning seed: its best epoch
             history = _read(top / "round-1.rung-1" / "runs" / t["run"] / "history.json")
             assert len([r for r in history if "fraction" not in r]) == 1  # every trial's first rung is kept
             if t["status"] == "complete":
@@ -355,17 +359,17 @@ def test_a_pruned_tune_trains_rungs_and_keeps_the_pruned_trials_partial_runs(tmp
     assert "successive halving, eta 2, epoch rungs 1, 2" in _read(top / "tuning.json")["setup"]["prune"]
 
 
-def _uninterrupted(tuned) -> dict:
-    return _read(tuned[0] / "tuning.json")
-
-
-def _same_trials(top: Path, first: dict) -> None:
-    again = _read(top / "tuning.json")
+def _same_trials(top: Path, first_top: Path) -> None:
+    """The tune in ``top`` asked, trained and told what the uninterrupted one in ``first_top`` did."""
+    again, first = _read(top / "tuning.json"), _read(first_top / "tuning.json")
     for name in first["methods"]:
         a, b = again["methods"][name], first["methods"][name]
         assert [t["params"] for t in a["trials"]] == [t["params"] for t in b["trials"]]
         assert a["values"] == b["values"]
         assert len(_study(top, name).trials) == 4
+        # each trial's learning curve reported once, whole, whether or not a stop came between
+        curves = [t.intermediate_values for t in _study(top, name).trials]
+        assert curves == [t.intermediate_values for t in _study(first_top, name).trials] and all(curves)
 
 
 def test_a_tune_stopped_while_asking_continues_to_the_same_trials(tmp_path, tuned, arrays, monkeypatch):
@@ -384,7 +388,7 @@ def test_a_tune_stopped_while_asking_continues_to_the_same_trials(tmp_path, tune
     monkeypatch.setattr(tune_module, "_ask", real)
     assert len(_study(tmp_path / "T", "adam").trials) == 1
     tune(config, echo=lambda _: None, arrays=arrays)
-    _same_trials(tmp_path / "T", _uninterrupted(tuned))
+    _same_trials(tmp_path / "T", tuned[0])
 
 
 def test_a_tune_stopped_while_telling_tells_the_rest_and_asks_nothing_twice(tmp_path, tuned, arrays, monkeypatch):
@@ -404,7 +408,7 @@ def test_a_tune_stopped_while_telling_tells_the_rest_and_asks_nothing_twice(tmp_
     states = [t.state.name for t in _study(tmp_path / "T", "adam").trials]
     assert states == ["COMPLETE", "RUNNING", "RUNNING", "RUNNING"]
     tune(config, echo=lambda _: None, arrays=arrays)
-    _same_trials(tmp_path / "T", _uninterrupted(tuned))
+    _same_trials(tmp_path / "T", tuned[0])
 
 
 def test_a_moved_tune_continues_and_a_bad_storage_is_one_line(tmp_path, arrays):
