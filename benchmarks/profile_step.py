@@ -12,6 +12,8 @@ the update, at the device's measured copy rate):
     python benchmarks/profile_step.py --lrs 1 --seeds 1    # the default compare's four
     python benchmarks/profile_step.py --as-before          # the optimizer step as before 2026-11-28:
                                                            # one instance per class, one stream
+    python benchmarks/profile_step.py --optimizers adam --lrs 1 --seeds 1 --threads 1   # a lone model
+    python benchmarks/profile_step.py --optimizers adam --lrs 1e-3:2e-3:8 --seeds 1 --threads 1
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import lightning.pytorch as pl
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_budget import cpu_model  # noqa: E402  (one CPU probe for the benchmarks that print it)
+
 from fmnist_pl.config import CompareConfig, parse_lrs  # noqa: E402
 from fmnist_pl.data.datamodule import FashionMNISTDataModule  # noqa: E402
 from fmnist_pl.data.idx import load_arrays, locate  # noqa: E402
@@ -78,7 +82,9 @@ class TimeThenProfile(pl.Callback):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lrs", default="1e-4:1e0:36", help="learning rates as lo:hi:n; 1: each optimizer's default")
+    parser.add_argument("--optimizers", default=",".join(REFERENCE_OPTIMIZERS), help="registry names, comma-separated")
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=None, help="torch's CPU threads (default: torch's own)")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--profiled", type=int, default=10)
@@ -91,14 +97,20 @@ def main() -> None:
     args = parser.parse_args()
     if args.as_before:
         lockstep.SETTINGS_PER_OPTIMIZER = 10**9
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     seeds = list(range(42, 42 + args.seeds))
     config = CompareConfig(
-        optimizers=tuple(REFERENCE_OPTIMIZERS), lrs=parse_lrs(args.lrs) if ":" in args.lrs else (), seeds=args.seeds
+        optimizers=tuple(args.optimizers.split(",")),
+        lrs=parse_lrs(args.lrs) if ":" in args.lrs else (),
+        seeds=args.seeds,
     )
     members = plan(config)
     k = len(members)
-    where = torch.cuda.get_device_name(0) if device.type == "cuda" else "CPU"
+    where = (
+        torch.cuda.get_device_name(0) if device.type == "cuda" else f"{cpu_model()}, {torch.get_num_threads()} threads"
+    )
     module = LitLockstep(members, concurrent_optimizers=not args.as_before)
     how = "on separate CUDA streams" if device.type == "cuda" and not args.as_before else "one after another"
     print(
