@@ -102,13 +102,17 @@ def timed(argv: list[str]) -> float:
 def timed_output(argv: list[str]) -> tuple[float, str]:
     """A whole command's wall time (its start and imports included), and what it printed."""
     began = time.perf_counter()
-    out = subprocess.run(argv, check=True, capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+    if out.returncode:
+        sys.exit(f"{' '.join(argv[:6])} ... failed ({out.returncode}):\n{out.stderr[-3000:]}")
     return time.perf_counter() - began, out.stdout
 
 
 def training_seconds(printed: str) -> float:
     """The seconds a command spent in its training groups: per compare it ran, the slowest group's
-    ("group 2 of 2 done (...) in process 7 in 39.3 s"; groups of one compare train side by side)."""
+    ("group 2 of 2 done (...) in process 7 in 39.3 s"). Right where a compare's groups all train side
+    by side (no more groups than processes, as in this benchmark's tunes); 0 where it trained in one
+    process, which prints no such lines."""
     total = 0.0
     for stage in printed.split("\ntraining ")[1:]:
         times = [float(m) for m in re.findall(r" done \(.*\) in (?:process \d+ in )?([0-9.]+) s", stage)]
@@ -191,10 +195,15 @@ def against_usual(args: argparse.Namespace, tmp: Path) -> str:
         f"one final run each (whole commands, start and imports included): Optuna + lean Lightning {usual:.1f} s "
         f"({studies:.1f} s in its studies); fmnist-pl tune of the same work (--no-defaults --eval-points 0) "
         f"{same:.1f} s: {usual / same:.2f}x faster (goal >= 4x on a CPU); tune at its defaults (+2 default runs, "
-        f"20 anytime validations a run) {full:.1f} s: {usual / full:.2f}x\n"
-        f"  the same-work tune's {same:.1f} s: {trained:.1f} s in its training groups, {same - trained:.1f} s "
-        f"besides (start, sampling, storage, the report); its groups alone would be {usual / trained:.2f}x the "
-        "usual way: the most lockstep training gets on this CPU with no fixed cost at all"
+        f"20 anytime validations a run) {full:.1f} s: {usual / full:.2f}x"
+        + (
+            f"\n  the same-work tune's {same:.1f} s: {trained:.1f} s in its training groups, {same - trained:.1f} s "
+            f"besides (start, sampling, storage, the report); its training groups against the usual way's "
+            f"studies ({studies:.1f} s): {studies / trained:.2f}x, the most lockstep training gives on this CPU "
+            "with no fixed cost on either side"
+            if trained
+            else ""
+        )
     )
 
 
@@ -225,6 +234,8 @@ def main() -> None:
     parser.add_argument("--rates", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=1, help="overhead rounds, the order alternating")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     print(f"CPU: {cpu_model()}; python {platform.python_version()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         if args.only in (None, "overhead"):

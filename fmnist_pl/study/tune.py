@@ -432,7 +432,7 @@ class TrialResult:
     hparams: dict[str, Any] | None  # what it trained with (--set items included)
     images_to_target: int | None = None  # training images until validation first reached --target
     epochs_to_target: float | None = None
-    curve: tuple[float, ...] = ()  # validation accuracy after each epoch, the mean over the tuning seeds
+    curve: tuple[float, ...] = ()  # validation accuracy after each whole epoch, the mean over the tuning seeds
 
 
 # ---------------------------------------------------------------------------- the tune
@@ -551,7 +551,9 @@ def _studies(config: TuneConfig, prefix: str, top: Path) -> list[MethodStudy]:
     import optuna
 
     chosen = spaces.parse_space_overrides(config.space, config.base.optimizers)
-    storage = optuna.storages.get_storage(storage_url(config, top))  # one connection for all the studies
+    # One database connection for all the studies (Optuna's documented RDBStorage; create_study puts
+    # its cache in front), also what a trial's learning curve is written through (_report_curve).
+    storage = optuna.storages.RDBStorage(storage_url(config, top))
     out = []
     for name in (n.lower() for n in config.base.optimizers):
         grid = grid_points(chosen[name], config.trials) if SAMPLERS[config.sampler].grid else {}
@@ -772,7 +774,8 @@ def trial_results(folder: Path, target: float | None) -> dict[str, TrialResult]:
             continue
         reached = [first_reached(validation_points(r), target) if target is not None else None for r in runs]
         slowest = max(reached, key=lambda p: p["images"]) if all(reached) else None  # type: ignore[arg-type, return-value]
-        epochs = min(len(r["history"]) for r in runs)
+        # Whole epochs only: under a --budget a run's last row may be part of an epoch.
+        epochs = min(sum(not row.get("fraction") for row in r["history"]) for r in runs)
         out[setting] = TrialResult(
             sum(map(best_val_acc, runs)) / len(runs),
             "complete",

@@ -490,3 +490,14 @@ def test_a_pruned_tune_killed_as_its_survivors_go_on_ends_with_an_unpruned_tunes
         for t in survivors:
             assert t["params"] == unpruned[t["run"]]["params"]
             assert t["value"] == unpruned[t["run"]]["value"]
+
+
+def test_a_trials_curve_in_optuna_has_its_whole_epochs_only(tmp_path, arrays):
+    """Under a budget a run's last epoch may be partial (700 images: epoch 1 whole, then 200 of the
+    second epoch's 500): Optuna's step 2 would claim an epoch the trial did not train."""
+    base = small_config(tmp_path, "B", optimizers=("sgd",), epochs=3, hidden=(16,), budget="images=700")
+    tune(TuneConfig(base, trials=2, final_seeds=2), echo=lambda _: None, arrays=arrays)
+    for t in _study(tmp_path / "B", "sgd").trials:
+        history = _read(tmp_path / "B" / "round-1" / "runs" / t.user_attrs["run"] / "history.json")
+        assert len(history) == 2 and history[-1]["fraction"] < 1  # it stopped inside epoch 2
+        assert t.intermediate_values == {1: history[0]["val_acc"]}
