@@ -32,6 +32,8 @@ from fmnist_pl.store.groups import all_written, saved_groups
 
 Source = tuple[Path, int]  # a group checkpoint, and a run's place among its members
 Layout = list[list[list[tuple[int, int]]]]  # LitLockstep.optimizer_layout()
+# (member, tensor) -> (optimizer instance, param group, index in the instance's state dict)
+Places = dict[tuple[int, int], tuple[int, int, int]]
 DATA_KEY = FashionMNISTDataModule.__qualname__  # where Lightning keeps the DataModule's state
 
 
@@ -57,12 +59,12 @@ def carry(
     for folder in folders:
         found.update(sources(folder))
     given: dict[str, str] = {}
-    layouts: dict[Path, Layout] = {}  # per source checkpoint, read once for all the groups it feeds
+    places: dict[Path, Places] = {}  # per source checkpoint, laid out once for all the groups it feeds
     for group in planned:
         target = store.group_checkpoint(out, group)
         if target.exists() or all_written(out, group) or any(r.name not in found for r in group):
             continue
-        checkpoint = assemble(config, group, [found[r.name] for r in group], layouts)
+        checkpoint = assemble(config, group, [found[r.name] for r in group], places)
         if checkpoint is None:
             continue
         store.atomic_torch_save(target, checkpoint)
@@ -75,11 +77,12 @@ def assemble(
     config: CompareConfig,
     group: Sequence[RunPlan],
     picks: Sequence[Source],
-    layouts: dict[Path, Layout] | None = None,
+    places: dict[Path, Places] | None = None,
 ) -> dict[str, Any] | None:
     """The checkpoint of ``group`` whose run ``i`` is member ``picks[i][1]`` of checkpoint ``picks[i][0]``;
     None where those checkpoints are at different epochs (a group whose runs all diverged stops
-    early): that group trains from the start. ``layouts``: sources' optimizer layouts, kept across calls."""
+    early): that group trains from the start. ``places``: where each source's runs keep their optimizer
+    state, kept across calls."""
     loaded = {path: store.load_checkpoint(path) for path in dict.fromkeys(path for path, _ in picks)}
     for run, (path, k) in zip(group, picks):
         members = _members(loaded[path])
@@ -93,7 +96,7 @@ def assemble(
     whole = len(loaded) == 1 and [k for _, k in picks] == list(range(len(_members(first))))
     # A group that is one source group in its order (a gradient-free run, which trains alone) is
     # that checkpoint as it is; any other is a lockstep group's, put together run by run.
-    out = dict(first) if whole else _merged(group, picks, loaded, {} if layouts is None else layouts)
+    out = dict(first) if whole else _merged(group, picks, loaded, {} if places is None else places)
     out[IDENTITY_KEY] = store.group_identity(config, group)
     # The epoch checkpoint's own state names the source's folder: it starts afresh in the new one.
     out["callbacks"] = {k: v for k, v in first["callbacks"].items() if not k.startswith(EpochCheckpoint.__name__)}
@@ -110,7 +113,7 @@ def _merged(
     group: Sequence[RunPlan],
     picks: Sequence[Source],
     loaded: dict[Path, dict[str, Any]],
-    layouts: dict[Path, Layout],
+    places: dict[Path, Places],
 ) -> dict[str, Any]:
     """A lockstep group's checkpoint from its runs' slices of other lockstep groups' checkpoints."""
     first = loaded[picks[0][0]]
@@ -120,16 +123,14 @@ def _merged(
     for key in new.state_dict():  # every tensor the engine keeps is per run, along dim 0
         state_dict[key] = torch.cat([loaded[path]["state_dict"][key][k : k + 1] for path, k in picks])
     for path, checkpoint in loaded.items():
-        if path not in layouts:
-            layouts[path] = _layout_module(
-                [RunPlan.from_dict(m) for m in _members(checkpoint)], hparams
-            ).optimizer_layout()
+        if path not in places:
+            places[path] = _places(_layout_module([RunPlan.from_dict(m) for m in _members(checkpoint)], hparams))
     return {
         **first,
         "state_dict": state_dict,
         "hyper_parameters": {**hparams, "members": [r.to_dict() for r in group]},
         "optimizer_states": [
-            *_optimizer_states(new.optimizer_layout(), picks, loaded, layouts),
+            *_optimizer_states(new.optimizer_layout(), picks, loaded, places),
             first["optimizer_states"][-1],
         ],
         "fmnist_histories": [loaded[path]["fmnist_histories"][k] for path, k in picks],
@@ -153,20 +154,23 @@ def _layout_module(group: Sequence[RunPlan], hparams: dict[str, Any]) -> LitLock
     )
 
 
+def _places(module: LitLockstep) -> Places:
+    """Where each (member, tensor) of ``module``'s runs keeps its optimizer state in a checkpoint."""
+    out: Places = {}
+    for i, groups in enumerate(module.optimizer_layout()):
+        index = 0
+        for g, params in enumerate(groups):
+            for k, j in params:
+                out[(k, j)] = (i, g, index)
+                index += 1
+    return out
+
+
 def _optimizer_states(
-    layout: Layout, picks: Sequence[Source], loaded: dict[Path, dict[str, Any]], layouts: dict[Path, Layout]
+    layout: Layout, picks: Sequence[Source], loaded: dict[Path, dict[str, Any]], places: dict[Path, Places]
 ) -> list[dict[str, Any]]:
     """The new group's optimizer state dicts (``layout``: its optimizers'): each parameter's state, and
     each param group's options (its setting's: the same in every source), from where its run was."""
-    # Where each (member, tensor) of every source sat: instance, param group, index in the state dict.
-    at: dict[tuple[Path, int, int], tuple[int, int, int]] = {}
-    for path in loaded:
-        for i, groups in enumerate(layouts[path]):
-            index = 0
-            for g, params in enumerate(groups):
-                for k, j in params:
-                    at[(path, k, j)] = (i, g, index)
-                    index += 1
     out = []
     for groups in layout:
         state: dict[int, Any] = {}
@@ -176,7 +180,7 @@ def _optimizer_states(
             options: dict[str, Any] = {}
             for k, j in params:
                 path, source_k = picks[k]
-                i, g, source_index = at[(path, source_k, j)]
+                i, g, source_index = places[path][(source_k, j)]
                 saved = loaded[path]["optimizer_states"][i]
                 if source_index in saved["state"]:
                     state[index] = saved["state"][source_index]

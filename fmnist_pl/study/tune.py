@@ -412,11 +412,11 @@ class MethodStudy:
     name: str  # the registry name
     index: int  # 0 when a method has one study
     study: Study
+    storage: BaseStorage  # the study's (where a trial's learning curve is reported)
     space: spaces.Space
     seed: int  # its sampler's seed: --seed, plus the study's index
     distributions: dict[str, Any] = field(default_factory=dict)
     grid: dict[str, list[float]] = field(default_factory=dict)  # the grid sampler's points
-    storage: BaseStorage | None = None  # the study's (where a trial's learning curve is reported)
 
     def label(self, number: int) -> str:
         """The run label of trial ``number``: ``trial-003``, or ``s2-trial-003`` in study 2."""
@@ -565,8 +565,7 @@ def _studies(config: TuneConfig, prefix: str, top: Path) -> list[MethodStudy]:
                 load_if_exists=True,
             )
             dists = spaces.to_distributions(chosen[name])
-            seed = config.base.seed + index
-            out.append(MethodStudy(name, index, study, chosen[name], seed, dists, grid, storage))
+            out.append(MethodStudy(name, index, study, storage, chosen[name], config.base.seed + index, dists, grid))
     return out
 
 
@@ -636,6 +635,7 @@ def _round(
     from optuna.trial import TrialState
 
     for m, trials in batch:
+        study_id = m.storage.get_study_id_from_name(m.study.study_name)
         # Telling runs the sampler's after_trial: a GridSampler would stop the study (allowed only
         # inside study.optimize) once its grid is spent. Sampling is over for these trials anyway.
         m.study.sampler = _random(m.seed, 0, m.grid)
@@ -643,7 +643,7 @@ def _round(
             if t.state.is_finished():
                 continue  # told before a stop
             run = f"{m.name}/{m.label(t.number)}"
-            _report_curve(m, t, (pruned.get(run) or results[run]).curve)
+            _report_curve(m.storage, study_id, t, (pruned.get(run) or results[run]).curve)
             if run in pruned:
                 m.study.tell(t.number, state=TrialState.PRUNED)
                 continue
@@ -653,19 +653,18 @@ def _round(
             m.study.tell(t.number, stats.WORST if value is None else value)
 
 
-def _report_curve(m: MethodStudy, trial: FrozenTrial, curve: Sequence[float]) -> None:
+def _report_curve(storage: BaseStorage, study_id: int, trial: FrozenTrial, curve: Sequence[float]) -> None:
     """A trial's validation accuracy after each epoch as its intermediate values (step = epoch): Optuna's
     learning curve of a trial, which optuna-dashboard plots; a pruned trial's ends at its rung.
 
     Through the storage's public API: ask-and-tell hands out no ``Trial`` for a trial asked before a
     stop. A step reported before a stop is not reported again."""
-    if m.storage is None or not curve:
+    if not curve:
         return
-    study_id = m.storage.get_study_id_from_name(m.study.study_name)
-    trial_id = m.storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
     for step, value in enumerate(curve, start=1):
         if step not in trial.intermediate_values and math.isfinite(value):
-            m.storage.set_trial_intermediate_value(trial_id, step, value)
+            storage.set_trial_intermediate_value(trial_id, step, value)
 
 
 def _ask_up_to(config: TuneConfig, m: MethodStudy, count: int) -> None:
