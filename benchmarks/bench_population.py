@@ -6,7 +6,8 @@ few batched matrix multiplies. Printed side by side, in one process:
 
   batched      population_fitness(solutions [P, 266,610], a batch of images) -> [P] losses
   matmul bound the same three matrix multiplies alone, on preallocated tensors (no bias, ReLU,
-               loss): what the arithmetic itself costs on this machine
+               loss), each on the library the engine uses for it (the first layer on oneDNN on a
+               CPU, see fmnist_pl/engine/mlp.py): what the arithmetic itself costs on this machine
   python loop  one plain ``F.linear`` forward per member, the straightforward way
 
 Goals (issue: metaheuristics): batched within 2x of the matmul bound, at least 20x the loop.
@@ -32,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_budget import cpu_model  # noqa: E402
 
 from fmnist_pl.architecture import parameter_count  # noqa: E402
+from fmnist_pl.engine import mlp  # noqa: E402
 from fmnist_pl.engine.population import population_fitness, unflatten  # noqa: E402
 
 
@@ -91,8 +93,13 @@ def main() -> None:
             out0, out1 = torch.empty(p * 300, args.batch, device=device), torch.empty(p, 100, args.batch, device=device)
             out2 = torch.empty(p, 10, args.batch, device=device)
 
+            onednn = mlp._uses_onednn(w0)
+
             def matmuls() -> None:
-                torch.mm(w0, xt, out=out0)
+                if onednn:  # its own output: oneDNN's linear has no out= form
+                    mlp._gemm(w0, x)
+                else:
+                    torch.mm(w0, xt, out=out0)
                 torch.bmm(w1, h1, out=out1)
                 torch.bmm(w2, h2, out=out2)
 

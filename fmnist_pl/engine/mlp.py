@@ -6,11 +6,16 @@
   a few batched matrix multiplies instead of K sets of small ones. It is a pure function of
   the tensors it is given, so the lockstep engine (trained weights, :class:`StackedMLP`) and
   population evaluation (sampled weights, :mod:`fmnist_pl.engine.population`) share it.
+
+On a CPU the first layer - nine tenths of the network's multiplies - runs on oneDNN's GEMM
+(:class:`_FirstLayer`), the rest on torch's BLAS (MKL). MKL's SGEMM takes its AVX2 code on
+AMD CPUs, where oneDNN's uses AVX-512: 2-2.5x the throughput at this layer's shapes
+(``benchmarks/bench_gemm.py``; figures in ``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -71,6 +76,72 @@ def _stacked_layer(bias: torch.Tensor, weight: torch.Tensor, h: torch.Tensor) ->
     return torch.baddbmm(bias, weight, h)
 
 
+def _onednn_linear() -> Callable[..., torch.Tensor] | None:
+    """oneDNN's fp32 ``linear`` as torch binds it for its own compiler's CPU code, where this build has it."""
+    if not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        return torch.ops.mkldnn._linear_pointwise.default
+    except (AttributeError, RuntimeError):
+        return None
+
+
+_LINEAR = _onednn_linear()
+
+
+def _gemm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ bᵀ`` for contiguous ``a: [..., M, K]``, ``b: [N, K]`` on oneDNN: ``[..., M, N]``.
+
+    A row of the result depends only on its row of ``a`` (the same reduction whatever ``M``), so a
+    member's numbers do not depend on how many members share the multiply
+    (tests/engine/test_mlp.py checks it at the shapes the engine uses).
+    """
+    assert _LINEAR is not None
+    return _LINEAR(a, b, None, "none", [], "")
+
+
+class _FirstLayer(torch.autograd.Function):
+    """``relu(w @ xᵀ + b)`` per seed group: the first layer of every member, ``w: [G, M, 784]`` (a group's
+    members' weights stacked row-wise), ``b: [G, M, 1]``, ``x: [G, B, 784]`` -> ``[G, M, B]``,
+    its GEMMs forward and backward on oneDNN.
+
+    Its own autograd function because torch routes fp32 ``mm`` to MKL only. It takes all the seed
+    groups at once so that the weight gradient comes back as one tensor: a gradient per group's
+    slice would make autograd zero a whole-size gradient and copy each slice in, every step. The
+    ReLU is inside it, as its output may not be modified in place outside.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, w: torch.Tensor, b: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        h = _per_group(w, [xi.contiguous() for xi in x]).add_(b).relu_()
+        ctx.save_for_backward(w, x, h)
+        return h
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        w, x, h = ctx.saved_tensors
+        grad = torch.ops.aten.threshold_backward(grad, h, 0)
+        grad_w = grad_b = grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_w = _per_group(grad.contiguous(), [xi.T.contiguous() for xi in x])
+        if ctx.needs_input_grad[1]:
+            grad_b = grad.sum(2, keepdim=True)
+        if ctx.needs_input_grad[2]:
+            grad_x = torch.bmm(grad.transpose(1, 2), w)
+        return grad_w, grad_b, grad_x
+
+
+def _per_group(a: torch.Tensor, b: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``[G, M, N]``: ``a[i] @ b[i]ᵀ`` for ``a: [G, M, K]`` (one group: one call)."""
+    if len(b) == 1:
+        return _gemm(a, b[0])
+    return torch.stack([_gemm(a[i], bi) for i, bi in enumerate(b)])
+
+
+def _uses_onednn(w: torch.Tensor) -> bool:
+    return _LINEAR is not None and w.device.type == "cpu" and w.dtype == torch.float32
+
+
 def stacked_logits(
     weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor], x: torch.Tensor, groups: int = 1
 ) -> torch.Tensor:
@@ -97,11 +168,17 @@ def stacked_logits(
     if g == 1 and not w0.is_contiguous():
         # Members' weights are slices of one [P, n] population tensor (population.py): merging them
         # into one GEMM would copy them all first, so each member multiplies its own slice instead.
-        h = torch.baddbmm(b0.unsqueeze(2), w0, x[0].T.unsqueeze(0).expand(k, -1, -1))
+        if _uses_onednn(w0) and not (torch.is_grad_enabled() and w0.requires_grad):
+            h = torch.stack([_gemm(w0[p], x[0].contiguous()) for p in range(k)]).add_(b0.unsqueeze(2)).relu_()
+        else:
+            h = torch.baddbmm(b0.unsqueeze(2), w0, x[0].T.unsqueeze(0).expand(k, -1, -1)).relu_()
+    elif _uses_onednn(w0):
+        # [M*out, in] @ [in, B] -> [M*out, B]: one GEMM per seed group (members share x), on oneDNN.
+        h = _FirstLayer.apply(w0.reshape(g, m * out0, -1), b0.reshape(g, m * out0, 1), x)
     else:
         # [G, M*out, in] @ [G, in, B] -> [G, M*out, B]: one GEMM per seed group (members share x).
-        h = torch.baddbmm(b0.reshape(g, m * out0, 1), w0.reshape(g, m * out0, -1), x.transpose(1, 2))
-    h = h.relu_().view(k, out0, batch)
+        h = torch.baddbmm(b0.reshape(g, m * out0, 1), w0.reshape(g, m * out0, -1), x.transpose(1, 2)).relu_()
+    h = h.view(k, out0, batch)
     last = len(weights) - 1
     for i in range(1, len(weights)):
         h = _stacked_layer(biases[i].unsqueeze(2), weights[i], h)
