@@ -54,6 +54,25 @@ def check_device(config: CompareConfig, runs: Sequence[RunPlan]) -> None:
         check_fits(runs, config.batch_size, free, f"the {where}")
 
 
+def check_optimizers(runs: Sequence[RunPlan], in_worker: Callable[..., Any] | None = None) -> None:
+    """Every run's optimizer accepts its hyperparameters (:func:`~fmnist_pl.optim.registry.check_buildable`).
+
+    ``in_worker(fn, *args)``: runs ``fn`` in a process that has imported the engine (a training
+    pool's worker) and returns its result. The shipped entries are built there: the first
+    ``torch.optim`` optimizer a process builds imports ``torch._dynamo``, a second or more of a
+    command's start that this process, which trains nothing, then never pays. An entry registered
+    by the calling program is built here, where it is known.
+    """
+    from fmnist_pl.optim import registry
+
+    specs = {(r.optimizer.name, r.optimizer.setting()): r.optimizer for r in runs}.values()
+    to_build = [s for s in specs if registry.needs_building(s)]
+    elsewhere = [s for s in to_build if registry.is_shipped(s)] if in_worker is not None else []
+    registry.check_buildable([s for s in to_build if s not in elsewhere])
+    if elsewhere:
+        in_worker(registry.check_buildable, elsewhere)
+
+
 def local_units(config: CompareConfig, planned: Sequence[Sequence[RunPlan]], slots: int) -> list[list[RunPlan]]:
     """The planner's groups, each cut (:func:`~fmnist_pl.plan.halves`) until it fits this machine's
     device memory, and into at least ``slots`` units (processes that train at once), each fitting
@@ -99,7 +118,8 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def check(self, runs: Sequence[RunPlan], config: CompareConfig) -> None:
-        """Every run fits a worker and the accelerator asked for is there; before anything is written."""
+        """Every run fits a worker, its optimizer accepts its hyperparameters (:func:`check_optimizers`)
+        and the accelerator asked for is there; before anything is written."""
 
     @abc.abstractmethod
     def describe(self, config: CompareConfig) -> str:
@@ -141,6 +161,7 @@ class InProcess(Backend):
     """Every unit in this process, one after another, with Lightning's own progress bar."""
 
     def check(self, runs: Sequence[RunPlan], config: CompareConfig) -> None:
+        check_optimizers(runs)
         check_device(config, runs)
 
     def describe(self, config: CompareConfig) -> str:

@@ -40,7 +40,16 @@ from typing import Any, Callable, Sequence
 
 from fmnist_pl.config import CompareConfig, RunPlan
 from fmnist_pl.errors import ConfigError, GroupFailed, resume_command
-from fmnist_pl.execution.backend import Backend, Echo, InProcess, check_device, device, local_units, train_unit
+from fmnist_pl.execution.backend import (
+    Backend,
+    Echo,
+    InProcess,
+    check_device,
+    check_optimizers,
+    device,
+    local_units,
+    train_unit,
+)
 from fmnist_pl.execution.driver import Driver, UnitProgress, drive
 from fmnist_pl.runtime.executors import kill_workers, worker_pids
 from fmnist_pl.runtime.forkserver import fork_server_pid, stop_fork_server
@@ -211,6 +220,10 @@ class TrainingPool(Backend):
         self._starting.start()
 
     def check(self, runs: Sequence[RunPlan], config: CompareConfig) -> None:
+        # The optimizers are built in a worker once the workers have started (they have imported
+        # torch's optimizers), and here before: bad values are refused without waiting for them.
+        started = self._pool is not None and not self._starting.is_alive()
+        check_optimizers(runs, (lambda fn, *args: self.run_in_worker(fn, *args).result()) if started else None)
         check_device(config, runs)
 
     def describe(self, config: CompareConfig) -> str:

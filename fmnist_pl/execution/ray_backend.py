@@ -38,7 +38,7 @@ import ray
 from fmnist_pl import store
 from fmnist_pl.config import CompareConfig, RunPlan
 from fmnist_pl.errors import GroupFailed, resume_command
-from fmnist_pl.execution.backend import Backend, Echo, train_unit
+from fmnist_pl.execution.backend import Backend, Echo, check_optimizers, train_unit
 from fmnist_pl.execution.cluster import RaySession, connect, parse_address
 from fmnist_pl.execution.driver import Driver, UnitProgress, drive
 from fmnist_pl.plan import check_fits, group_need, split
@@ -350,6 +350,7 @@ class RayCluster(Backend):
         return self._session
 
     def check(self, runs: Sequence[RunPlan], config: CompareConfig) -> None:
+        check_optimizers(runs)
         check(self.session, runs, config)
 
     def describe(self, config: CompareConfig) -> str:

@@ -445,9 +445,7 @@ def check_buildable(specs: Iterable[OptimizerSpec]) -> None:
     ``torch._disable_dynamo``), a noticeable delay while the command starts, for nothing."""
     import torch
 
-    for spec in specs:
-        if _SHIPPED.get(spec.name) is spec.info and spec.kwargs() == dict(spec.info.defaults):
-            continue
+    for spec in filter(needs_building, specs):
         try:
             if spec.info.gradient_free:
                 _build_searcher(spec)
@@ -459,6 +457,17 @@ def check_buildable(specs: Iterable[OptimizerSpec]) -> None:
                 f"{spec.name} ({spec.info.class_name}) rejects its hyperparameters: {reason}; "
                 f"change the --set values for {spec.name}"
             ) from None
+
+
+def needs_building(spec: OptimizerSpec) -> bool:
+    """Whether :func:`check_buildable` builds ``spec``: all but a shipped entry at its defaults."""
+    return not (is_shipped(spec) and spec.kwargs() == dict(spec.info.defaults))
+
+
+def is_shipped(spec: OptimizerSpec) -> bool:
+    """Whether ``spec`` is of an entry this module registers (not one a program registered since,
+    which a training pool's workers, importing only this module, do not have)."""
+    return _SHIPPED.get(spec.name) is spec.info
 
 
 def _build_searcher(spec: OptimizerSpec) -> None:

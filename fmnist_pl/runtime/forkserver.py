@@ -38,6 +38,11 @@ def stop_fork_server() -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGKILL)
         os.kill(pid, signal.SIGKILL)
+    # Until it is dead, not only signalled: a dying server closes its socket before it can be
+    # reaped, and a pool started in that moment would find it "still running" (the stdlib asks
+    # waitpid) and have its connection refused. WNOWAIT leaves the reaping to the stdlib.
+    with contextlib.suppress(ChildProcessError, AttributeError):  # not our child; no waitid (not Linux)
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
 
 
 def _children(pid: int) -> list[int]:

@@ -3,6 +3,8 @@ errors and dead workers answered in the driver, and the command line's choice of
 
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -17,7 +19,7 @@ from fmnist_pl.execution.pool import TrainingPool, check_workers, default_worker
 from fmnist_pl.runtime.forkserver import _children, fork_server_pid, stop_fork_server
 from fmnist_pl.store import ResultsError
 from fmnist_pl.study.compare import compare
-from tests.conftest import history_rows, small_config
+from tests.conftest import cli_env, history_rows, small_config
 
 FOUR = ("sgd", "momentum", "rmsprop", "adam")
 
@@ -182,6 +184,27 @@ def test_a_pool_closed_unused_ends_the_workers_its_fork_server_forked():
         pool.close()  # its workers are gone: closing still returns
 
 
+def test_a_stopped_fork_server_is_dead_when_the_stop_returns_so_the_next_pool_starts_a_new_one(fake_data, tmp_path):
+    """A server only signalled may have closed its socket but not yet ended: the stdlib's liveness
+    check (waitpid) would still say "running", and the next pool's connection would be refused."""
+    arrays = load_arrays(fake_data, counts=None)
+    pool = TrainingPool(1)
+    try:
+        pool.worker_pids()
+        server = fork_server_pid()
+        assert server is not None
+        stop_fork_server()
+        assert not _running(server)  # ended, not only signalled
+    finally:
+        pool.close()
+    with TrainingPool(1) as pool:  # at once
+        pool.worker_pids()  # started, from a new server
+        assert fork_server_pid() != server
+        compare(
+            _config(tmp_path, "next", optimizers=("sgd",), epochs=1), arrays=arrays, echo=lambda _: None, backend=pool
+        )
+
+
 def _running(pid: int) -> bool:
     try:
         stat = open(f"/proc/{pid}/stat").read()
@@ -223,3 +246,37 @@ def test_runs_of_a_seconds_budget_take_turns_and_their_seconds_leave_the_waits_o
         assert metrics["timing"]["fit_seconds"] + spent["waited"] <= elapsed
     html = (folder / "report.html").read_text()
     assert "the runs took turns in short slices" in html
+
+
+CHECK_IN_A_WORKER = """
+import sys
+from fmnist_pl.config import CompareConfig
+from fmnist_pl.execution.pool import TrainingPool
+from fmnist_pl.optim.registry import OptimizerError
+from fmnist_pl.plan import plan
+
+if __name__ == "__main__":
+    with TrainingPool(1) as pool:
+        def runs(*overrides):
+            return plan(CompareConfig(optimizers=("sgd", "adam"), overrides=overrides))
+        pool.worker_pids()  # started
+        pool.check(runs("adam.lr=0.003", "sgd.momentum=0.5"), CompareConfig())
+        try:
+            pool.check(runs("adam.betas=(2,3)"), CompareConfig())
+        except OptimizerError as exc:
+            print("REFUSED", exc)
+    print("DYNAMO HERE", "torch._dynamo" in sys.modules)
+"""
+
+
+def test_a_pools_check_builds_the_optimizers_in_its_worker_not_here():
+    """Hyperparameters a class rejects are refused before anything is written, and once the workers
+    have started the building happens in one of them: the first optimizer a process builds imports
+    torch._dynamo, a second between a tune's rounds that this process, which trains nothing, need
+    not spend. (Before they have started, it happens here: tests/test_bad_input.py.)"""
+    done = subprocess.run(
+        [sys.executable, "-c", CHECK_IN_A_WORKER], capture_output=True, text=True, env=cli_env(), timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "REFUSED adam (Adam) rejects its hyperparameters: Invalid beta parameter at index 0" in done.stdout
+    assert "DYNAMO HERE False" in done.stdout
