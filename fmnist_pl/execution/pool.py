@@ -220,10 +220,12 @@ class TrainingPool(Backend):
         self._starting.start()
 
     def check(self, runs: Sequence[RunPlan], config: CompareConfig) -> None:
-        # The optimizers are built in a worker once the workers have started (they have imported
-        # torch's optimizers), and here before: bad values are refused without waiting for them.
-        started = self._pool is not None and not self._starting.is_alive()
-        check_optimizers(runs, (lambda fn, *args: self.run_in_worker(fn, *args).result()) if started else None)
+        # This process reads the data into torch tensors once the checks pass: it imports torch now,
+        # while the workers start, not after waiting for them. The optimizers are built in a worker,
+        # which has imported torch's optimizers (torch._dynamo), so that this process need not.
+        import torch  # noqa: F401
+
+        check_optimizers(runs, lambda fn, *args: self.run_in_worker(fn, *args).result())
         check_device(config, runs)
 
     def describe(self, config: CompareConfig) -> str:

@@ -443,13 +443,13 @@ def check_buildable(specs: Iterable[OptimizerSpec]) -> None:
     to build (tests/optim/test_registry.py builds every one), and the first ``torch.optim``
     optimizer a process builds imports ``torch._dynamo`` (``add_param_group`` is wrapped in
     ``torch._disable_dynamo``), a noticeable delay while the command starts, for nothing."""
-    import torch
-
     for spec in filter(needs_building, specs):
         try:
             if spec.info.gradient_free:
                 _build_searcher(spec)
             else:
+                import torch
+
                 spec.build([torch.nn.Parameter(torch.zeros(1))])
         except (ValueError, TypeError, RuntimeError) as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__

@@ -259,8 +259,7 @@ if __name__ == "__main__":
     with TrainingPool(1) as pool:
         def runs(*overrides):
             return plan(CompareConfig(optimizers=("sgd", "adam"), overrides=overrides))
-        pool.worker_pids()  # started
-        pool.check(runs("adam.lr=0.003", "sgd.momentum=0.5"), CompareConfig())
+        pool.check(runs("adam.lr=0.003", "sgd.momentum=0.5"), CompareConfig())  # waits for the workers
         try:
             pool.check(runs("adam.betas=(2,3)"), CompareConfig())
         except OptimizerError as exc:
@@ -270,10 +269,10 @@ if __name__ == "__main__":
 
 
 def test_a_pools_check_builds_the_optimizers_in_its_worker_not_here():
-    """Hyperparameters a class rejects are refused before anything is written, and once the workers
-    have started the building happens in one of them: the first optimizer a process builds imports
-    torch._dynamo, a second between a tune's rounds that this process, which trains nothing, need
-    not spend. (Before they have started, it happens here: tests/test_bad_input.py.)"""
+    """Hyperparameters a class rejects are refused before anything is written, and the building
+    happens in a worker: the first optimizer a process builds imports torch._dynamo, a second of a
+    tune's start and of the time between its rounds that this process, which trains nothing, need
+    not spend."""
     done = subprocess.run(
         [sys.executable, "-c", CHECK_IN_A_WORKER], capture_output=True, text=True, env=cli_env(), timeout=120
     )
