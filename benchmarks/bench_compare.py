@@ -259,43 +259,55 @@ def matmul_bound(hidden=(300, 100), batch: int = 32, val_images: int = 5_000, re
     three weight gradients and two input gradients, 1,719 times, plus the validation forward.
 
     Measured here, in this process, with the threads training uses: a floor no implementation of
-    this step goes below (it excludes every elementwise op, the optimizer and all overhead). Each
-    GEMM at the faster of torch's BLAS and, on a CPU, oneDNN (which the engine's first layer uses).
+    this step goes below (it excludes every elementwise op, the optimizer and all overhead). The
+    first layer's GEMMs run as the engine runs them (``W @ xᵀ`` and ``dY @ x``, on oneDNN on a CPU:
+    ``fmnist_pl/engine/mlp.py``), the others on torch's BLAS.
     """
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sizes = [784, *hidden, 10]
     gen = torch.Generator().manual_seed(0)
     ws = [torch.randn(o, i, generator=gen).to(device) for i, o in zip(sizes[:-1], sizes[1:])]
 
-    def fastest(run) -> float:
+    def operands(shape_a: tuple[int, int], shape_b: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.randn(*shape_a, generator=gen).to(device), torch.randn(*shape_b, generator=gen).to(device)
+
+    def blas(shape_a: tuple[int, int], shape_b: tuple[int, int]):
+        a, b = operands(shape_a, shape_b)
+        return lambda: a @ b
+
+    def first_layer(shape_a: tuple[int, int], shape_b: tuple[int, int]):
+        a, b = operands(shape_a, shape_b)
+        if mlp._uses_onednn(a):
+            bt = b.T.contiguous()
+            return lambda: mlp._gemm(a, bt)
+        return lambda: a @ b
+
+    def timed(calls) -> float:
         for _ in range(20):
-            run()
+            for call in calls:
+                call()
         best = float("inf")
         for _ in range(5):  # a floor: the fastest of five rounds (this machine is noisy)
             sync(device)
             t = time.perf_counter()
             for _ in range(reps):
-                run()
+                for call in calls:
+                    call()
             sync(device)
             best = min(best, (time.perf_counter() - t) / reps)
         return best
 
-    def timed(shapes: list[tuple[tuple[int, int], tuple[int, int]]]) -> float:
-        total = 0.0
-        for shape_a, shape_b in shapes:
-            a, b = torch.randn(*shape_a, generator=gen).to(device), torch.randn(*shape_b, generator=gen).to(device)
-            ways = [lambda: a @ b]
-            if mlp._uses_onednn(a):
-                bt = b.T.contiguous()
-                ways.append(lambda: mlp._gemm(a, bt))
-            total += min(fastest(run) for run in ways)
-        return total
-
-    fwd = [((batch, w.shape[1]), (w.shape[1], w.shape[0])) for w in ws]  # x @ W.T
-    wgrad = [((w.shape[0], batch), (batch, w.shape[1])) for w in ws]  # dY.T @ X
-    xgrad = [((batch, w.shape[0]), (w.shape[0], w.shape[1])) for w in ws[1:]]  # dY @ W (not for the input)
+    w0, deeper = ws[0], ws[1:]
+    fwd = [first_layer(tuple(w0.shape), (784, batch))]  # W @ x.T
+    fwd += [blas((batch, w.shape[1]), (w.shape[1], w.shape[0])) for w in deeper]  # x @ W.T
+    wgrad = [first_layer((w0.shape[0], batch), (batch, 784))]  # dY @ x
+    wgrad += [blas((w.shape[0], batch), (batch, w.shape[1])) for w in deeper]  # dY.T @ X
+    xgrad = [blas((batch, w.shape[0]), (w.shape[0], w.shape[1])) for w in deeper]  # dY @ W (not for the input)
     step = timed(fwd + wgrad + xgrad)
-    val = timed([((val_images, w.shape[1]), (w.shape[1], w.shape[0])) for w in ws])
+    val = timed(
+        [first_layer(tuple(w0.shape), (784, val_images))]
+        + [blas((val_images, w.shape[1]), (w.shape[1], w.shape[0])) for w in deeper]
+    )
     return STEPS_PER_EPOCH * step + val
 
 

@@ -106,9 +106,10 @@ class _FirstLayer(torch.autograd.Function):
     its GEMMs forward and backward on oneDNN.
 
     Its own autograd function because torch routes fp32 ``mm`` to MKL only. It takes all the seed
-    groups at once so that the weight gradient comes back as one tensor: a gradient per group's
-    slice would make autograd zero a whole-size gradient and copy each slice in, every step. The
-    ReLU is inside it, as its output may not be modified in place outside.
+    groups at once so that the weight gradient comes back as one tensor (one group's as oneDNN
+    writes it, several stacked): a gradient per group's slice would make autograd zero a
+    whole-size gradient and copy each slice in, every step. The ReLU is inside it, as its output
+    may not be modified in place outside.
     """
 
     @staticmethod
@@ -168,7 +169,7 @@ def stacked_logits(
     if g == 1 and not w0.is_contiguous():
         # Members' weights are slices of one [P, n] population tensor (population.py): merging them
         # into one GEMM would copy them all first, so each member multiplies its own slice instead.
-        if _uses_onednn(w0) and not (torch.is_grad_enabled() and w0.requires_grad):
+        if _uses_onednn(w0) and not (torch.is_grad_enabled() and (w0.requires_grad or x.requires_grad)):
             h = torch.stack([_gemm(w0[p], x[0].contiguous()) for p in range(k)]).add_(b0.unsqueeze(2)).relu_()
         else:
             h = torch.baddbmm(b0.unsqueeze(2), w0, x[0].T.unsqueeze(0).expand(k, -1, -1)).relu_()

@@ -225,8 +225,8 @@ class TrainingPool(Backend):
         # which has imported torch's optimizers (torch._dynamo), so that this process need not.
         import torch  # noqa: F401
 
-        check_optimizers(runs, lambda fn, *args: self.run_in_worker(fn, *args).result())
         check_device(config, runs)
+        check_optimizers(runs, lambda fn, *args: self.run_in_worker(fn, *args).result())
 
     def describe(self, config: CompareConfig) -> str:
         return device(config.accelerator)[1]

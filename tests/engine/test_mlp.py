@@ -118,3 +118,20 @@ def test_the_images_gradient_through_the_onednn_first_layer_equals_blas(monkeypa
         net.zero_grad()
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_population_scoring_keeps_the_images_gradient_on_the_onednn_path(monkeypatch):
+    """Members' weights as slices of one population tensor take their own path; asked for the
+    images' gradient, it must not go through oneDNN's op, which has no autograd."""
+    from fmnist_pl.architecture import parameter_count
+    from fmnist_pl.engine.population import population_logits
+
+    solutions = torch.randn(3, parameter_count((30, 20)), generator=torch.Generator().manual_seed(0)) * 0.1
+    grads = []
+    for linear in (mlp._LINEAR, None):
+        monkeypatch.setattr(mlp, "_LINEAR", linear)
+        x = torch.rand(5, 784, generator=torch.Generator().manual_seed(1)).requires_grad_()
+        population_logits(solutions, x, (30, 20)).square().sum().backward()
+        grads.append(x.grad)
+    assert grads[0] is not None
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-5)
