@@ -14,27 +14,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_budget import cpu_model  # noqa: E402  (one CPU probe for the benchmarks that print it)
+from bench_population import seconds  # noqa: E402  (the median of timed calls after warm-up ones)
 
 from fmnist_pl.engine import mlp  # noqa: E402
-
-
-def seconds(fn, repeat: int) -> float:
-    """Median wall seconds of ``fn`` over ``repeat`` calls, after three warm-up calls."""
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeat):
-        began = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - began)
-    return sorted(times)[len(times) // 2]
 
 
 def main() -> None:
