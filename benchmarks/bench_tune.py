@@ -12,13 +12,16 @@ the usual Optuna + Lightning way, side by side on this machine.
    hyperparameters fixed at the registry's values, doing the same work (``--no-defaults``: no
    one-shot default runs; ``--eval-points 0``: validation at epoch ends, as the objective does), and
    again at its defaults (which add both). Goal: >= 4x on a CPU. Both are timed as whole commands
-   (start, imports and data loading included); the line after says how much of the tune's time its
-   training groups took, and so the most lockstep training alone can give on this CPU.
+   (start, imports and data loading included), in ``--rounds`` rounds with the order alternating
+   (the median round printed in full, then each round's ratio); the line after says how much of
+   the tune's time its training groups took, and so the most lockstep training alone can give on
+   this CPU.
 3. Pruning: a tune of sgd and adam (9 trials, 9 epochs) with ``--prune halving --eta 3`` against the
    same tune training every trial to the end (``--limit`` batches an epoch, 300 by default).
 
     python benchmarks/bench_tune.py                     # all three, at the issue's sizes
     python benchmarks/bench_tune.py --only usual --epochs 1 --rates 4
+    python benchmarks/bench_tune.py --only usual --rounds 3   # the usual way's time drifts more than the tune's
 
 Each command runs in a fresh interpreter, one after another, with nothing else on the machine.
 """
@@ -174,23 +177,38 @@ def overhead(args: argparse.Namespace, tmp: Path) -> str:
 
 
 def against_usual(args: argparse.Namespace, tmp: Path) -> str:
-    """A learning-rate study of sgd and adam, the usual way and with tune, each timed as a whole command."""
-    usual, printed = timed_output(
-        [sys.executable, "-c", USUAL.format(root=str(ROOT), epochs=args.epochs, rates=args.rates)]
-    )
-    studies = float(next(line for line in printed.splitlines() if line.startswith("USUAL")).split()[1])
+    """A learning-rate study of sgd and adam, the usual way and with tune, each timed as a whole
+    command, in ``--rounds`` rounds with the order alternating; the round of the median ratio is
+    printed in full."""
     fixed = ["adam.beta1=0.9", "adam.one_minus_beta2=0.001", "adam.eps=1e-7"]
     command = (
         cli("tune", "--optimizers", "sgd,adam", "--trials", str(args.rates), "--epochs", str(args.epochs))
         + [x for item in fixed for x in ("--space", item)]
         + ["--final-seeds", "1", "--no-progress", "--output-dir", str(tmp)]
     )
-    # The same work as the usual way: no one-shot default runs, validation at epoch ends only.
-    same, printed = timed_output(command + ["--name", "same", "--no-defaults", "--eval-points", "0"])
-    trained = training_seconds(printed)
+
+    def usual_way() -> tuple[float, float]:
+        seconds, printed = timed_output(
+            [sys.executable, "-c", USUAL.format(root=str(ROOT), epochs=args.epochs, rates=args.rates)]
+        )
+        return seconds, float(next(line for line in printed.splitlines() if line.startswith("USUAL")).split()[1])
+
+    def same_work(i: int) -> tuple[float, float]:
+        # The same work as the usual way: no one-shot default runs, validation at epoch ends only.
+        seconds, printed = timed_output(command + ["--name", f"same-{i}", "--no-defaults", "--eval-points", "0"])
+        return seconds, training_seconds(printed)
+
+    rounds = []
+    for i in range(args.rounds):
+        if i % 2 == 0:
+            (usual, studies), (same, trained) = usual_way(), same_work(i)
+        else:
+            (same, trained), (usual, studies) = same_work(i), usual_way()
+        rounds.append((usual, studies, same, trained))
+    usual, studies, same, trained = sorted(rounds, key=lambda r: r[0] / r[2])[len(rounds) // 2]
     # And as a user gets it: a default run per method and 20 anytime validations per run on top.
     full = timed(command + ["--name", "full"])
-    return (
+    out = (
         f"against the usual way: lr study of sgd and adam, {args.rates} rates each, {args.epochs} full epochs, then "
         f"one final run each (whole commands, start and imports included): Optuna + lean Lightning {usual:.1f} s "
         f"({studies:.1f} s in its studies); fmnist-pl tune of the same work (--no-defaults --eval-points 0) "
@@ -205,6 +223,14 @@ def against_usual(args: argparse.Namespace, tmp: Path) -> str:
             else ""
         )
     )
+    if len(rounds) > 1:
+        each = "; ".join(f"{u:.1f} s against {t:.1f} s ({u / t:.2f}x)" for u, _, t, _ in rounds)
+        median = statistics.median(u / t for u, _, t, _ in rounds)
+        out += (
+            f"\n  the usual way against the same-work tune in {len(rounds)} rounds (order alternating; the line "
+            f"above is their middle one by ratio): {each}; median ratio {median:.2f}x"
+        )
+    return out
 
 
 def pruning(args: argparse.Namespace, tmp: Path) -> str:
@@ -232,7 +258,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--limit", type=int, default=None, help="batches per epoch in the overhead and pruning studies")
     parser.add_argument("--rates", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=1, help="overhead rounds, the order alternating")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="rounds of the overhead and the usual-way pairs, the order alternating"
+    )
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
