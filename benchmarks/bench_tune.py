@@ -38,10 +38,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable, TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_budget import cpu_model  # noqa: E402  (one CPU probe for the benchmarks that print it)
+
+T, U = TypeVar("T"), TypeVar("U")
 
 USUAL = r"""
 import sys, time
@@ -123,6 +126,20 @@ def training_seconds(printed: str) -> float:
     return total
 
 
+def alternating(rounds: int, first: Callable[[int], T], second: Callable[[int], U]) -> list[tuple[T, U]]:
+    """``(first(i), second(i))`` for each round ``i``, ``first`` run first in even rounds and second in
+    odd ones: a shared machine drifts, and neither side should always have the earlier minutes."""
+    out = []
+    for i in range(rounds):
+        if i % 2 == 0:
+            a = first(i)
+            out.append((a, second(i)))
+        else:
+            b = second(i)
+            out.append((first(i), b))
+    return out
+
+
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "fmnist_pl", *args]
 
@@ -154,15 +171,7 @@ def overhead(args: argparse.Namespace, tmp: Path) -> str:
         ).format(root=str(ROOT), setup=setup | {"trials": trials, "name": f"compare-{i}", "progress": False})
         return timed([sys.executable, "-c", script])
 
-    rounds = []
-    for i in range(args.rounds):
-        if i % 2 == 0:  # the first round must tune first: the compare trains what it asked
-            tune_s = tune(i)
-            compare_s = compare(i)
-        else:
-            compare_s = compare(i)
-            tune_s = tune(i)
-        rounds.append((tune_s, compare_s))
+    rounds = alternating(args.rounds, tune, compare)  # tune first in round 0: the compare trains what it asked
     summary = json.loads((tmp / "tune-0" / "tuning.json").read_text())
     k = len(next(iter(summary["methods"].values()))["values"])
     configurations = k * len(summary["methods"])
@@ -198,13 +207,7 @@ def against_usual(args: argparse.Namespace, tmp: Path) -> str:
         seconds, printed = timed_output(command + ["--name", f"same-{i}", "--no-defaults", "--eval-points", "0"])
         return seconds, training_seconds(printed)
 
-    rounds = []
-    for i in range(args.rounds):
-        if i % 2 == 0:
-            (usual, studies), (same, trained) = usual_way(), same_work(i)
-        else:
-            (same, trained), (usual, studies) = same_work(i), usual_way()
-        rounds.append((usual, studies, same, trained))
+    rounds = [(*u, *t) for u, t in alternating(args.rounds, lambda _: usual_way(), same_work)]
     usual, studies, same, trained = sorted(rounds, key=lambda r: r[0] / r[2])[len(rounds) // 2]
     # And as a user gets it: a default run per method and 20 anytime validations per run on top.
     full = timed(command + ["--name", "full"])

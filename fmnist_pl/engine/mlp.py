@@ -170,7 +170,8 @@ def stacked_logits(
         # Members' weights are slices of one [P, n] population tensor (population.py): merging them
         # into one GEMM would copy them all first, so each member multiplies its own slice instead.
         if _uses_onednn(w0) and not (torch.is_grad_enabled() and (w0.requires_grad or x.requires_grad)):
-            h = torch.stack([_gemm(w0[p], x[0].contiguous()) for p in range(k)]).add_(b0.unsqueeze(2)).relu_()
+            images = x[0].contiguous()
+            h = torch.stack([_gemm(w0[p], images) for p in range(k)]).add_(b0.unsqueeze(2)).relu_()
         else:
             h = torch.baddbmm(b0.unsqueeze(2), w0, x[0].T.unsqueeze(0).expand(k, -1, -1)).relu_()
     elif _uses_onednn(w0):

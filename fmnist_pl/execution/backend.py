@@ -66,11 +66,12 @@ def check_optimizers(runs: Sequence[RunPlan], in_worker: Callable[..., Any] | No
     from fmnist_pl.optim import registry
 
     specs = {(r.optimizer.name, r.optimizer.setting()): r.optimizer for r in runs}.values()
-    to_build = [s for s in specs if registry.needs_building(s)]
-    elsewhere = [s for s in to_build if registry.is_shipped(s)] if in_worker is not None else []
-    registry.check_buildable([s for s in to_build if s not in elsewhere])
-    if elsewhere:
-        in_worker(registry.check_buildable, elsewhere)
+    here, there = [], []
+    for spec in filter(registry.needs_building, specs):
+        (there if in_worker is not None and registry.is_shipped(spec) else here).append(spec)
+    registry.check_buildable(here)
+    if there:
+        in_worker(registry.check_buildable, there)
 
 
 def local_units(config: CompareConfig, planned: Sequence[Sequence[RunPlan]], slots: int) -> list[list[RunPlan]]:
