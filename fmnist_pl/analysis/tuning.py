@@ -136,29 +136,44 @@ def rank_at(curves: Mapping[str, Sequence[float]], k: int) -> list[Ranked]:
     return sorted(ranked, key=lambda r: (-r.value, r.method))
 
 
+def _swaps(at_a: Sequence[Ranked], at_b: Sequence[Ranked]) -> list[dict[str, str]]:
+    """Strict swaps from ranking ``at_a`` to ``at_b``: A ahead of B in the first, B ahead of A in the second."""
+    lo = {r.method: r.value for r in at_a}
+    hi = {r.method: r.value for r in at_b}
+    return [
+        {"overtaker": b, "overtaken": a}
+        for a, b in combinations([r.method for r in at_a], 2)  # a is ahead of (or tied with) b in at_a
+        if lo[a] > lo[b] and hi[b] > hi[a]
+    ]
+
+
 def ranking_flips(curves: Mapping[str, Sequence[float]], ks: Sequence[int]) -> dict[str, Any]:
     """Does the ranking at the smallest k differ from the one at the largest, and which pairs swap?
+    And between each shown budget and the next (``steps``), so that a swap at a medium budget that
+    the full budget undoes is not hidden.
 
     A swap is strict: A ahead of B at the small budget and B ahead of A at the large one (an exact
     tie at either end is no swap). ``swaps`` lists ``{"overtaker", "overtaken"}``, the data of a
     sentence like "between k=1 and k=50 adam overtakes sgd".
     """
-    small, large = int(min(ks)), int(max(ks))
-    at_small, at_large = rank_at(curves, small), rank_at(curves, large)
-    lo = {r.method: r.value for r in at_small}
-    hi = {r.method: r.value for r in at_large}
-    swaps = []
-    for a, b in combinations([r.method for r in at_small], 2):  # a is ahead of (or tied with) b at small k
-        if lo[a] > lo[b] and hi[b] > hi[a]:
-            swaps.append({"overtaker": b, "overtaken": a})
+    shown = sorted({int(k) for k in ks})
+    small, large = shown[0], shown[-1]
+    ranked = {k: rank_at(curves, k) for k in shown}
+    swaps = _swaps(ranked[small], ranked[large])
+    steps = [
+        {"k_from": a, "k_to": b, "swaps": _swaps(ranked[a], ranked[b])}
+        for a, b in zip(shown, shown[1:])
+        if _swaps(ranked[a], ranked[b])
+    ]
     return {
         "k_small": small,
         "k_large": large,
-        "order_small": [r.method for r in at_small],
-        "order_large": [r.method for r in at_large],
+        "order_small": [r.method for r in ranked[small]],
+        "order_large": [r.method for r in ranked[large]],
         "flipped": bool(swaps),
         "swaps": swaps,
-        "capped": sorted({r.method for r in at_small + at_large if r.capped}),
+        "steps": steps,
+        "capped": sorted({r.method for k in (small, large) for r in ranked[k] if r.capped}),
     }
 
 
@@ -276,8 +291,11 @@ def summarize(methods: Mapping[str, MethodTrials], setup: Mapping[str, Any], ks:
             "values": values,
             "ks": trial_ks,
             "curve": expected_max_curve(values),
+            # the unbiased estimator (k draws without replacement), which reaches the observed best at K
+            "curve_without_replacement": expected_max_curve(values, replacement=False),
             "band": expected_max_band(values, trial_ks).to_dict(),
             "model_epochs": compute_axis(trial_ks, [t.get("model_epochs", math.nan) for t in m.trials]),
+            "seconds": _seconds_axis(trial_ks, m.trials),
             "defaults": m.defaults,
             "chosen": None
             if best is None
@@ -308,10 +326,20 @@ def summarize(methods: Mapping[str, MethodTrials], setup: Mapping[str, Any], ks:
         "rankings": rankings,
         "flips": ranking_flips(curves, shown),
         "score_ranking": sorted(scored, key=lambda n: (scored[n] is None, scored[n] or 0.0, n)) if scored else None,
-        # the mean model-epochs of one trial, over every method: the report's second axis
+        # the mean model-epochs and seconds of one trial, over every method: the report's second and third axes
         "trial_cost": float(np.mean([row["model_epochs"][0] for row in out.values()])),
+        "trial_seconds": float(np.mean(seconds))
+        if (seconds := [r["seconds"][0] for r in out.values() if r["seconds"]])
+        else None,
         "replacement": True,
     }
+
+
+def _seconds_axis(ks: Sequence[int], trials: Sequence[Mapping[str, Any]]) -> list[float] | None:
+    """The seconds of k trials (each trial's share of its lockstep groups' wall time); None where no trial
+    recorded any (a ``tuning.json`` of an earlier version)."""
+    costs = [math.nan if t.get("seconds") is None else float(t["seconds"]) for t in trials]
+    return compute_axis(ks, costs) if any(math.isfinite(c) for c in costs) else None
 
 
 def study_score(trials: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
@@ -346,15 +374,30 @@ def show(value: Any) -> str:
 
 
 def flip_sentence(flips: Mapping[str, Any]) -> str:
-    """One sentence: does the ranking change between the smallest and the full budget, and how."""
+    """One sentence: does the ranking change between the smallest and the full budget, and how; and a
+    swap between two neighbouring budgets that the ends do not show (one at k = 4 undone by k = K)."""
     small, large = flips["k_small"], flips["k_large"]
+
+    def said(swaps: Sequence[Mapping[str, str]]) -> str:
+        return "; ".join(f"{s['overtaker']} overtakes {s['overtaken']}" for s in swaps)
+
     if not flips["flipped"]:
-        return f"The ranking is the same at k = {small} and k = {large} trials: {' > '.join(flips['order_large'])}."
-    swaps = "; ".join(f"{s['overtaker']} overtakes {s['overtaken']}" for s in flips["swaps"])
-    return (
-        f"The ranking changes between k = {small} and k = {large} trials: {swaps} "
-        f"({' > '.join(flips['order_small'])} at k = {small}, {' > '.join(flips['order_large'])} at k = {large})."
-    )
+        sentence = f"The ranking is the same at k = {small} and k = {large} trials: {' > '.join(flips['order_large'])}"
+    else:
+        sentence = (
+            f"The ranking changes between k = {small} and k = {large} trials: {said(flips['swaps'])} "
+            f"({' > '.join(flips['order_small'])} at k = {small}, {' > '.join(flips['order_large'])} at k = {large})"
+        )
+    ends = {(s["overtaker"], s["overtaken"]) for s in flips["swaps"]}
+    # A step's swap that the ends already say is not repeated; steps of an older tuning.json: none.
+    hidden = [
+        (step, [s for s in step["swaps"] if (s["overtaker"], s["overtaken"]) not in ends])
+        for step in flips.get("steps", ())
+    ]
+    between = [f"between k = {st['k_from']} and k = {st['k_to']} {said(sw)}" for st, sw in hidden if sw]
+    if between:
+        sentence += "; on the way, " + ", and ".join(between)
+    return sentence + "."
 
 
 def summary_lines(summary: Mapping[str, Any]) -> list[str]:
@@ -390,20 +433,29 @@ def summary_lines(summary: Mapping[str, Any]) -> list[str]:
 
 
 def trials_csv(summary: Mapping[str, Any]) -> str:
-    """Every trial as one tidy row: method, number, status, validation accuracy, then each parameter."""
+    """Every trial as one tidy row: method, number, status, its validation curve in brief (the value it
+    was judged by, its best and last epoch, the epochs it trained, the model-epochs and seconds it cost, when it
+    reached the target), then each parameter. A column a ``tuning.json`` of an earlier version lacks is empty."""
     import csv
     import io
 
     params = sorted({p for m in summary["methods"].values() for t in m["trials"] for p in t["params"]})
+    curve = ("best_epoch", "last_val_acc", "epochs", "model_epochs", "seconds", "epochs_to_target", "images_to_target")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["method", "study", "trial", "run", "status", "val_acc", "images_to_target", *params])
+    writer.writerow(["method", "study", "trial", "run", "status", "val_acc", *curve, *params])
+
+    def cell(value: Any) -> Any:
+        if value is None:
+            return ""
+        return f"{value:.6f}" if isinstance(value, float) and not value.is_integer() else value
+
     for name, m in summary["methods"].items():
         for t in m["trials"]:
             value = "" if t["value"] is None else f"{t['value']:.6f}"
-            reached = "" if t.get("images_to_target") is None else t["images_to_target"]
             writer.writerow(
-                [name, t.get("study", 0), t["number"], t["run"], t["status"], value, reached]
+                [name, t.get("study", 0), t["number"], t["run"], t["status"], value]
+                + [cell(t.get(c)) for c in curve]
                 + [t["params"].get(p, "") for p in params]
             )
     return buffer.getvalue()

@@ -229,22 +229,36 @@ def lr_sweep(sweep: dict[str, dict[str, Any]]) -> Figure:
 
 def tuning_curves(tuning: dict[str, Any]) -> Figure:
     """Expected best validation accuracy against the number of trials k, per method, with its bootstrap
-    band; a star at k = 1 for the method's registry defaults; a second axis in model-epochs."""
-    fig, ax = plt.subplots(figsize=(7, 4.4))
+    band and, dotted, the draw without replacement (which reaches the observed best at k = K); a star at
+    k = 1 for the method's registry defaults; second axes in model-epochs (top) and seconds (bottom),
+    each at the mean trial's cost over the methods."""
+    seconds = tuning.get("trial_seconds")  # absent from a tuning.json of an earlier version
+    fig, ax = plt.subplots(figsize=(7, 4.8 if seconds else 4.4))
     for name, m in tuning["methods"].items():
         (line,) = ax.plot(m["ks"], m["curve"], "-", marker="o" if len(m["ks"]) <= 20 else None, ms=3, label=name)
         band = m["band"]
         ax.fill_between(band["ks"], band["lower"], band["upper"], color=line.get_color(), alpha=0.15, lw=0)
+        if m.get("curve_without_replacement"):
+            ax.plot(m["ks"], m["curve_without_replacement"], ":", lw=1.2, color=line.get_color())
         if m.get("defaults") is not None:
             ax.plot([1], [m["defaults"]], "*", ms=12, color=line.get_color(), mec="black", mew=0.5)
     cost = float(tuning["trial_cost"])
     top = ax.secondary_xaxis("top", functions=(lambda k: k * cost, lambda e: e / cost))
-    top.set_xlabel("model-epochs (trials x epochs x tuning seeds)")
+    top.set_xlabel("model-epochs (trials x epochs x tuning seeds; the mean trial's)")
+    if seconds:
+        per = float(seconds)
+        below = ax.secondary_xaxis(-0.22, functions=(lambda k: k * per, lambda t: t / per))
+        below.set_xlabel("seconds of training (a trial's share of its lockstep group's time; the mean trial's)")
     ax.set_xlabel("trials k")
     ax.set_ylabel("expected best validation accuracy")
     ax.grid(True, alpha=0.3)
     ax.legend()
-    ax.set_title("tuning budget: expected best of k trials (band: bootstrap 95 %; star: defaults)", fontsize=10)
+    ax.set_title(
+        "tuning budget: expected best of k trials (band: bootstrap 95 %; dotted: without replacement; star: defaults)",
+        fontsize=9,
+    )
+    if seconds:
+        fig.tight_layout()
     return fig
 
 

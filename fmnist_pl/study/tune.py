@@ -433,6 +433,7 @@ class TrialResult:
     images_to_target: int | None = None  # training images until validation first reached --target
     epochs_to_target: float | None = None
     curve: tuple[float, ...] = ()  # validation accuracy after each whole epoch, the mean over the tuning seeds
+    seconds: float | None = None  # its training's share of its lockstep groups' wall time, over its tuning seeds
 
 
 # ---------------------------------------------------------------------------- the tune
@@ -643,14 +644,14 @@ def _round(
             if t.state.is_finished():
                 continue  # told before a stop
             run = f"{m.name}/{m.label(t.number)}"
-            _report_curve(m.storage, study_id, t, (pruned.get(run) or results[run]).curve)
-            if run in pruned:
+            got = pruned.get(run) or results[run]
+            _report_curve(m.storage, study_id, t, got.curve)
+            if run in pruned and got.value is not None:
                 m.study.tell(t.number, state=TrialState.PRUNED)
                 continue
-            value = results[run].value
-            # A diverged trial is the worst result there is, not a failure to ignore: an adaptive
-            # sampler (TPE) then learns where the space diverges.
-            m.study.tell(t.number, stats.WORST if value is None else value)
+            # A diverged trial - at a rung or at the end - is the worst result there is, not a failure
+            # to ignore or a pruned one: an adaptive sampler (TPE) then learns where the space diverges.
+            m.study.tell(t.number, stats.WORST if got.value is None else got.value)
 
 
 def _report_curve(storage: BaseStorage, study_id: int, trial: FrozenTrial, curve: Sequence[float]) -> None:
@@ -672,11 +673,8 @@ def _ask_up_to(config: TuneConfig, m: MethodStudy, count: int) -> None:
     from optuna.trial import TrialState
 
     for t in m.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if set(t.params) != set(m.distributions):  # asked, but stopped before Optuna wrote all its values
-            raise ConfigError(
-                f"trial {t.number} of study {m.study.study_name} was cut off while Optuna wrote it (a kill between its "
-                "writes): it cannot be trained as asked; start the tune again with another --name"
-            )
+        if set(t.params) != set(m.distributions) or "run" not in t.user_attrs:
+            _finish_cut_ask(config, m, t)  # asked, but stopped before Optuna wrote all of it
     for _ in m.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         _ask(config, m, enqueue=False)
     while len(m.study.get_trials(deepcopy=False)) < count:
@@ -693,6 +691,34 @@ def _ask(config: TuneConfig, m: MethodStudy, enqueue: bool) -> None:
     m.study.sampler = sampler.make(m.seed, number, m.grid)
     trial = m.study.ask(m.distributions)
     trial.set_user_attr("run", f"{m.name}/{m.label(trial.number)}")
+
+
+def _finish_cut_ask(config: TuneConfig, m: MethodStudy, trial: FrozenTrial) -> None:
+    """Write what a stop cut off while Optuna wrote ``trial`` (it writes an asked trial's values one at a
+    time, then we add its run's name): the same ask replayed on an in-memory copy of the study as it
+    then stood (its trials before this one) with the sampler seeded as :func:`_ask` seeded it draws the
+    same values, so the trial trains as first asked; a value already written must agree, or it is one line."""
+    import optuna
+
+    scratch = optuna.create_study(direction="maximize")  # in memory; quiet under _quiet_optuna
+    scratch.add_trials([t for t in m.study.get_trials(deepcopy=False) if t.number < trial.number])
+    sampler = SAMPLERS[config.sampler]
+    if sampler.enqueued:
+        scratch.enqueue_trial(qmc_point(m.distributions, m.seed, trial.number))
+    scratch.sampler = sampler.make(m.seed, trial.number, m.grid)
+    again = scratch.ask(m.distributions)
+    if again.number != trial.number or any(not _same(again.params[k], v) for k, v in trial.params.items()):
+        raise ConfigError(
+            f"trial {trial.number} of study {m.study.study_name} was cut off while Optuna wrote it, and asking it "
+            "again gives other values (was the study changed by hand?): start the tune again with another --name"
+        )
+    trial_id = m.storage.get_trial_id_from_study_id_trial_number(
+        m.storage.get_study_id_from_name(m.study.study_name), trial.number
+    )
+    for name, dist in m.distributions.items():
+        if name not in trial.params:
+            m.storage.set_trial_param(trial_id, name, dist.to_internal_repr(again.params[name]), dist)
+    m.storage.set_trial_user_attr(trial_id, "run", f"{m.name}/{m.label(trial.number)}")
 
 
 def trial_label(number: int) -> str:
@@ -755,11 +781,11 @@ def halving_survivors(
     return out
 
 
-def trial_results(folder: Path, target: float | None) -> dict[str, TrialResult]:
+def trial_results(folder: Path, target: float | None, after_epoch: int = 0) -> dict[str, TrialResult]:
     """Per setting of a round: the validation accuracy a trial is judged by (its best epoch's, the mean
     over the tuning seeds, as a sweep selects; None for a diverged or failed run), its status and
-    hyperparameters, and when it first reached ``target`` on validation (the slowest seed's; None where
-    a seed never did): AlgoPerf's time to result."""
+    hyperparameters, when it first reached ``target`` on validation (the slowest seed's; None where
+    a seed never did): AlgoPerf's time to result; and the seconds of its epochs after ``after_epoch``."""
     loaded = store.load_compare(folder)
     hparams = {r["setting"]: r["optimizer"]["hparams"] for r in loaded["config"]["runs"]}
     by_setting: dict[str, list[dict[str, Any]]] = {}
@@ -767,9 +793,16 @@ def trial_results(folder: Path, target: float | None) -> dict[str, TrialResult]:
         by_setting.setdefault(run["setting"], []).append(run)
     out: dict[str, TrialResult] = {}
     for setting, runs in by_setting.items():
+        # An epoch's seconds are its lockstep group's wall time, which the group's K runs shared: 1/K is
+        # this run's. Epochs up to ``after_epoch`` were trained (and counted) in an earlier rung's folder.
+        seconds = sum(
+            sum(row.get("seconds") or 0.0 for row in r.get("history") or () if row["epoch"] > after_epoch)
+            / max(1, (r.get("timing") or {}).get("lockstep_runs") or 1)
+            for r in runs
+        )
         bad = [r.get("status", "failed") for r in runs if r.get("status") != "ok"]
         if bad:
-            out[setting] = TrialResult(None, bad[0], hparams.get(setting))
+            out[setting] = TrialResult(None, bad[0], hparams.get(setting), seconds=seconds)
             continue
         reached = [first_reached(validation_points(r), target) if target is not None else None for r in runs]
         slowest = max(reached, key=lambda p: p["images"]) if all(reached) else None  # type: ignore[arg-type, return-value]
@@ -782,6 +815,7 @@ def trial_results(folder: Path, target: float | None) -> dict[str, TrialResult]:
             int(slowest["images"]) if slowest else None,
             float(slowest["epoch"]) if slowest else None,
             tuple(sum(r["history"][i]["val_acc"] for r in runs) / len(runs) for i in range(epochs)),
+            seconds,
         )
     return out
 
@@ -796,20 +830,25 @@ def _summarize(config: TuneConfig, top: Path, studies: list[MethodStudy]) -> dic
     # A pruned trial's result is its last rung's; a trial that went on to the end has its round's own.
     folders = [f for f in top.glob("round-*") if (f / store.CONFIG_FILE).exists()]
     rung_folders = sorted((f for f in folders if RUNG_MARK in f.name), key=lambda f: int(f.name.rsplit("-", 1)[1]))
+    seconds: dict[str, float] = {}  # run -> its training's seconds, over the folders it trained in
     for folder in rung_folders:
-        epochs = plan[int(folder.name.rsplit("-", 1)[1]) - 1]
-        for run, got in trial_results(folder, base.target).items():
+        rung = int(folder.name.rsplit("-", 1)[1])
+        epochs = plan[rung - 1]
+        for run, got in trial_results(folder, base.target, plan[rung - 2] if rung > 1 else 0).items():
             results[run] = replace(got, status="pruned") if got.status == "complete" else got
             trained[run] = max(trained.get(run, 0), epochs)
+            seconds[run] = seconds.get(run, 0.0) + (got.seconds or 0.0)
     for folder in (f for f in folders if RUNG_MARK not in f.name):
-        for run, got in trial_results(folder, base.target).items():
+        for run, got in trial_results(folder, base.target, plan[-2] if len(plan) > 1 else 0).items():
             results[run] = got
             trained[run] = base.epochs
+            seconds[run] = seconds.get(run, 0.0) + (got.seconds or 0.0)
     rows: dict[str, list[dict[str, Any]]] = {}
     for m in studies:
         for t in sorted(m.study.get_trials(deepcopy=False), key=lambda t: t.number)[: config.trials]:
             run = f"{m.name}/{m.label(t.number)}"
             got = results.get(run, TrialResult(None, "missing", None))
+            curve = list(got.curve)
             rows.setdefault(m.name, []).append(
                 {
                     "number": t.number,
@@ -819,9 +858,14 @@ def _summarize(config: TuneConfig, top: Path, studies: list[MethodStudy]) -> dic
                     "hparams": got.hparams or spaces.apply(m.space, t.params),
                     "value": got.value,
                     "status": got.status,
+                    # the validation curve in brief (the mean over the tuning seeds, whole epochs)
+                    "epochs": len(curve) if curve else None,
+                    "best_epoch": curve.index(max(curve)) + 1 if curve else None,
+                    "last_val_acc": curve[-1] if curve else None,
                     "images_to_target": got.images_to_target,
                     "epochs_to_target": got.epochs_to_target,
                     "model_epochs": trained.get(run, 0) * base.seeds,
+                    "seconds": seconds.get(run),
                 }
             )
     first = {m.name: m for m in studies}

@@ -112,6 +112,26 @@ def test_ranking_flips_detects_an_overtake_and_not_a_dominance():
     assert not steady["flipped"] and steady["swaps"] == [] and steady["order_small"] == steady["order_large"]
 
 
+def test_a_swap_at_the_medium_budget_is_said_even_when_the_full_budget_undoes_it():
+    # Curves given directly (k = 1..3): b overtakes a at k = 2 and falls behind again at k = 3.
+    curves = {"a": [0.50, 0.60, 0.90], "b": [0.40, 0.70, 0.80]}
+    flips = tuning.ranking_flips(curves, [1, 2, 3])
+    assert not flips["flipped"] and flips["swaps"] == []
+    assert flips["steps"] == [
+        {"k_from": 1, "k_to": 2, "swaps": [{"overtaker": "b", "overtaken": "a"}]},
+        {"k_from": 2, "k_to": 3, "swaps": [{"overtaker": "a", "overtaken": "b"}]},
+    ]
+    sentence = tuning.flip_sentence(flips)
+    assert sentence.startswith("The ranking is the same at k = 1 and k = 3 trials: a > b; on the way,")
+    assert "between k = 1 and k = 2 b overtakes a, and between k = 2 and k = 3 a overtakes b." in sentence
+    # A swap the ends already name is not repeated; a steady ranking gets no "on the way".
+    ends = tuning.ranking_flips({"a": [0.5, 0.6, 0.7], "b": [0.4, 0.7, 0.8]}, [1, 2, 3])
+    assert ends["flipped"] and "on the way" not in tuning.flip_sentence(ends)
+    assert tuning.flip_sentence(tuning.ranking_flips({"a": [0.5, 0.9], "b": [0.4, 0.8]}, [1, 2])) == (
+        "The ranking is the same at k = 1 and k = 2 trials: a > b."
+    )
+
+
 def test_tunability_shares_by_hand():
     values = [1.0, 0.995, 0.98, 0.96, 0.9, float("nan")]
     # best 1.0: within 1 % means >= 0.99 (2 of 6); within 5 % means >= 0.95 (4 of 6); NaN never counts

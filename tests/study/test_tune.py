@@ -13,6 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from fmnist_pl.analysis.tuning import WORST
 from fmnist_pl.data.idx import load_arrays
 from fmnist_pl.errors import ConfigError, Interrupted, OptimizerError
 from fmnist_pl.execution.backend import InProcess, train_unit
@@ -87,6 +88,13 @@ def test_curves_rankings_and_the_choice_follow_from_the_trials(tuned):
         assert m["curve"] == sorted(m["curve"])  # more trials never hurt
         assert m["chosen"]["value"] == max(values)
         assert m["model_epochs"] == [k * 1 for k in m["ks"]]  # 1 epoch x 1 tuning seed per trial
+        assert m["curve_without_replacement"][-1] == max(values)  # the unbiased draw reaches the best at K
+        assert m["curve_without_replacement"][0] == pytest.approx(m["curve"][0])  # both are the mean at k = 1
+        seconds = [t["seconds"] for t in m["trials"]]
+        assert all(s > 0 for s in seconds) and m["seconds"] == pytest.approx([k * sum(seconds) / 4 for k in m["ks"]])
+    assert summary["trial_seconds"] == pytest.approx(
+        sum(m["seconds"][0] for m in summary["methods"].values()) / len(summary["methods"])
+    )
     assert [r["k"] for r in summary["rankings"]] == [1, 4]
     at_k4 = [o["method"] for o in summary["rankings"][-1]["order"]]
     assert at_k4 == sorted(summary["methods"], key=lambda n: -summary["methods"][n]["curve"][3])
@@ -101,6 +109,12 @@ def test_trials_csv_has_a_row_per_trial(tuned):
     assert {r["method"] for r in rows} == {"sgd", "adam", "snes"}
     assert all(r["status"] == "complete" and 0 <= float(r["val_acc"]) <= 1 for r in rows)
     assert rows[0]["lr"] != "" and rows[0]["popsize"] == ""  # sgd has an lr, no popsize
+    summary = _read(top / "tuning.json")
+    for row in rows:  # the validation curve in brief, as tuning.json has it (one epoch a trial here)
+        trial = next(t for t in summary["methods"][row["method"]]["trials"] if t["run"] == row["run"])
+        assert (row["epochs"], row["best_epoch"]) == ("1", "1") and trial["epochs"] == 1
+        assert float(row["last_val_acc"]) == pytest.approx(float(row["val_acc"]), abs=1e-6)
+        assert int(row["model_epochs"]) == trial["model_epochs"] > 0
 
 
 def test_the_final_runs_use_the_choice_on_fresh_seeds_and_show_the_tuning(tuned):
@@ -309,6 +323,15 @@ def test_halving_never_drops_the_trial_that_finishes_best_when_the_order_holds_a
     assert len(entries) == math.ceil(27 / eta ** (len(plan) - 1))  # each cut kept its share
 
 
+def _share(folder: Path, run: str, after_epoch: int) -> float:
+    """A run's share of its lockstep group's seconds in ``folder``, for its epochs after ``after_epoch``."""
+    runs = folder / "runs" / run
+    k = _read(runs / "metrics.json")["timing"]["lockstep_runs"]
+    seconds = sum(row["seconds"] for row in _read(runs / "history.json") if row["epoch"] > after_epoch) / k
+    assert seconds > 0
+    return seconds
+
+
 def test_a_pruned_tune_trains_rungs_and_keeps_the_pruned_trials_partial_runs(tmp_path, arrays):
     base = small_config(tmp_path, "H", optimizers=("sgd", "adam", "snes"), epochs=2, hidden=(16,), overrides=SEARCH)
     config = TuneConfig(base, trials=4, prune="halving", eta=2, final_seeds=2, space=("snes.popsize=4:8",))
@@ -344,6 +367,11 @@ def test_a_pruned_tune_trains_rungs_and_keeps_the_pruned_trials_partial_runs(tmp
                 assert t["model_epochs"] == 2 * base.seeds
             else:
                 assert t["model_epochs"] == 1 * base.seeds
+            # its share of each group it trained in, each epoch counted once (a survivor's rung epoch in the rung)
+            assert t["seconds"] == pytest.approx(
+                _share(top / "round-1.rung-1", t["run"], 0)
+                + (_share(top / "round-1", t["run"], 1) if t["status"] == "complete" else 0.0)
+            )
             if t["status"] == "pruned":
                 assert t["value"] == max(r["val_acc"] for r in history)
         pruned_best = max(t["value"] for t in trials if t["status"] == "pruned")
@@ -357,6 +385,23 @@ def test_a_pruned_tune_trains_rungs_and_keeps_the_pruned_trials_partial_runs(tmp
     assert any("going on after epoch 1 of round-1.rung-1" in line for line in lines)
     assert "1 of a 2-epoch plan (a successive-halving rung)" in report(top / "round-1.rung-1").read_text()
     assert "successive halving, eta 2, epoch rungs 1, 2" in _read(top / "tuning.json")["setup"]["prune"]
+
+
+def test_a_trial_that_diverges_at_a_rung_is_told_as_the_worst_not_as_pruned(tmp_path, arrays):
+    # Learning rates up to 1e4: the larger ones explode in the first epoch, the rung's.
+    base = small_config(tmp_path, "D", optimizers=("sgd",), epochs=2, hidden=(16,))
+    config = TuneConfig(base, trials=4, prune="halving", eta=2, final_seeds=1, space=("sgd.lr=1e-3:1e4:log",))
+    tune(config, echo=lambda _: None, arrays=arrays)
+    trials = _read(tmp_path / "D" / "tuning.json")["methods"]["sgd"]["trials"]
+    statuses = [t["status"] for t in trials]
+    assert "diverged" in statuses and "complete" in statuses, statuses
+    study = {t.number: t for t in _study(tmp_path / "D", "sgd").trials}
+    for t in trials:
+        told = study[t["number"]]
+        if t["status"] == "diverged":  # as a diverged trial of an unpruned tune: complete, the worst value
+            assert (told.state.name, told.value) == ("COMPLETE", WORST)
+        else:
+            assert told.state.name == ("PRUNED" if t["status"] == "pruned" else "COMPLETE")
 
 
 def _same_trials(top: Path, first_top: Path) -> None:
@@ -389,6 +434,36 @@ def test_a_tune_stopped_while_asking_continues_to_the_same_trials(tmp_path, tune
     assert len(_study(tmp_path / "T", "adam").trials) == 1
     tune(config, echo=lambda _: None, arrays=arrays)
     _same_trials(tmp_path / "T", tuned[0])
+
+
+@pytest.mark.parametrize("sampler", ["qmc", "tpe"])
+def test_a_tune_stopped_between_optunas_writes_of_a_trial_continues_to_the_same_trials(
+    tmp_path, tuned, arrays, monkeypatch, sampler
+):
+    # Optuna writes an asked trial's values one at a time: a kill may land between two of them.
+    if sampler == "qmc":
+        reference = tuned[0]
+    else:  # the same tune, never stopped
+        tune(_config(tmp_path / "whole", "T", sampler=sampler), echo=lambda _: None, arrays=arrays)
+        reference = tmp_path / "whole" / "T"
+    config = _config(tmp_path, "T", sampler=sampler)
+    real, calls = optuna.trial.Trial._suggest, []
+
+    def stop_at_the_sixth_value(self, *args, **kw):
+        calls.append(1)
+        if len(calls) == 6:  # sgd's four trials (lr each), then adam's first: its lr written, beta1 not
+            raise Stopped(signal.SIGKILL)
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(optuna.trial.Trial, "_suggest", stop_at_the_sixth_value)
+    with pytest.raises(Stopped):
+        tune(config, echo=lambda _: None, arrays=arrays)
+    monkeypatch.setattr(optuna.trial.Trial, "_suggest", real)
+    (cut,) = _study(tmp_path / "T", "adam").trials
+    assert cut.state.name == "RUNNING" and list(cut.params) == ["lr"] and "run" not in cut.user_attrs
+    tune(config, echo=lambda _: None, arrays=arrays)
+    _same_trials(tmp_path / "T", reference)
+    assert _study(tmp_path / "T", "adam").trials[0].user_attrs["run"] == "adam/trial-000"
 
 
 def test_a_tune_stopped_while_telling_tells_the_rest_and_asks_nothing_twice(tmp_path, tuned, arrays, monkeypatch):
