@@ -1,4 +1,4 @@
-"""Nothing lost: kill -9, Ctrl-C and SIGTERM in the middle of a compare, then --resume (real data)."""
+"""Nothing lost: kill -9, Ctrl-C and SIGTERM in the middle of a compare or a tune, then --resume (real data)."""
 
 import json
 import signal
@@ -126,3 +126,56 @@ def test_same_name_without_resume_is_refused(uninterrupted):
     out, _ = uninterrupted
     rc, _, err = finish(cli("compare", *ARGS, "--output-dir", str(out), "--name", "whole"))
     assert rc == 2 and "already holds a compare" in err and "--resume" in err
+
+
+TUNE = [
+    "tune",
+    "--optimizers",
+    "sgd,adam",
+    "--trials",
+    "2",
+    "--epochs",
+    "2",
+    "--limit-train-batches",
+    "100",
+    "--final-seeds",
+    "1",
+    "--no-defaults",
+    "--eval-points",
+    "0",
+    "--no-progress",
+]
+
+
+def _trials(top: Path) -> dict:
+    """Per method, each trial's (parameters, status, value), from tuning.json."""
+    summary = json.loads((top / "tuning.json").read_text())
+    return {
+        name: [(t["params"], t["status"], t["value"]) for t in m["trials"]] for name, m in summary["methods"].items()
+    }
+
+
+def test_a_tune_killed_mid_round_resumes_to_the_uninterrupted_tune(real_data, tmp_path):
+    rc, _, err = finish(cli(*TUNE, "--output-dir", str(tmp_path), "--name", "whole"))
+    assert rc == 0, err[-2000:]
+    proc = cli(*TUNE, "--output-dir", str(tmp_path), "--name", "killed")
+    top = tmp_path / "killed"
+    deadline = time.time() + 300
+    while not list((top / "round-1" / "checkpoints").glob("*/last.ckpt")):  # the trials' first epoch is in
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    assert finish(proc)[0] == -signal.SIGKILL
+    assert not (top / "tuning.json").exists() and not (top / "final").exists()
+    rc, _, err = finish(cli("tune", "--resume", str(top)))
+    assert rc == 0, err[-2000:]
+    got, want = _trials(top), _trials(tmp_path / "whole")
+    assert got.keys() == want.keys()
+    for name in want:  # the same trials asked, none twice, each trained on from its checkpoint to the same value
+        assert [(p, s) for p, s, _ in got[name]] == [(p, s) for p, s, _ in want[name]]
+        assert [v for *_, v in got[name]] == pytest.approx([v for *_, v in want[name]], rel=1e-6, abs=1e-7)
+    for run in ("sgd", "adam"):  # the final runs: the same choice, trained the same
+        a = json.loads((top / "final" / "runs" / run / "history.json").read_text())
+        b = json.loads((tmp_path / "whole" / "final" / "runs" / run / "history.json").read_text())
+        assert [r["val_acc"] for r in a] == pytest.approx([r["val_acc"] for r in b], rel=1e-6, abs=1e-7)

@@ -568,6 +568,9 @@ def summarize(loaded: dict[str, Any]) -> dict[str, Any]:
         "multi_seed": multi_seed,
         "target": target,
         "missing": loaded["missing"],
+        # A tune's final comparison: the tuning it follows (tuning.json, kept in its config.json), so that
+        # summary.json holds all that its report shows.
+        "tuning": loaded["config"].get("tuning"),
     }
 
 

@@ -114,7 +114,11 @@ _DECAY_SOURCE = f"lr: {_CV}, a decade lower; 1 - decay rate, eps: {_CHOI}"
 # step (PGPE) ~max_speed/2 (Toklu et al. 2020): both searched from two decades below to 2.
 _STDEV_INIT = _log("stdev_init", 1e-3, 0.3)
 _CENTER_LR = _log("center_learning_rate", 1e-2, 2.0)
-_GF_SOURCE = "popsize: around the CMA-ES/NES default 41 (Hansen 2016); others: around the registry defaults"
+_GF_SOURCE = (
+    "popsize: around the CMA-ES/NES default 41 (Hansen 2016); center_learning_rate: from two decades below NES's 1 "
+    "(Wierstra et al. 2014) and ClipUp's step (Toklu et al. 2020) to 2; stdev_init and the GA's mutation: a decade "
+    "and more around the registry defaults (no paper gives ranges for 266,610 weights)"
+)
 
 SPACES: dict[str, Space] = {
     s.optimizer: s

@@ -383,6 +383,7 @@ class SummaryFile(_Model):
     run_observations: dict[str, list[str]]
     target: float | None
     missing: list[str]
+    tuning: dict[str, Any] | None = None  # a tune's final/ folder: tuning.json's content; absent before 2026-12
 
 
 def one_line(error: ValidationError) -> str:

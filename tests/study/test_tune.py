@@ -126,6 +126,8 @@ def test_the_final_runs_use_the_choice_on_fresh_seeds_and_show_the_tuning(tuned)
         chosen = summary["methods"][run["optimizer"]["name"]]["chosen"]["hparams"]
         hparams = run["optimizer"]["hparams"]
         assert {k: hparams[k] for k in chosen} == chosen
+    assert _read(top / "final" / "summary.json")["tuning"] == summary  # summary.json holds what the report shows
+    assert _read(top / "round-1" / "summary.json")["tuning"] is None
     html = (top / "final" / "report.html").read_text()
     assert "Tuning: every method with the same number of trials" in html
     assert "expected best validation accuracy vs number of trials" in html
@@ -163,6 +165,34 @@ def test_a_tune_stopped_mid_round_continues_to_the_same_trials_and_numbers(tmp_p
         a, b = again["methods"][name], first["methods"][name]
         assert [t["params"] for t in a["trials"]] == [t["params"] for t in b["trials"]]
         assert a["values"] == b["values"]
+
+
+def test_rounds_of_an_adaptive_sampler_learn_from_the_told_ones_in_a_given_storage(tmp_path, arrays):
+    # --sampler tpe --batch 2 --storage URL: two rounds, the second asked after the first was told,
+    # the studies in the database given (not study.db in the folder).
+    base = small_config(tmp_path, "B", optimizers=("sgd", "adam"), epochs=1, hidden=(16,))
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    tune(
+        TuneConfig(base, trials=4, sampler="tpe", batch=2, storage=url, final_seeds=1),
+        echo=lambda _: None,
+        arrays=arrays,
+    )
+    top = tmp_path / "B"
+    assert not (top / STUDY_FILE).exists() and (tmp_path / "shared.db").is_file()
+    prefix = _read(top / "tune.json")["study_prefix"]
+    for name in ("sgd", "adam"):
+        trials = optuna.load_study(study_name=study_name(prefix, name, 0), storage=url).trials
+        assert [t.state.name for t in trials] == ["COMPLETE"] * 4
+        first, second = trials[:2], trials[2:]
+        assert max(t.datetime_complete for t in first) <= min(t.datetime_start for t in second)
+        runs = {r["setting"] for r in _read(top / "round-1" / "config.json")["runs"]}
+        later = {r["setting"] for r in _read(top / "round-2" / "config.json")["runs"]}
+        assert {f"{name}/trial-000", f"{name}/trial-001"} <= runs and {
+            f"{name}/trial-002",
+            f"{name}/trial-003",
+        } <= later
+        assert len({t.params["lr"] for t in trials}) == 4  # constant_liar: no point asked twice in a round
+    assert _read(top / "tuning.json")["setup"]["storage"] == "--storage (given)"
 
 
 def test_a_folder_continues_only_with_the_settings_it_started_with(tuned, arrays):
