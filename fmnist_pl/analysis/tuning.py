@@ -160,11 +160,8 @@ def ranking_flips(curves: Mapping[str, Sequence[float]], ks: Sequence[int]) -> d
     small, large = shown[0], shown[-1]
     ranked = {k: rank_at(curves, k) for k in shown}
     swaps = _swaps(ranked[small], ranked[large])
-    steps = [
-        {"k_from": a, "k_to": b, "swaps": _swaps(ranked[a], ranked[b])}
-        for a, b in zip(shown, shown[1:])
-        if _swaps(ranked[a], ranked[b])
-    ]
+    steps = [{"k_from": a, "k_to": b, "swaps": _swaps(ranked[a], ranked[b])} for a, b in zip(shown, shown[1:])]
+    steps = [step for step in steps if step["swaps"]]
     return {
         "k_small": small,
         "k_large": large,
@@ -320,6 +317,7 @@ def summarize(methods: Mapping[str, MethodTrials], setup: Mapping[str, Any], ks:
     shown = sorted({min(k, K) for k in (ks or BUDGET_KS)} | {K})
     rankings = [{"k": k, "order": [r._asdict() for r in rank_at(curves, k)]} for k in shown]
     scored = {name: row["studies"]["score"] for name, row in out.items() if row["studies"] is not None}
+    seconds = [row["seconds"][0] for row in out.values() if row["seconds"]]
     return {
         "setup": dict(setup),
         "methods": out,
@@ -328,9 +326,7 @@ def summarize(methods: Mapping[str, MethodTrials], setup: Mapping[str, Any], ks:
         "score_ranking": sorted(scored, key=lambda n: (scored[n] is None, scored[n] or 0.0, n)) if scored else None,
         # the mean model-epochs and seconds of one trial, over every method: the report's second and third axes
         "trial_cost": float(np.mean([row["model_epochs"][0] for row in out.values()])),
-        "trial_seconds": float(np.mean(seconds))
-        if (seconds := [r["seconds"][0] for r in out.values() if r["seconds"]])
-        else None,
+        "trial_seconds": float(np.mean(seconds)) if seconds else None,
         "replacement": True,
     }
 
@@ -434,13 +430,21 @@ def summary_lines(summary: Mapping[str, Any]) -> list[str]:
 
 def trials_csv(summary: Mapping[str, Any]) -> str:
     """Every trial as one tidy row: method, number, status, its validation curve in brief (the value it
-    was judged by, its best and last epoch, the epochs it trained, the model-epochs and seconds it cost, when it
-    reached the target), then each parameter. A column a ``tuning.json`` of an earlier version lacks is empty."""
+    was judged by, its curve's best epoch and last accuracy, its whole epochs, the model-epochs and
+    seconds it cost, when it reached the target), then each parameter. A column a ``tuning.json`` of an earlier version lacks is empty."""
     import csv
     import io
 
     params = sorted({p for m in summary["methods"].values() for t in m["trials"] for p in t["params"]})
-    curve = ("best_epoch", "last_val_acc", "epochs", "model_epochs", "seconds", "epochs_to_target", "images_to_target")
+    curve = (
+        "best_acc_epoch",
+        "last_val_acc",
+        "epochs",
+        "model_epochs",
+        "seconds",
+        "epochs_to_target",
+        "images_to_target",
+    )
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["method", "study", "trial", "run", "status", "val_acc", *curve, *params])

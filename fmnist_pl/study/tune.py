@@ -120,7 +120,8 @@ def grid_points(space: spaces.Space, count: int) -> dict[str, list[float]]:
         return {d.name: [d.low]}
     if d.log:
         a, b = math.log10(d.low), math.log10(d.high)
-        values = [10 ** (a + (b - a) * i / (count - 1)) for i in range(count)]
+        # clamped: 10 ** log10(high) may round a step past high, which Optuna's range check refuses
+        values = [min(max(10 ** (a + (b - a) * i / (count - 1)), d.low), d.high) for i in range(count)]
     else:
         values = [d.low + (d.high - d.low) * i / (count - 1) for i in range(count)]
     if d.integer:
@@ -860,7 +861,7 @@ def _summarize(config: TuneConfig, top: Path, studies: list[MethodStudy]) -> dic
                     "status": got.status,
                     # the validation curve in brief (the mean over the tuning seeds, whole epochs)
                     "epochs": len(curve) if curve else None,
-                    "best_epoch": curve.index(max(curve)) + 1 if curve else None,
+                    "best_acc_epoch": curve.index(max(curve)) + 1 if curve else None,
                     "last_val_acc": curve[-1] if curve else None,
                     "images_to_target": got.images_to_target,
                     "epochs_to_target": got.epochs_to_target,
