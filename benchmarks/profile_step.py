@@ -14,6 +14,8 @@ the update, at the device's measured copy rate):
                                                            # one instance per class, one stream
     python benchmarks/profile_step.py --optimizers adam --lrs 1 --seeds 1 --threads 1   # a lone model
     python benchmarks/profile_step.py --optimizers adam --lrs 1e-3:2e-3:8 --seeds 1 --threads 1
+    python benchmarks/profile_step.py --optimizers sgd,adam --lrs 1e-3:2e-3:4 --seeds 1 --threads 1 \
+        --steps 400 --profiled 400 --phases   # a tune's group of 8 trials: where its step goes
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from bench_budget import cpu_model  # noqa: E402  (one CPU probe for the benchma
 from fmnist_pl.config import CompareConfig, parse_lrs  # noqa: E402
 from fmnist_pl.data.datamodule import FashionMNISTDataModule  # noqa: E402
 from fmnist_pl.data.idx import load_arrays, locate  # noqa: E402
-from fmnist_pl.engine import lockstep  # noqa: E402
+from fmnist_pl.engine import lockstep, mlp  # noqa: E402
 from fmnist_pl.engine.lockstep import LitLockstep  # noqa: E402
 from fmnist_pl.engine.trainer import make_trainer
 from fmnist_pl.optim.registry import REFERENCE_OPTIMIZERS  # noqa: E402
@@ -51,16 +53,76 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+class Phases(pl.Callback):
+    """Where a step's time goes, on a CPU: the engine's own calls wrapped with a clock (nothing of the
+    step is copied here, so this cannot drift from it) - the network's forward, the backward, the
+    optimizers, the first layer's oneDNN GEMMs (inside the forward and the backward), the rest of the
+    step, and Lightning's loop between two steps (the next batch, the hooks). A context manager: it
+    counts only inside (the wrappers' own cost, a few microseconds a call, is in the figures)."""
+
+    NAMES = ("step", "forward", "backward", "optimizers", "gemm", "between")
+
+    def __init__(self, module: LitLockstep) -> None:
+        self.total = dict.fromkeys(self.NAMES, 0.0)
+        self.steps, self.on, self._end = 0, False, None
+        module.net.forward = self._timed("forward", module.net.forward)
+        module._step_optimizers = self._timed("optimizers", module._step_optimizers)
+        module._step = self._timed("step", module._step)
+        torch.Tensor.backward = self._timed("backward", torch.Tensor.backward)
+        if mlp._LINEAR is not None:
+            mlp._LINEAR = self._timed("gemm", mlp._LINEAR)
+
+    def _timed(self, name: str, fn):
+        def timed(*args, **kw):
+            if not self.on:
+                return fn(*args, **kw)
+            began = time.perf_counter()
+            try:
+                return fn(*args, **kw)
+            finally:
+                self.total[name] += time.perf_counter() - began
+
+        return timed
+
+    def __enter__(self) -> Phases:
+        self.on = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.on = False
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if self.on and self._end is not None:
+            self.total["between"] += time.perf_counter() - self._end
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.steps += self.on
+        self._end = time.perf_counter()
+
+    def line(self) -> str:
+        us = {name: seconds / max(1, self.steps) * 1e6 for name, seconds in self.total.items()}
+        rest = us["step"] - us["forward"] - us["backward"] - us["optimizers"]
+        return (
+            f"where a step goes ({self.steps} steps, clocks around the engine's calls): forward {us['forward']:.0f} us, "
+            f"backward {us['backward']:.0f} us, optimizers {us['optimizers']:.0f} us, the rest of the step {rest:.0f} us "
+            f"(losses, each run's gradients, epoch sums); Lightning's loop between steps {us['between']:.0f} us (the next "
+            f"batch, hooks); of the forward and backward, the first layer's oneDNN GEMMs {us['gemm']:.0f} us"
+        )
+
+
 class TimeThenProfile(pl.Callback):
     """Times ``steps`` training steps after ``warmup`` (as the engine runs them: CUDA graph replays
     on a GPU), then records ``profiled`` more under torch.profiler."""
 
-    def __init__(self, warmup: int, steps: int, profiled: int, device: torch.device) -> None:
+    def __init__(
+        self, warmup: int, steps: int, profiled: int, device: torch.device, phases: Phases | None = None
+    ) -> None:
         from torch.profiler import ProfilerActivity, profile
 
         self.warmup, self.steps, self.profiled, self.device = warmup, steps, profiled, device
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         self.prof = profile(activities=activities)
+        self.window = phases if phases is not None else self.prof  # what the steps after the timed ones record
         self.seconds = 0.0
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
@@ -70,12 +132,12 @@ class TimeThenProfile(pl.Callback):
         elif batch_idx == self.warmup + self.steps:
             sync(self.device)
             self.seconds = (time.perf_counter() - self._t) / self.steps
-            self.prof.__enter__()
+            self.window.__enter__()
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         if batch_idx == self.warmup + self.steps + self.profiled - 1:
             sync(self.device)
-            self.prof.__exit__(None, None, None)
+            self.window.__exit__(None, None, None)
             raise Done
 
 
@@ -89,6 +151,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--profiled", type=int, default=10)
     parser.add_argument("--rows", type=int, default=25)
+    parser.add_argument(
+        "--phases",
+        action="store_true",
+        help="instead of the profiler: clocks around the step's parts for --profiled steps (a CPU)",
+    )
     parser.add_argument(
         "--as-before",
         action="store_true",
@@ -118,7 +185,8 @@ def main() -> None:
         f"{len(module.optimizer_groups())} optimizer instances, stepped {how}"
     )
     out = Path(tempfile.mkdtemp(prefix="fmnist-profile-"))
-    timer = TimeThenProfile(args.warmup, args.steps, args.profiled, device)
+    phases = Phases(module) if args.phases else None
+    timer = TimeThenProfile(args.warmup, args.steps, args.profiled, device, phases)
     trainer = make_trainer(
         out,
         [m.name for m in members],
@@ -128,7 +196,7 @@ def main() -> None:
         progress=False,
         limit_train_batches=args.warmup + args.steps + args.profiled,
     )
-    trainer.callbacks.append(timer)
+    trainer.callbacks.extend([timer] + ([phases] if phases is not None else []))
     try:
         with training_settings():
             trainer.fit(module, datamodule=FashionMNISTDataModule(arrays=load_arrays(locate()), seeds=seeds))
@@ -167,6 +235,9 @@ def main() -> None:
             f"weights {size / 2**30:.2f} GiB, optimizer state {states / 2**30:.2f} GiB; copy rate "
             f"{rate / 1e12:.2f} TB/s: memory-traffic floor of a step {traffic / rate * 1e3:.2f} ms"
         )
+    if phases is not None:
+        print(phases.line())
+        return
     key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     print(f"\n{args.profiled} steps under torch.profiler, by {key}:")
     print(timer.prof.key_averages().table(sort_by=key, row_limit=args.rows, max_name_column_width=70))
