@@ -467,6 +467,23 @@ def test_a_tune_stopped_while_asking_continues_to_the_same_trials(tmp_path, tune
     _same_trials(tmp_path / "T", tuned[0])
 
 
+def _tune_killed_at_value(config: TuneConfig, n: int, arrays, monkeypatch) -> None:
+    """Run ``config``'s tune until Optuna is about to write its ``n``-th hyperparameter value (it writes an
+    asked trial's values one at a time), and stop it there as a kill would."""
+    real, calls = optuna.trial.Trial._suggest, []
+
+    def stop_at_the_nth(self, *args, **kw):
+        calls.append(1)
+        if len(calls) == n:
+            raise Stopped(signal.SIGKILL)
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(optuna.trial.Trial, "_suggest", stop_at_the_nth)
+    with pytest.raises(Stopped):
+        tune(config, echo=lambda _: None, arrays=arrays)
+    monkeypatch.setattr(optuna.trial.Trial, "_suggest", real)
+
+
 @pytest.mark.parametrize("sampler", ["qmc", "tpe"])
 def test_a_tune_stopped_between_optunas_writes_of_a_trial_continues_to_the_same_trials(
     tmp_path, tuned, arrays, monkeypatch, sampler
@@ -478,18 +495,7 @@ def test_a_tune_stopped_between_optunas_writes_of_a_trial_continues_to_the_same_
         tune(_config(tmp_path / "whole", "T", sampler=sampler), echo=lambda _: None, arrays=arrays)
         reference = tmp_path / "whole" / "T"
     config = _config(tmp_path, "T", sampler=sampler)
-    real, calls = optuna.trial.Trial._suggest, []
-
-    def stop_at_the_sixth_value(self, *args, **kw):
-        calls.append(1)
-        if len(calls) == 6:  # sgd's four trials (lr each), then adam's first: its lr written, beta1 not
-            raise Stopped(signal.SIGKILL)
-        return real(self, *args, **kw)
-
-    monkeypatch.setattr(optuna.trial.Trial, "_suggest", stop_at_the_sixth_value)
-    with pytest.raises(Stopped):
-        tune(config, echo=lambda _: None, arrays=arrays)
-    monkeypatch.setattr(optuna.trial.Trial, "_suggest", real)
+    _tune_killed_at_value(config, 6, arrays, monkeypatch)  # sgd's four trials (lr each), then adam's first's lr
     (cut,) = _study(tmp_path / "T", "adam").trials
     assert cut.state.name == "RUNNING" and list(cut.params) == ["lr"] and "run" not in cut.user_attrs
     tune(config, echo=lambda _: None, arrays=arrays)
@@ -503,18 +509,7 @@ def test_a_cut_off_ask_of_tpe_past_its_random_start_is_completed_as_first_asked(
     base = small_config(tmp_path, "P", optimizers=("adam",), epochs=1, hidden=(16,))
     config = TuneConfig(base, trials=12, sampler="tpe", batch=11, final_seeds=1, defaults=False)
     tune(replace(config, base=replace(base, output_dir=str(tmp_path / "whole"))), echo=lambda _: None, arrays=arrays)
-    real, calls = optuna.trial.Trial._suggest, []
-
-    def stop_in_the_twelfth(self, *args, **kw):
-        calls.append(1)
-        if len(calls) == 11 * 4 + 2:  # eleven trials of four values, then the twelfth's lr
-            raise Stopped(signal.SIGKILL)
-        return real(self, *args, **kw)
-
-    monkeypatch.setattr(optuna.trial.Trial, "_suggest", stop_in_the_twelfth)
-    with pytest.raises(Stopped):
-        tune(config, echo=lambda _: None, arrays=arrays)
-    monkeypatch.setattr(optuna.trial.Trial, "_suggest", real)
+    _tune_killed_at_value(config, 11 * 4 + 2, arrays, monkeypatch)  # eleven trials of four values, the twelfth's lr
     cut = _study(tmp_path / "P", "adam").trials[-1]
     assert (cut.number, cut.state.name, list(cut.params)) == (11, "RUNNING", ["lr"])
     tune(config, echo=lambda _: None, arrays=arrays)
