@@ -230,12 +230,17 @@ def lr_sweep(sweep: dict[str, dict[str, Any]]) -> Figure:
 def tuning_curves(tuning: dict[str, Any]) -> Figure:
     """Expected best validation accuracy against the number of trials k, per method, with its bootstrap
     band and, dotted, the draw without replacement (which reaches the observed best at k = K); a star at
-    k = 1 for the method's registry defaults; second axes in model-epochs (top) and seconds (bottom),
-    each at the mean trial's cost over the methods."""
-    seconds = tuning.get("trial_seconds")  # absent from a tuning.json of an earlier version
-    fig, ax = plt.subplots(figsize=(7, 4.8 if seconds else 4.4))
+    k = 1 for the method's registry defaults; a second axis in model-epochs (the mean trial's, over the
+    methods). Beside it, where the trials recorded their seconds, the same curves against seconds of
+    training, each method at its own cost a trial: one shared axis would put a gradient-free method's
+    trials (often 100x a gradient method's seconds) on the gradient methods' scale."""
+    timed = {name: m for name, m in tuning["methods"].items() if m.get("seconds")}  # none in older files
+    fig, axes = plt.subplots(1, 2 if timed else 1, figsize=(12 if timed else 7, 4.4), squeeze=False)
+    ax = axes[0][0]
+    colors = {}
     for name, m in tuning["methods"].items():
         (line,) = ax.plot(m["ks"], m["curve"], "-", marker="o" if len(m["ks"]) <= 20 else None, ms=3, label=name)
+        colors[name] = line.get_color()
         band = m["band"]
         ax.fill_between(band["ks"], band["lower"], band["upper"], color=line.get_color(), alpha=0.15, lw=0)
         if m.get("curve_without_replacement"):
@@ -245,20 +250,34 @@ def tuning_curves(tuning: dict[str, Any]) -> Figure:
     cost = float(tuning["trial_cost"])
     top = ax.secondary_xaxis("top", functions=(lambda k: k * cost, lambda e: e / cost))
     top.set_xlabel("model-epochs (trials x epochs x tuning seeds; the mean trial's)")
-    if seconds:
-        per = float(seconds)
-        below = ax.secondary_xaxis(-0.22, functions=(lambda k: k * per, lambda t: t / per))
-        below.set_xlabel("seconds of training (a trial's share of its lockstep group's time; the mean trial's)")
     ax.set_xlabel("trials k")
     ax.set_ylabel("expected best validation accuracy")
     ax.grid(True, alpha=0.3)
     ax.legend()
     ax.set_title(
-        "tuning budget: expected best of k trials (band: bootstrap 95 %; dotted: without replacement; star: defaults)",
-        fontsize=9,
+        "expected best of k trials\n(band: bootstrap 95 %; dotted: without replacement; star: defaults)", fontsize=9
     )
-    if seconds:
-        fig.tight_layout()
+    if timed:
+        right = axes[0][1]
+        for name, m in timed.items():
+            right.plot(
+                m["seconds"],
+                m["curve"],
+                "-",
+                marker="o" if len(m["ks"]) <= 20 else None,
+                ms=3,
+                color=colors[name],
+                label=name,
+            )
+        log_x(right)
+        right.set_xlabel(
+            "seconds of training of k trials\n(each method's mean trial: its share of its lockstep groups' time)"
+        )
+        right.set_ylabel("expected best validation accuracy")
+        right.grid(True, which="both", alpha=0.3)
+        right.legend()
+        right.set_title("the same curves against compute\n(each method at its own cost a trial)", fontsize=9)
+    fig.tight_layout()
     return fig
 
 
