@@ -39,6 +39,7 @@ from fmnist_pl.execution.backend import Backend, InProcess
 from fmnist_pl.optim import registry, spaces
 from fmnist_pl.store.lock import check_owned
 from fmnist_pl.study.compare import compare
+from fmnist_pl.study.live import LiveCurves
 from fmnist_pl.study.setup import holding, output_folder, prepare
 from fmnist_pl.study.sweep import FINAL_SEEDS, check_final, final_config, seed_range, step_param
 
@@ -621,19 +622,16 @@ def _round(
         return trial_results(folder, config.base.target)
 
     pruned: dict[str, TrialResult] = {}  # a pruned trial's last rung's result
-    if config.prune == "halving":
-        # Every rung trains the full plan and stops at its epoch; the default runs (never cut) go
-        # through the rungs too, so that each next step's groups all go on from the last rung.
-        for rung, epochs in enumerate(rungs(config.base.epochs, config.eta)[:-1], start=1):
-            if not trial_entries:
-                break
-            at_rung = train(entries + trial_entries, epochs, rung)
-            keep = halving_survivors(trial_entries, {run: got.value for run, got in at_rung.items()}, config.eta)
-            cut = (f"{e[0]}/{e[1]}" for e in trial_entries if e[1] not in keep.get(e[0], ()))
-            pruned |= {run: at_rung[run] for run in cut}
-            trial_entries = [e for e in trial_entries if e[1] in keep.get(e[0], ())]
-            echo(f"round {r}, rung {rung} ({epochs} epochs): {len(trial_entries)} trials go on")
-    results = train(entries + trial_entries, None, None) if entries + trial_entries else {}
+    # Each trial's curve in its study as the round trains (optuna-dashboard), from the runs' TensorBoard files.
+    following: dict[str, tuple[BaseStorage, int]] = {}
+    for m, trials in batch:
+        study_id = m.storage.get_study_id_from_name(m.study.study_name)
+        for t in trials:
+            if not t.state.is_finished():
+                trial_id = m.storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+                following[f"{m.name}/{m.label(t.number)}"] = (m.storage, trial_id)
+    with LiveCurves(lambda: _round_folders(top, r), following):
+        results = _train_round(config, r, entries, trial_entries, train, pruned, echo)
     from optuna.trial import TrialState
 
     for m, trials in batch:
@@ -655,18 +653,52 @@ def _round(
             m.study.tell(t.number, stats.WORST if got.value is None else got.value)
 
 
+def _train_round(
+    config: TuneConfig,
+    r: int,
+    entries: list[tuple[str, ...]],
+    trial_entries: list[tuple[str, ...]],
+    train: Callable[[Sequence[tuple[str, ...]], int | None, int | None], dict[str, TrialResult]],
+    pruned: dict[str, TrialResult],
+    echo: Callable[[str], None],
+) -> dict[str, TrialResult]:
+    """Train round ``r``'s plan: through its pruning rungs (the trials cut at each go into ``pruned``), then
+    to the end; its results by setting."""
+    if config.prune == "halving":
+        # Every rung trains the full plan and stops at its epoch; the default runs (never cut) go
+        # through the rungs too, so that each next step's groups all go on from the last rung.
+        for rung, epochs in enumerate(rungs(config.base.epochs, config.eta)[:-1], start=1):
+            if not trial_entries:
+                break
+            at_rung = train(entries + trial_entries, epochs, rung)
+            keep = halving_survivors(trial_entries, {run: got.value for run, got in at_rung.items()}, config.eta)
+            cut = (f"{e[0]}/{e[1]}" for e in trial_entries if e[1] not in keep.get(e[0], ()))
+            pruned |= {run: at_rung[run] for run in cut}
+            trial_entries = [e for e in trial_entries if e[1] in keep.get(e[0], ())]
+            echo(f"round {r}, rung {rung} ({epochs} epochs): {len(trial_entries)} trials go on")
+    return train(entries + trial_entries, None, None) if entries + trial_entries else {}
+
+
 def _report_curve(storage: BaseStorage, study_id: int, trial: FrozenTrial, curve: Sequence[float]) -> None:
     """A trial's validation accuracy after each epoch as its intermediate values (step = epoch): Optuna's
     learning curve of a trial, which optuna-dashboard plots; a pruned trial's ends at its rung.
 
     Through the storage's public API: ask-and-tell hands out no ``Trial`` for a trial asked before a
-    stop. A step reported before a stop is not reported again."""
+    stop. A step that holds this value already (seen live, :mod:`fmnist_pl.study.live`, or reported
+    before a stop) is not written again; any other value it holds is replaced by the round's."""
     if not curve:
         return
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+    current = storage.get_trial(trial_id).intermediate_values
     for step, value in enumerate(curve, start=1):
-        if step not in trial.intermediate_values and math.isfinite(value):
+        if math.isfinite(value) and current.get(step) != value:
             storage.set_trial_intermediate_value(trial_id, step, value)
+
+
+def _round_folders(top: Path, r: int) -> list[Path]:
+    """Round ``r``'s compare folders in the order they train: its pruning rungs, then its own."""
+    rungs_ = sorted(top.glob(f"round-{r}{RUNG_MARK}*"), key=lambda f: int(f.name.rsplit("-", 1)[1]))
+    return [*rungs_, top / f"round-{r}"]
 
 
 def _ask_up_to(config: TuneConfig, m: MethodStudy, count: int) -> None:
@@ -803,22 +835,36 @@ def trial_results(folder: Path, target: float | None, after_epoch: int = 0) -> d
         )
         bad = [r.get("status", "failed") for r in runs if r.get("status") != "ok"]
         if bad:
-            out[setting] = TrialResult(None, bad[0], hparams.get(setting), seconds=seconds)
+            out[setting] = TrialResult(None, bad[0], hparams.get(setting), curve=mean_curve(runs), seconds=seconds)
             continue
         reached = [first_reached(validation_points(r), target) if target is not None else None for r in runs]
         slowest = max(reached, key=lambda p: p["images"]) if all(reached) else None  # type: ignore[arg-type, return-value]
-        # Whole epochs only: under a --budget a run's last row may be part of an epoch.
-        epochs = min(sum(not row.get("fraction") for row in r["history"]) for r in runs)
         out[setting] = TrialResult(
             sum(map(best_val_acc, runs)) / len(runs),
             "complete",
             hparams.get(setting),
             int(slowest["images"]) if slowest else None,
             float(slowest["epoch"]) if slowest else None,
-            tuple(sum(r["history"][i]["val_acc"] for r in runs) / len(runs) for i in range(epochs)),
+            mean_curve(runs),
             seconds,
         )
     return out
+
+
+def mean_curve(runs: Sequence[Mapping[str, Any]]) -> tuple[float, ...]:
+    """A setting's validation accuracy after each whole epoch, the mean over its tuning seeds: the epochs
+    every seed finished (under a --budget a last row may be part of one) before any of them diverged -
+    what TensorBoard shows of them, and so what a study is shown live (:mod:`fmnist_pl.study.live`)."""
+
+    def whole(run: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        stop = run.get("diverged_epoch")
+        return [
+            row for row in run.get("history") or () if not row.get("fraction") and (stop is None or row["epoch"] < stop)
+        ]
+
+    rows = [whole(r) for r in runs]
+    epochs = min(map(len, rows), default=0)
+    return tuple(sum(seed[i]["val_acc"] for seed in rows) / len(rows) for i in range(epochs))
 
 
 def _summarize(config: TuneConfig, top: Path, studies: list[MethodStudy]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import io
 import json
 import math
 import signal
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from fmnist_pl.execution.backend import InProcess, train_unit
 from fmnist_pl.runtime.stops import Stopped
 from fmnist_pl.study import tune as tune_module
 from fmnist_pl.study.compare import report
+from fmnist_pl.study.live import LiveCurves
 from fmnist_pl.study.tune import STUDY_FILE, TuneConfig, study_name, tune
 from tests.conftest import make_dataset, run_cli, small_config
 
@@ -431,8 +433,31 @@ def test_a_trial_that_diverges_at_a_rung_is_told_as_the_worst_not_as_pruned(tmp_
         told = study[t["number"]]
         if t["status"] == "diverged":  # as a diverged trial of an unpruned tune: complete, the worst value
             assert (told.state.name, told.value) == ("COMPLETE", WORST)
+            if t["run"] not in went_on:  # it diverged in its first epoch: no epoch before it to show
+                assert told.intermediate_values == {} and t["epochs"] is None
         else:
             assert told.state.name == ("PRUNED" if t["status"] == "pruned" else "COMPLETE")
+
+
+def test_live_curves_give_a_study_each_trials_epochs_as_its_runs_end_them(tmp_path, arrays):
+    # Two epochs, two tuning seeds: a trial's live value after an epoch is the mean of its seeds', read from
+    # their TensorBoard files, and equals what the round's end writes from their histories.
+    base = small_config(tmp_path, "L", optimizers=("sgd",), epochs=2, seeds=2, hidden=(16,))
+    tune(TuneConfig(base, trials=2, final_seeds=1, defaults=False), echo=lambda _: None, arrays=arrays)
+    top = tmp_path / "L"
+    told = {t.user_attrs["run"]: t.intermediate_values for t in _study(top, "sgd").trials}
+    assert all(sorted(curve) == [1, 2] for curve in told.values())
+    scratch = optuna.create_study(direction="maximize")  # in memory: the trials as asked, nothing reported
+    storage = scratch._storage
+    following = {run: (storage, scratch.ask()._trial_id) for run in told}
+    with LiveCurves(lambda: [top / "round-1"], following, every_s=0.01) as live:
+        for _ in range(500):
+            if len(live.reported) == 4:
+                break
+            time.sleep(0.01)
+    assert live.reported == {(run, epoch) for run in told for epoch in (1, 2)}
+    shown = {run: storage.get_trial(trial_id).intermediate_values for run, (_, trial_id) in following.items()}
+    assert shown == told
 
 
 def _same_trials(top: Path, first_top: Path) -> None:
