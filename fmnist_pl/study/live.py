@@ -11,26 +11,21 @@ histories, and the round's end writes every value again from those (:func:`fmnis
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from fmnist_pl import store
+from fmnist_pl.store.schema import ConfigFile
 
 POLL_S = 5.0  # how often the round's folders are read: a study's page refreshes about as often
+JOIN_S = 30.0  # how long the round's end waits for a poll under way
 VAL_ACC = "val/acc"  # the per-epoch scalar the engine logs for each run (step = epoch)
 
 
-def epoch_values(folder: Path, run: str) -> dict[int, float]:
-    """Run ``run``'s validation accuracy after each whole epoch, as its TensorBoard files in ``folder`` hold
-    them so far (none where it has none yet)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    logs = folder / "tensorboard" / run
-    if not logs.is_dir():
-        return {}
-    events = EventAccumulator(str(logs), size_guidance={"scalars": 0})
+def epoch_values(events: Any) -> dict[int, float]:
+    """A run's validation accuracy after each whole epoch, as its TensorBoard files hold them so far
+    (``events``: its ``EventAccumulator``, kept across polls so that each reads only what is new)."""
     events.Reload()
     if VAL_ACC not in events.Tags().get("scalars", ()):
         return {}
@@ -52,6 +47,8 @@ class LiveCurves:
     ) -> None:
         self.folders, self.trials, self.every_s = folders, dict(trials), every_s
         self.reported: set[tuple[str, int]] = set()
+        self._runs: dict[Path, dict[str, list[str]]] = {}  # folder -> setting -> its runs, once its setup exists
+        self._events: dict[tuple[Path, str], Any] = {}  # (folder, run) -> its EventAccumulator
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="live-curves")
 
@@ -63,7 +60,8 @@ class LiveCurves:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join()
+            # Not for ever: a database that hangs must not hold the tune; the round's end writes every value.
+            self._thread.join(timeout=JOIN_S)
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
@@ -74,18 +72,30 @@ class LiveCurves:
 
     def poll(self) -> None:
         """Report what the round's folders hold now and was not reported yet."""
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
         runs: dict[str, list[str]] = {}  # setting -> its runs (one per tuning seed)
         values: dict[str, dict[int, float]] = {}  # run -> epoch -> accuracy, over the folders (rungs, then the round)
         for folder in self.folders():
-            setup = folder / store.CONFIG_FILE
-            if not setup.exists():
-                continue
-            for r in json.loads(setup.read_text())["runs"]:
-                if r["setting"] in self.trials:
-                    runs.setdefault(r["setting"], [])
-                    if r["run"] not in runs[r["setting"]]:
-                        runs[r["setting"]].append(r["run"])
-                    values.setdefault(r["run"], {}).update(epoch_values(folder, r["run"]))
+            if folder not in self._runs:
+                setup = folder / store.CONFIG_FILE
+                if not setup.exists():
+                    continue
+                planned: dict[str, list[str]] = {}
+                for r in store.read_checked(setup, ConfigFile).runs:
+                    if r.setting in self.trials:
+                        planned.setdefault(r.setting, []).append(r.run)
+                self._runs[folder] = planned
+            for setting, names in self._runs[folder].items():
+                for run in names:
+                    runs.setdefault(setting, [])
+                    if run not in runs[setting]:
+                        runs[setting].append(run)
+                    logs = folder / "tensorboard" / run
+                    if (folder, run) not in self._events and logs.is_dir():
+                        self._events[folder, run] = EventAccumulator(str(logs), size_guidance={"scalars": 0})
+                    if (folder, run) in self._events:
+                        values.setdefault(run, {}).update(epoch_values(self._events[folder, run]))
         for setting, names in runs.items():
             storage, trial_id = self.trials[setting]
             for epoch in sorted(set.intersection(*(set(values.get(n, {})) for n in names))):

@@ -39,7 +39,7 @@ from fmnist_pl.execution.backend import Backend, InProcess
 from fmnist_pl.optim import registry, spaces
 from fmnist_pl.store.lock import check_owned
 from fmnist_pl.study.compare import compare
-from fmnist_pl.study.live import LiveCurves
+from fmnist_pl.study.live import LiveCurves, mean
 from fmnist_pl.study.setup import holding, output_folder, prepare
 from fmnist_pl.study.sweep import FINAL_SEEDS, check_final, final_config, seed_range, step_param
 
@@ -630,7 +630,8 @@ def _round(
             if not t.state.is_finished():
                 trial_id = m.storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
                 following[f"{m.name}/{m.label(t.number)}"] = (m.storage, trial_id)
-    with LiveCurves(lambda: _round_folders(top, r), following):
+    # Not under a --budget: a run it stops mid-epoch logs that part epoch, which a study could not take back.
+    with LiveCurves(lambda: _round_folders(top, r), {} if config.base.budget_spec else following):
         results = _train_round(config, r, entries, trial_entries, train, pruned, echo)
     from optuna.trial import TrialState
 
@@ -864,7 +865,7 @@ def mean_curve(runs: Sequence[Mapping[str, Any]]) -> tuple[float, ...]:
 
     rows = [whole(r) for r in runs]
     epochs = min(map(len, rows), default=0)
-    return tuple(sum(seed[i]["val_acc"] for seed in rows) / len(rows) for i in range(epochs))
+    return tuple(mean(seed[i]["val_acc"] for seed in rows) for i in range(epochs))
 
 
 def _summarize(config: TuneConfig, top: Path, studies: list[MethodStudy]) -> dict[str, Any]:

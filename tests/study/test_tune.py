@@ -447,9 +447,12 @@ def test_live_curves_give_a_study_each_trials_epochs_as_its_runs_end_them(tmp_pa
     top = tmp_path / "L"
     told = {t.user_attrs["run"]: t.intermediate_values for t in _study(top, "sgd").trials}
     assert all(sorted(curve) == [1, 2] for curve in told.values())
-    scratch = optuna.create_study(direction="maximize")  # in memory: the trials as asked, nothing reported
-    storage = scratch._storage
-    following = {run: (storage, scratch.ask()._trial_id) for run in told}
+    storage = optuna.storages.InMemoryStorage()  # the trials as asked, nothing reported
+    scratch = optuna.create_study(storage=storage, direction="maximize")
+    study_id = storage.get_study_id_from_name(scratch.study_name)
+    following = {
+        run: (storage, storage.get_trial_id_from_study_id_trial_number(study_id, scratch.ask().number)) for run in told
+    }
     with LiveCurves(lambda: [top / "round-1"], following, every_s=0.01) as live:
         for _ in range(500):
             if len(live.reported) == 4:
@@ -644,11 +647,21 @@ def test_a_pruned_tune_killed_as_its_survivors_go_on_ends_with_an_unpruned_tunes
             assert t["value"] == unpruned[t["run"]]["value"]
 
 
-def test_a_trials_curve_in_optuna_has_its_whole_epochs_only(tmp_path, arrays):
+def test_a_trials_curve_in_optuna_has_its_whole_epochs_only(tmp_path, arrays, monkeypatch):
     """Under a budget a run's last epoch may be partial (700 images: epoch 1 whole, then 200 of the
-    second epoch's 500): Optuna's step 2 would claim an epoch the trial did not train."""
+    second epoch's 500): Optuna's step 2 would claim an epoch the trial did not train. TensorBoard logs
+    that part epoch, so no curve is followed live there (a study cannot take a value back)."""
+    followed = []
+
+    class Recorded(LiveCurves):
+        def __init__(self, folders, trials, *args):
+            followed.append(dict(trials))
+            super().__init__(folders, trials, 0.001)
+
+    monkeypatch.setattr(tune_module, "LiveCurves", Recorded)
     base = small_config(tmp_path, "B", optimizers=("sgd",), epochs=3, hidden=(16,), budget="images=700")
     tune(TuneConfig(base, trials=2, final_seeds=2), echo=lambda _: None, arrays=arrays)
+    assert followed == [{}]
     for t in _study(tmp_path / "B", "sgd").trials:
         history = _read(tmp_path / "B" / "round-1" / "runs" / t.user_attrs["run"] / "history.json")
         assert len(history) == 2 and history[-1]["fraction"] < 1  # it stopped inside epoch 2
