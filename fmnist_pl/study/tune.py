@@ -424,6 +424,12 @@ class MethodStudy:
         """The run label of trial ``number``: ``trial-003``, or ``s2-trial-003`` in study 2."""
         return trial_label(number) if self.index == 0 else f"s{self.index}-{trial_label(number)}"
 
+    def trial_id(self, number: int) -> int:
+        """Trial ``number``'s id in the storage: what its public API writes a trial by (ask-and-tell hands
+        out no ``Trial`` for one asked before a stop)."""
+        study_id = self.storage.get_study_id_from_name(self.study.study_name)
+        return self.storage.get_trial_id_from_study_id_trial_number(study_id, number)
+
 
 @dataclass(frozen=True)
 class TrialResult:
@@ -622,21 +628,20 @@ def _round(
         return trial_results(folder, config.base.target)
 
     pruned: dict[str, TrialResult] = {}  # a pruned trial's last rung's result
-    # Each trial's curve in its study as the round trains (optuna-dashboard), from the runs' TensorBoard files.
-    following: dict[str, tuple[BaseStorage, int]] = {}
-    for m, trials in batch:
-        study_id = m.storage.get_study_id_from_name(m.study.study_name)
-        for t in trials:
-            if not t.state.is_finished():
-                trial_id = m.storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-                following[f"{m.name}/{m.label(t.number)}"] = (m.storage, trial_id)
-    # Not under a --budget: a run it stops mid-epoch logs that part epoch, which a study could not take back.
-    with LiveCurves(lambda: _round_folders(top, r), {} if config.base.budget_spec else following):
+    # The trials still to tell, by run, with where their curves go (the storage and the trial's id there).
+    untold = {
+        f"{m.name}/{m.label(t.number)}": (m.storage, m.trial_id(t.number))
+        for m, trials in batch
+        for t in trials
+        if not t.state.is_finished()
+    }
+    # Each trial's curve in its study as the round trains (optuna-dashboard), from the runs' TensorBoard files;
+    # not under a --budget: a run it stops mid-epoch logs that part epoch, which a study could not take back.
+    with LiveCurves(lambda: _round_folders(top, r), {} if config.base.budget_spec else untold):
         results = _train_round(config, r, entries, trial_entries, train, pruned, echo)
     from optuna.trial import TrialState
 
     for m, trials in batch:
-        study_id = m.storage.get_study_id_from_name(m.study.study_name)
         # Telling runs the sampler's after_trial: a GridSampler would stop the study (allowed only
         # inside study.optimize) once its grid is spent. Sampling is over for these trials anyway.
         m.study.sampler = _random(m.seed, 0, m.grid)
@@ -645,7 +650,7 @@ def _round(
                 continue  # told before a stop
             run = f"{m.name}/{m.label(t.number)}"
             got = pruned.get(run) or results[run]
-            _report_curve(m.storage, study_id, t, got.curve)
+            _report_curve(*untold[run], got.curve)
             if run in pruned and got.value is not None:
                 m.study.tell(t.number, state=TrialState.PRUNED)
                 continue
@@ -680,7 +685,7 @@ def _train_round(
     return train(entries + trial_entries, None, None) if entries + trial_entries else {}
 
 
-def _report_curve(storage: BaseStorage, study_id: int, trial: FrozenTrial, curve: Sequence[float]) -> None:
+def _report_curve(storage: BaseStorage, trial_id: int, curve: Sequence[float]) -> None:
     """A trial's validation accuracy after each epoch as its intermediate values (step = epoch): Optuna's
     learning curve of a trial, which optuna-dashboard plots; a pruned trial's ends at its rung.
 
@@ -689,17 +694,20 @@ def _report_curve(storage: BaseStorage, study_id: int, trial: FrozenTrial, curve
     before a stop) is not written again; any other value it holds is replaced by the round's."""
     if not curve:
         return
-    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
     current = storage.get_trial(trial_id).intermediate_values
     for step, value in enumerate(curve, start=1):
         if math.isfinite(value) and current.get(step) != value:
             storage.set_trial_intermediate_value(trial_id, step, value)
 
 
+def _rung(folder: Path) -> int:
+    """A rung folder's rung: 2 for ``round-3.rung-2``."""
+    return int(folder.name.rsplit("-", 1)[1])
+
+
 def _round_folders(top: Path, r: int) -> list[Path]:
     """Round ``r``'s compare folders in the order they train: its pruning rungs, then its own."""
-    rungs_ = sorted(top.glob(f"round-{r}{RUNG_MARK}*"), key=lambda f: int(f.name.rsplit("-", 1)[1]))
-    return [*rungs_, top / f"round-{r}"]
+    return [*sorted(top.glob(f"round-{r}{RUNG_MARK}*"), key=_rung), top / f"round-{r}"]
 
 
 def _ask_up_to(config: TuneConfig, m: MethodStudy, count: int) -> None:
@@ -746,9 +754,7 @@ def _finish_cut_ask(config: TuneConfig, m: MethodStudy, trial: FrozenTrial) -> N
             f"trial {trial.number} of study {m.study.study_name} was cut off while Optuna wrote it, and asking it "
             "again gives other values (was the study changed by hand?): start the tune again with another --name"
         )
-    trial_id = m.storage.get_trial_id_from_study_id_trial_number(
-        m.storage.get_study_id_from_name(m.study.study_name), trial.number
-    )
+    trial_id = m.trial_id(trial.number)
     for name, dist in m.distributions.items():
         if name not in trial.params:
             m.storage.set_trial_param(trial_id, name, dist.to_internal_repr(again.params[name]), dist)
@@ -877,10 +883,10 @@ def _summarize(config: TuneConfig, top: Path, studies: list[MethodStudy]) -> dic
     trained: dict[str, int] = {}  # run -> epochs it trained (a survivor goes on from its rung)
     # A pruned trial's result is its last rung's; a trial that went on to the end has its round's own.
     folders = [f for f in top.glob("round-*") if (f / store.CONFIG_FILE).exists()]
-    rung_folders = sorted((f for f in folders if RUNG_MARK in f.name), key=lambda f: int(f.name.rsplit("-", 1)[1]))
+    rung_folders = sorted((f for f in folders if RUNG_MARK in f.name), key=_rung)
     seconds: dict[str, float] = {}  # run -> its training's seconds, over the folders it trained in
     for folder in rung_folders:
-        rung = int(folder.name.rsplit("-", 1)[1])
+        rung = _rung(folder)
         epochs = plan[rung - 1]
         for run, got in trial_results(folder, base.target, plan[rung - 2] if rung > 1 else 0).items():
             results[run] = replace(got, status="pruned") if got.status == "complete" else got
